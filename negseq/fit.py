@@ -1,0 +1,42 @@
+"""``python -m negseq.fit``: fit, restore the best checkpoint, test, and write the run's result files.
+
+The last line of output is the run directory, holding metrics.json, recommendations.parquet,
+config.yaml, history.jsonl and checkpoints/ (best.ckpt, last.ckpt).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Optional
+
+from negseq.cli import NegSeqCLI, run_cli
+from negseq.results import best_epoch, format_table, recommendations_frame, write_metrics
+
+
+class FitCLI(NegSeqCLI):
+    def add_arguments_to_parser(self, parser) -> None:
+        super().add_arguments_to_parser(parser)
+        parser.add_argument("--ckpt_path", type=Optional[str], default=None, help="Resume training from this checkpoint ('last' = the run's last.ckpt).")
+
+
+def main(args: Optional[list[str]] = None) -> dict:
+    """Run the whole job; returns the metrics written to metrics.json."""
+    cli = FitCLI(run=False, args=args)
+    trainer, model, data, run_dir = cli.trainer, cli.model, cli.datamodule, cli.run_dir
+    started = time.perf_counter()
+    trainer.fit(model, datamodule=data, ckpt_path=cli.config.ckpt_path)
+    fit_seconds = time.perf_counter() - started
+    best = trainer.checkpoint_callback.best_model_path
+    (test_results,) = trainer.test(model, datamodule=data, ckpt_path=best)
+    predictions = trainer.predict(model, datamodule=data, ckpt_path=best)
+    if not trainer.is_global_zero:
+        return {}
+    recommendations_frame(predictions, data).write_parquet(run_dir / "recommendations.parquet")
+    metrics = write_metrics(run_dir, test_results, best_epoch(best), fit_seconds)
+    print(format_table(metrics))
+    print(run_dir)
+    return metrics
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,81 @@
+"""SASRec's causal transformer encoder, reading item embeddings it is handed.
+
+The item table is not owned here: PNFRec's two encoders share one table (which is also the
+output layer), so the module that owns the table embeds the ids and each encoder adds its own
+positions. Sequences are left-padded (id 0 on the left), so the newest item is always at
+position ``L - 1``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, dim: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"`dim` ({dim}) must be divisible by `heads` ({heads})")
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.out = nn.Linear(dim, dim)
+        self.dropout = dropout
+
+    def forward(self, x: Tensor, allowed: Tensor) -> Tensor:
+        batch, length, dim = x.shape
+        q, k, v = self.qkv(x).view(batch, length, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)  # 3 x (B, H, T, D/H)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=self.dropout if self.training else 0.0)  # (B, H, T, D/H)
+        return self.out(y.transpose(1, 2).reshape(batch, length, dim))  # (B, T, D)
+
+
+class Block(nn.Module):
+    """Pre-norm SASRec block: x + attn(norm(x)), then x + ffn(norm(x))."""
+
+    def __init__(self, dim: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.attention_norm = nn.LayerNorm(dim)
+        self.attention = CausalSelfAttention(dim, heads, dropout)
+        self.feed_forward_norm = nn.LayerNorm(dim)
+        self.feed_forward = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(dim, dim), nn.Dropout(dropout))
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, allowed: Tensor) -> Tensor:
+        x = x + self.dropout(self.attention(self.attention_norm(x), allowed))
+        return x + self.feed_forward(self.feed_forward_norm(x))
+
+
+class CausalEncoder(nn.Module):
+    """Item embeddings of a left-padded sequence -> one hidden state per position.
+
+    Args:
+        max_len: longest sequence (number of positional embeddings).
+        dim: hidden size, equal to the item embedding size.
+        blocks: number of transformer blocks.
+        heads: attention heads.
+        dropout: dropout on embeddings, attention and feed-forward.
+    """
+
+    def __init__(self, max_len: int, dim: int, blocks: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.positions = nn.Embedding(max_len, dim)
+        self.dropout = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList(Block(dim, heads, dropout) for _ in range(blocks))
+        self.final_norm = nn.LayerNorm(dim)
+        self.scale = math.sqrt(dim)
+
+    def forward(self, item_embeddings: Tensor, valid: Tensor) -> Tensor:
+        """``item_embeddings`` (B, T, D) and ``valid`` (B, T, bool, False at padding) -> (B, T, D)."""
+        length = item_embeddings.shape[1]
+        positions = self.positions.weight[-length:]  # (T, D): right-aligned, like the sequences
+        x = self.dropout(item_embeddings * self.scale + positions) * valid[..., None]  # (B, T, D)
+        causal = torch.ones(length, length, dtype=torch.bool, device=x.device).tril()  # (T, T)
+        own = torch.eye(length, dtype=torch.bool, device=x.device)
+        # a query sees earlier real items and always itself, so an all-padding row stays finite
+        allowed = (causal & (valid[:, None, :] | own))[:, None]  # (B, 1, T, T)
+        for block in self.blocks:
+            x = block(x, allowed) * valid[..., None]
+        return self.final_norm(x)

@@ -1,0 +1,236 @@
+"""NegSeqModule: one LightningModule for PNFRec, its ablations and the SASRec baselines.
+
+Which encoders exist and which loss terms are on are constructor arguments, so each row of the
+paper's table is a YAML file, not a subclass:
+
+=================  ===========  =====  =====  ======================================
+model              history      alpha  beta   other
+=================  ===========  =====  =====  ======================================
+PNFRec             positives    0.45   0.25
+PNFRec CE+CE       positives    0.45   0
+PNFRec CE+contr.   positives    0      0.25
+SASRec_p           positives    0      0
+SASRec             all          0      0
+SASRec_c           all          0      0.25   cosine, temperature 0.1
+SASRec + unlikel.  all          0      0      unlikelihood_weight > 0
+=================  ===========  =====  =====  ======================================
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+
+from negseq.errors import ConfigError
+from negseq.losses import contrastive_loss, next_item_loss
+from negseq.metrics import MRR, NDCG, Coverage, HitRate, target_ranks
+from negseq.models.encoder import CausalEncoder
+
+STAGES = ("val", "test")
+
+
+class NegSeqModule(L.LightningModule):
+    """Sequential recommender trained on positive and negative feedback.
+
+    Args:
+        num_items: catalogue size N (item ids 1..N, 0 is padding); linked from the data.
+        num_train_items: distinct items in train, the Coverage@k denominator; linked from the data.
+        max_len: sequence length L; linked from the data.
+        history: ``positives`` reads the user's liked items (PNFRec family, SASRec_p), in training
+            and at evaluation; ``all`` reads the whole mixed history (SASRec, SASRec_c).
+        alpha: weight of CE_neg, the negative encoder's next-disliked-item loss (``positives`` only).
+            0 means no negative encoder at all.
+        beta: weight of the contrastive term. With ``positives``: the next liked item against all
+            the user's disliked items (PNFRec). With ``all``: InfoNCE at each liked position,
+            the next liked item against the disliked items of the sequence (SASRec_c).
+        temperature: divides the contrastive similarities (1 in PNFRec, 0.1 in SASRec_c).
+        cosine: contrast cosine similarities instead of dot products (SASRec_c).
+        unlikelihood_weight: with ``all``, next items that were disliked get ``-w log(1 - p)``
+            instead of cross-entropy (0 keeps plain next-item CE whatever the sign).
+        dim: embedding and hidden size.
+        blocks: transformer blocks per encoder.
+        heads: attention heads.
+        dropout: dropout rate.
+        lr: Adam learning rate.
+        k: cut-off of the ranking metrics and of the recommendations.
+    """
+
+    def __init__(
+        self,
+        num_items: int,
+        num_train_items: int,
+        max_len: int = 50,
+        history: Literal["positives", "all"] = "positives",
+        alpha: float = 0.45,
+        beta: float = 0.25,
+        temperature: float = 1.0,
+        cosine: bool = False,
+        unlikelihood_weight: float = 0.0,
+        dim: int = 64,
+        blocks: int = 2,
+        heads: int = 1,
+        dropout: float = 0.1,
+        lr: float = 1e-3,
+        k: int = 10,
+    ) -> None:
+        super().__init__()
+        if history not in ("positives", "all"):
+            raise ConfigError(f"`history` must be 'positives' or 'all', got {history!r}")
+        if history == "all" and alpha:
+            raise ConfigError(f"`alpha` ({alpha}) needs a negative encoder, which only history='positives' has")
+        if history == "positives" and unlikelihood_weight:
+            raise ConfigError("`unlikelihood_weight` applies to history='all', where next items of both signs are labels")
+        if temperature <= 0:
+            raise ConfigError(f"`temperature` must be positive, got {temperature}")
+        self.save_hyperparameters()
+        self.items = nn.Embedding(num_items + 1, dim, padding_idx=0)
+        self.encoder = CausalEncoder(max_len, dim, blocks, heads, dropout)
+        self.negative_encoder = CausalEncoder(max_len, dim, blocks, heads, dropout) if alpha else None
+        self._init_weights()
+        self.metrics = nn.ModuleDict({stage: self._stage_metrics() for stage in STAGES})
+
+    def _init_weights(self) -> None:
+        """Xavier-normal matrices, as SASRec; the padding row stays zero."""
+        for name, parameter in self.named_parameters():
+            if parameter.dim() > 1:
+                nn.init.xavier_normal_(parameter)
+        with torch.no_grad():
+            self.items.weight[0].zero_()
+
+    def _stage_metrics(self) -> nn.ModuleDict:
+        k = self.hparams.k
+        return nn.ModuleDict(
+            {"hr": HitRate(k), "ndcg": NDCG(k), "mrr": MRR(k), "coverage": Coverage(self.hparams.num_items, self.hparams.num_train_items)}
+        )
+
+    # -- representations --
+
+    def encode(self, sequences: Tensor, encoder: CausalEncoder | None = None) -> Tensor:
+        """``(B, T)`` left-padded item ids -> ``(B, T, D)`` hidden states."""
+        return (encoder or self.encoder)(self.items(sequences), sequences > 0)
+
+    def score(self, sequences: Tensor, seen: Tensor) -> Tensor:
+        """``(B, N + 1)`` fp32 scores of every item from the last position; padding and ``seen`` items are ``-inf``."""
+        last = self.encode(sequences)[:, -1]  # (B, D)
+        with torch.autocast(device_type=last.device.type, enabled=False):
+            # fp32 so that bf16 rounding does not create ties among thousands of items
+            scores = last.float() @ self.items.weight.float().T  # (B, N + 1)
+        scores[:, 0] = float("-inf")
+        return scores.scatter_(1, seen, float("-inf"))
+
+    # -- training --
+
+    def loss_terms(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The weighted parts of the training loss by name, and their sum as ``loss``."""
+        hp = self.hparams
+        items = self.items.weight
+        if hp.history == "positives":
+            sequence, labels = batch["positives"][:, :-1], batch["positives"][:, 1:]
+            hidden = self.encode(sequence)
+            terms = {"loss_pos": next_item_loss(hidden, labels, items)}
+            negatives = batch["negatives"][:, :-1]
+            if self.negative_encoder is not None:
+                negative_hidden = self.encode(negatives, self.negative_encoder)
+                terms["loss_neg"] = hp.alpha * next_item_loss(negative_hidden, batch["negatives"][:, 1:], items)
+            if hp.beta:
+                contrast = contrastive_loss(
+                    hidden, self.items(labels), self.items(negatives), labels > 0, negatives > 0, hp.temperature, hp.cosine
+                )
+                terms["loss_contrast"] = hp.beta * contrast
+        else:
+            sequence, labels = batch["history"][:, :-1], batch["history"][:, 1:]
+            liked = batch["history_positive"]
+            hidden = self.encode(sequence)
+            disliked_next = ~liked[:, 1:]
+            terms = {"loss_next": next_item_loss(hidden, labels, items, disliked_next, hp.unlikelihood_weight)}
+            if hp.beta:
+                terms["loss_contrast"] = hp.beta * self._history_infonce(hidden, batch["history"], liked)
+        terms["loss"] = sum(terms.values())
+        return terms
+
+    def _history_infonce(self, hidden: Tensor, history: Tensor, liked: Tensor) -> Tensor:
+        """SASRec_c: at each liked input position, the next liked item later in the sequence against the disliked inputs."""
+        length = history.shape[1]  # L + 1
+        real = history > 0
+        positions = torch.arange(length, device=history.device).expand_as(history)
+        liked_at = torch.where(liked & real, positions, length)  # (B, L + 1), `length` = no liked item
+        next_liked_from = liked_at.flip(1).cummin(1).values.flip(1)  # (B, L + 1): first liked position >= t
+        next_liked = next_liked_from[:, 1:]  # (B, L): first liked position > t, for inputs t = 0..L-1
+        has_next = next_liked < length
+        key_items = history.gather(1, next_liked.clamp(max=length - 1))  # (B, L)
+        inputs, input_liked = history[:, :-1], (liked & real)[:, :-1]
+        disliked_inputs = torch.where(real[:, :-1] & ~input_liked, inputs, 0)  # (B, L)
+        return contrastive_loss(
+            hidden,
+            self.items(key_items),
+            self.items(disliked_inputs),
+            input_liked & has_next,
+            disliked_inputs > 0,
+            self.hparams.temperature,
+            self.hparams.cosine,
+        )
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        terms = self.loss_terms(batch)
+        batch_size = len(next(iter(batch.values())))
+        self.log("train/loss", terms["loss"], prog_bar=True, on_step=True, on_epoch=True, batch_size=batch_size)
+        self.log_dict({f"train/{name}": value for name, value in terms.items() if name != "loss"}, on_step=False, on_epoch=True, batch_size=batch_size)
+        return terms["loss"]
+
+    # -- evaluation --
+
+    def _input(self, batch: dict[str, Tensor]) -> Tensor:
+        return batch["positives"] if self.hparams.history == "positives" else batch["history"]
+
+    def _shared_eval_step(self, batch: dict[str, Tensor], stage: str) -> None:
+        scores = self.score(self._input(batch), batch["seen"])
+        ranks = target_ranks(scores, batch["target"])
+        metrics = self.metrics[stage]
+        for name in ("hr", "ndcg", "mrr"):
+            metrics[name].update(ranks, batch["target_positive"])
+        metrics["coverage"].update(self._top_k(scores)[1])
+
+    def _top_k(self, scores: Tensor) -> tuple[Tensor, Tensor]:
+        """Top-k scores and item ids; slots with no recommendable item get id 0."""
+        top_scores, top_items = scores.topk(min(self.hparams.k, scores.shape[1]), dim=1)
+        return top_scores, torch.where(torch.isfinite(top_scores), top_items, 0)
+
+    def _log_stage(self, stage: str) -> None:
+        metrics = self.metrics[stage]
+        k = self.hparams.k
+        values = {}
+        for name in ("hr", "ndcg", "mrr"):
+            result = metrics[name].compute()
+            values[f"{stage}/{name}_p@{k}"] = result["pos"]
+            values[f"{stage}/{name}_n@{k}"] = result["neg"]
+            if name != "mrr":
+                values[f"{stage}/delta_{name}@{k}"] = result["delta"]
+        values[f"{stage}/coverage@{k}"] = metrics["coverage"].compute()
+        values[f"{stage}/n_users_pos"] = metrics["hr"].n_pos.float()
+        values[f"{stage}/n_users_neg"] = metrics["hr"].n_neg.float()
+        self.log_dict(values, prog_bar=False)
+        for metric in metrics.values():
+            metric.reset()
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._shared_eval_step(batch, "val")
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._shared_eval_step(batch, "test")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_stage("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_stage("test")
+
+    def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
+        """Top-k recommendations (encoded ids) for each user of the batch."""
+        scores, items = self._top_k(self.score(self._input(batch), batch["seen"]))
+        return {"user": batch["user"], "items": items, "scores": scores}
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)

@@ -1,0 +1,88 @@
+"""The plain files every run leaves in its directory, so that notebooks and tables read files.
+
+``history.jsonl`` (one line per epoch), ``metrics.json`` (final test metrics),
+``recommendations.parquet`` (top-k per test user, original ids); ``config.yaml`` and the
+checkpoints are written by Lightning's own callbacks.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import lightning as L
+import polars as pl
+import torch
+
+METRIC_KEYS = (
+    "test/hr_p@10",
+    "test/ndcg_p@10",
+    "test/mrr_p@10",
+    "test/hr_n@10",
+    "test/ndcg_n@10",
+    "test/mrr_n@10",
+    "test/delta_hr@10",
+    "test/delta_ndcg@10",
+    "test/coverage@10",
+)
+
+
+class EpochHistory(L.Callback):
+    """Appends each epoch's epoch-level metrics (train loss terms, validation metrics) and duration to ``history.jsonl``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._started = 0.0
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._started = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # runs after this epoch's validation, so the row holds both
+        if not trainer.is_global_zero or trainer.sanity_checking:
+            return
+        row = {"epoch": trainer.current_epoch + 1, "epoch_seconds": time.perf_counter() - self._started}
+        for name, value in trainer.callback_metrics.items():
+            if not name.endswith("_step"):
+                row[name.removesuffix("_epoch")] = float(value)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a") as file:
+            file.write(json.dumps(row) + "\n")
+
+
+def best_epoch(checkpoint_path: str | Path) -> int:
+    """1-based number of the epoch whose weights a Lightning checkpoint holds."""
+    return int(torch.load(checkpoint_path, map_location="cpu", weights_only=True)["epoch"]) + 1
+
+
+def write_metrics(run_dir: Path, test_results: dict[str, float], best: int, fit_seconds: float) -> dict:
+    """``metrics.json``: the test metrics under their fixed names, user counts, best epoch and fit time."""
+    metrics = {key: float(test_results[key]) for key in METRIC_KEYS}
+    metrics["test/n_users_pos"] = int(test_results["test/n_users_pos"])
+    metrics["test/n_users_neg"] = int(test_results["test/n_users_neg"])
+    metrics["best_epoch"] = best
+    metrics["fit_seconds"] = round(fit_seconds, 3)
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    return metrics
+
+
+def recommendations_frame(predictions: list[dict[str, torch.Tensor]], datamodule) -> pl.DataFrame:
+    """Long frame ``user_id, item_id, rank, score`` in original ids from ``predict_step`` outputs."""
+    users = torch.cat([batch["user"] for batch in predictions])  # (U,)
+    items = torch.cat([batch["items"] for batch in predictions])  # (U, k)
+    scores = torch.cat([batch["scores"] for batch in predictions])  # (U, k)
+    k = items.shape[1]
+    ranks = torch.arange(1, k + 1).repeat(len(users))
+    keep = items.flatten() > 0  # a slot with no recommendable item
+    decoded = datamodule.decode(users.repeat_interleave(k)[keep].tolist(), items.flatten()[keep].tolist())
+    return decoded.with_columns(rank=pl.Series(ranks[keep].tolist(), dtype=pl.Int32), score=pl.Series(scores.flatten()[keep].tolist(), dtype=pl.Float32))
+
+
+def format_table(metrics: dict) -> str:
+    """A plain two-column table of the final metrics for the terminal."""
+    width = max(len(key) for key in metrics)
+    lines = [f"{'metric':<{width}}  value", f"{'-' * width}  ------"]
+    for key, value in metrics.items():
+        lines.append(f"{key:<{width}}  {value:.4f}" if isinstance(value, float) else f"{key:<{width}}  {value}")
+    return "\n".join(lines)
