@@ -73,7 +73,8 @@ class NegSeqCLI(LightningCLI):
         config.checkpoint.dirpath = config.checkpoint.dirpath or str(run_dir / "checkpoints")
         logger = config.trainer.logger
         if getattr(logger, "class_path", "").endswith("WandbLogger"):
-            logger.init_args.save_dir = logger.init_args.save_dir or str(run_dir)
+            if logger.init_args.get("save_dir") in (None, "."):  # Lightning's default "." would mix runs
+                logger.init_args.save_dir = str(run_dir)
             logger.init_args.name = logger.init_args.name or name
         self.history = EpochHistory(run_dir / "history.jsonl")
 

@@ -32,6 +32,16 @@ from negseq.models.encoder import CausalEncoder
 STAGES = ("val", "test")
 
 
+def _shift(sequences: Tensor) -> tuple[Tensor, Tensor]:
+    """``(B, L + 1)`` left-padded ids -> inputs ``[:, :-1]`` and next-item labels ``[:, 1:]``.
+
+    A label whose input position is padding is dropped (set to 0): the first item of a sequence
+    has no preceding item to predict it from, so a sequence of one item gives no label.
+    """
+    inputs = sequences[:, :-1]
+    return inputs, torch.where(inputs > 0, sequences[:, 1:], 0)
+
+
 class NegSeqModule(L.LightningModule):
     """Sequential recommender trained on positive and negative feedback.
 
@@ -128,20 +138,20 @@ class NegSeqModule(L.LightningModule):
         hp = self.hparams
         items = self.items.weight
         if hp.history == "positives":
-            sequence, labels = batch["positives"][:, :-1], batch["positives"][:, 1:]
+            sequence, labels = _shift(batch["positives"])
             hidden = self.encode(sequence)
             terms = {"loss_pos": next_item_loss(hidden, labels, items)}
-            negatives = batch["negatives"][:, :-1]
+            negatives, negative_labels = _shift(batch["negatives"])
             if self.negative_encoder is not None:
                 negative_hidden = self.encode(negatives, self.negative_encoder)
-                terms["loss_neg"] = hp.alpha * next_item_loss(negative_hidden, batch["negatives"][:, 1:], items)
+                terms["loss_neg"] = hp.alpha * next_item_loss(negative_hidden, negative_labels, items)
             if hp.beta:
                 contrast = contrastive_loss(
                     hidden, self.items(labels), self.items(negatives), labels > 0, negatives > 0, hp.temperature, hp.cosine
                 )
                 terms["loss_contrast"] = hp.beta * contrast
         else:
-            sequence, labels = batch["history"][:, :-1], batch["history"][:, 1:]
+            sequence, labels = _shift(batch["history"])
             liked = batch["history_positive"]
             hidden = self.encode(sequence)
             disliked_next = ~liked[:, 1:]

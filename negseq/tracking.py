@@ -51,3 +51,11 @@ class SaveConfigToLoggers(SaveConfigCallback):
         config = self.config.as_dict()
         for logger in trainer.loggers:
             logger.log_hyperparams(config)
+
+
+def finish_wandb() -> None:
+    """Close the active W&B run now, so its exit messages come before the run's own final lines."""
+    import wandb
+
+    if wandb.run is not None:
+        wandb.finish()

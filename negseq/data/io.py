@@ -9,6 +9,7 @@ which breaks timestamp ties. Anything that cannot become that frame stops here w
 
 from __future__ import annotations
 
+import gzip
 import io
 import logging
 from dataclasses import dataclass
@@ -58,7 +59,10 @@ def _read_movielens(path: Path) -> pl.DataFrame:
     if ".dat" not in path.suffixes:
         return _read_csv(path)
     # polars wants a one-byte separator; '::' never occurs inside MovieLens fields
-    text = path.read_bytes().replace(b"::", b"\t")
+    data = path.read_bytes()
+    if path.suffix == ".gz":  # detect_format accepts ratings.dat.gz; '::' must be replaced in the plain text
+        data = gzip.decompress(data)
+    text = data.replace(b"::", b"\t")
     return pl.read_csv(io.BytesIO(text), separator="\t", has_header=False, new_columns=list(MOVIELENS_COLUMNS.__dict__.values()))
 
 
@@ -138,7 +142,9 @@ def standardize(raw: pl.DataFrame, columns: Columns, source: str | Path) -> pl.D
 
 def _check_id(frame: pl.DataFrame, role: str, name: str, source: str | Path) -> pl.Expr:
     dtype = frame.schema[role]
-    if dtype.is_integer() or dtype == pl.String:
+    if dtype.is_integer():  # one id type whatever the file's integer width, so that files can be joined
+        return pl.col(role).cast(pl.Int64)
+    if dtype == pl.String:
         return pl.col(role)
     raise DataError(f"{source}: {role} column {name!r} has type {dtype}; expected integer or string ids")
 

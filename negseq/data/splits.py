@@ -144,6 +144,10 @@ def temporal(frame: pl.DataFrame, seed: int, quantile: float = 0.9) -> Split:
 
 def presplit(train_raw: pl.DataFrame, validation_raw: pl.DataFrame, test_raw: pl.DataFrame) -> Split:
     """Splits prepared elsewhere: history from train, each held-out file's last event per user is the target."""
+    for column in ("user", "item"):
+        dtypes = {name: str(frame.schema[column]) for name, frame in zip(("train", "validation", "test"), (train_raw, validation_raw, test_raw))}
+        if len(set(dtypes.values())) > 1:
+            raise DataError(f"presplit: {column} ids have different types across the files {dtypes}; expected one id type in all three")
     item_ids = _vocabulary(train_raw["item"])
     user_ids = _vocabulary(pl.concat([train_raw["user"], validation_raw["user"], test_raw["user"]]))
     train = _encode(train_raw, item_ids, user_ids)

@@ -1,0 +1,34 @@
+"""Shared fixtures: a small interaction log the tests write themselves, and W&B kept off by default."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+
+def make_log(n_users: int = 40, n_items: int = 30, per_user: int = 12, seed: int = 0) -> pl.DataFrame:
+    """A log in the generic format with string user ids: every user rates ``per_user`` distinct items, ratings 1..5."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for user in range(n_users):
+        items = rng.choice(n_items, size=per_user, replace=False)
+        ratings = rng.integers(1, 6, size=per_user)
+        for step, (item, rating) in enumerate(zip(items, ratings)):
+            rows.append((f"u{user}", int(item) + 100, float(rating), 1_000_000 + 1000 * user + step))
+    return pl.DataFrame(rows, schema=["user_id", "item_id", "rating", "timestamp"], orient="row")
+
+
+@pytest.fixture
+def tiny_log(tmp_path) -> str:
+    """Path of a small CSV log that survives the 5-core filters."""
+    path = tmp_path / "log.csv"
+    make_log().write_csv(path)
+    return str(path)
+
+
+@pytest.fixture(autouse=True)
+def _wandb_disabled(monkeypatch):
+    """Tests run W&B disabled unless a test sets another mode (the offline default has its own test)."""
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    monkeypatch.setenv("WANDB_SILENT", "true")
