@@ -1,0 +1,123 @@
+"""``python -m negseq.experiments``: every (config, seed) through ``negseq.fit``, then the paper-style table.
+
+    python -m negseq.experiments experiments/ml-latest-small/*.yaml --seeds 5 --out experiments/ml-latest-small \
+        [--jobs 2] [-- --data.path other.csv --trainer.max_epochs 50]
+
+Each run lives in ``OUT/runs/<config>/seed<seed>/`` and is skipped when its metrics.json exists,
+so an interrupted table run resumes where it stopped. ``OUT/runs.csv`` gets one row per finished
+run and ``OUT/RESULTS.md`` the table: one column per model, mean ± sd over seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import polars as pl
+
+# (row label, metrics.json key, better direction: +1 higher, -1 lower, 0 none)
+TABLE_ROWS = (
+    ("HR_p@10", "test/hr_p@10", +1),
+    ("NDCG_p@10", "test/ndcg_p@10", +1),
+    ("Delta_HR@10", "test/delta_hr@10", +1),
+    ("Delta_NDCG@10", "test/delta_ndcg@10", +1),
+    ("HR_n@10", "test/hr_n@10", -1),
+    ("Coverage@10", "test/coverage@10", +1),
+    ("training time, s", "fit_seconds", 0),
+    ("best epoch", "best_epoch", 0),
+)
+
+
+def run_one(config: Path, seed: int, run_dir: Path, overrides: list[str], threads: int | None) -> Path:
+    """Fit and test one (config, seed) in a subprocess; a run without metrics.json is started afresh."""
+    if (run_dir / "metrics.json").is_file():
+        return run_dir
+    shutil.rmtree(run_dir, ignore_errors=True)  # an interrupted run: its partial files would mix with the new ones
+    env = dict(os.environ)
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    command = [
+        sys.executable, "-m", "negseq.fit", "--config", str(config), "--seed_everything", str(seed),
+        "--run_dir", str(run_dir), "--run_name", f"{config.stem}-seed{seed}",
+        "--trainer.enable_progress_bar", "false", *overrides,
+    ]
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(run_dir.parent / f"seed{seed}.log", "w") as log:
+        result = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+    if result.returncode != 0:
+        raise RuntimeError(f"{config.stem} seed {seed} failed (exit {result.returncode}); see {log.name}")
+    return run_dir
+
+
+def collect(runs_dir: Path) -> pl.DataFrame:
+    """One row per finished run under ``runs_dir/<config>/seed<seed>/metrics.json``."""
+    rows = [
+        {"config": path.parent.parent.name, "seed": int(path.parent.name.removeprefix("seed")), **json.loads(path.read_text())}
+        for path in sorted(runs_dir.glob("*/seed*/metrics.json"))
+    ]
+    return pl.DataFrame(rows).sort("config", "seed") if rows else pl.DataFrame()
+
+
+def results_table(runs: pl.DataFrame, order: list[str] | None = None) -> str:
+    """Markdown table: a column per config, a row per metric, mean ± sd over seeds; the best mean of each quality row in bold."""
+    stats = runs.group_by("config").agg(
+        pl.len().alias("n"),
+        *[pl.col(key).mean().alias(f"{key}:mean") for _, key, _ in TABLE_ROWS],
+        *[pl.col(key).std().fill_null(0.0).alias(f"{key}:sd") for _, key, _ in TABLE_ROWS],
+    )
+    configs = [c for c in (order or sorted(stats["config"])) if c in set(stats["config"])]
+    by_config = {row["config"]: row for row in stats.to_dicts()}
+    lines = [
+        "| | " + " | ".join(f"{c} (n={by_config[c]['n']})" for c in configs) + " |",
+        "|---|" + "---|" * len(configs),
+    ]
+    for label, key, direction in TABLE_ROWS:
+        means = [by_config[c][f"{key}:mean"] for c in configs]
+        best = max(means, key=lambda m: direction * m) if direction else None
+        digits = 4 if direction else 1
+        cells = []
+        for config, mean in zip(configs, means):
+            cell = f"{mean:.{digits}f} ± {by_config[config][f'{key}:sd']:.{digits}f}"
+            cells.append(f"**{cell}**" if direction and mean == best else cell)
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    overrides = argv[argv.index("--") + 1 :] if "--" in argv else []
+    argv = argv[: argv.index("--")] if "--" in argv else argv
+    parser = argparse.ArgumentParser(prog="python -m negseq.experiments", description=__doc__.split("\n\n")[0])
+    parser.add_argument("configs", nargs="+", type=Path, help="negseq.fit YAML configs, one model each")
+    parser.add_argument("--seeds", type=int, default=5, help="seeds per config (default 5)")
+    parser.add_argument("--first_seed", type=int, default=42, help="seeds are first_seed, first_seed + 1, ...")
+    parser.add_argument("--out", type=Path, default=Path("runs/experiments"), help="holds runs/, runs.csv and RESULTS.md")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at a time (each gets cores / jobs threads)")
+    args = parser.parse_args(argv)
+    for config in args.configs:
+        if not config.is_file():
+            parser.error(f"config not found: {config}")
+    runs_dir = args.out / "runs"
+    threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else None
+    pairs = [(config, args.first_seed + i) for config in args.configs for i in range(args.seeds)]
+    with ThreadPoolExecutor(args.jobs) as pool:
+        for run_dir in pool.map(lambda pair: run_one(pair[0], pair[1], runs_dir / pair[0].stem / f"seed{pair[1]}", overrides, threads), pairs):
+            print(f"done: {run_dir}", flush=True)
+    runs = collect(runs_dir)
+    runs.write_csv(args.out / "runs.csv")
+    table = results_table(runs, order=[config.stem for config in args.configs])
+    command = shlex.join(["python", "-m", "negseq.experiments", *(sys.argv[1:] if len(sys.argv) > 1 else [])])
+    header = f"# Results\n\nMean ± sd over seeds of the test metrics. Regenerate (finished runs are reused):\n\n    {command}\n\n"
+    (args.out / "RESULTS.md").write_text(header + table)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()

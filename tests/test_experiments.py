@@ -1,0 +1,81 @@
+"""Every shipped config through the CLI, and the multi-seed runner that builds the results table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from negseq.experiments import collect, main as run_experiments, results_table
+from negseq.fit import main as fit_main
+
+ROOT = Path(__file__).parents[1]
+CONFIGS = sorted((ROOT / "experiments" / "ml-latest-small").glob("*.yaml"))
+TINY = ["--model.dim", "16", "--data.max_len", "10", "--trainer.max_epochs", "1", "--trainer.enable_model_summary", "false"]
+
+
+def test_the_seven_models_ship():
+    assert {c.stem for c in CONFIGS} >= {"pnfrec", "pnfrec_ce", "pnfrec_cl", "sasrec_p", "sasrec", "sasrec_c", "sasrec_negw"}
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.stem)
+def test_each_config_fits_and_tests(config, tmp_path, tiny_log):
+    metrics = fit_main(["--config", str(config), "--data.path", tiny_log, "--trainer.default_root_dir", str(tmp_path / "runs"), "--trainer.enable_progress_bar", "false", *TINY])
+    assert metrics["test/n_users_pos"] + metrics["test/n_users_neg"] > 0
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    history = json.loads((run_dir / "history.jsonl").read_text().splitlines()[0])
+    # the loss terms each model logs show which parts of the composite loss are on
+    model = config.read_text()
+    expected = {"train/loss_next"} if "history: all" in model else {"train/loss_pos"}
+    if "beta: 0.25" in model:
+        expected.add("train/loss_contrast")
+    if "alpha: 0.45" in model:
+        expected.add("train/loss_neg")
+    assert {k for k in history if k.startswith("train/loss_")} == expected
+
+
+def test_results_table_means_sds_and_bold_best():
+    runs = pl.DataFrame(
+        {
+            "config": ["a", "a", "b", "b"],
+            "seed": [1, 2, 1, 2],
+            "test/hr_p@10": [0.1, 0.3, 0.2, 0.2],
+            "test/ndcg_p@10": [0.05, 0.05, 0.01, 0.03],
+            "test/delta_hr@10": [0.0, 0.1, 0.2, 0.2],
+            "test/delta_ndcg@10": [0.0, 0.0, 0.1, 0.1],
+            "test/hr_n@10": [0.1, 0.2, 0.3, 0.3],
+            "test/coverage@10": [0.5, 0.5, 0.4, 0.4],
+            "fit_seconds": [10.0, 20.0, 30.0, 30.0],
+            "best_epoch": [3, 5, 4, 4],
+        }
+    )
+    lines = results_table(runs, order=["b", "a"]).splitlines()
+    assert lines[0] == "| | b (n=2) | a (n=2) |"
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ")[1:] for line in lines[2:]}
+    assert rows["HR_p@10"][0] == "**0.2000 ± 0.0000**" and rows["HR_p@10"][1].startswith("**0.2000 ± 0.1414**")
+    assert rows["Delta_HR@10"][0] == "**0.2000 ± 0.0000**"
+    assert rows["HR_n@10"][1].startswith("**0.1500 ± 0.0707**")  # lower is better for HR_n
+    assert rows["NDCG_p@10"][1].startswith("**0.0500 ± 0.0000**")
+    assert rows["training time, s"][1].startswith("15.0 ± 7.1") and "**" not in "".join(rows["training time, s"])
+
+
+def test_runner_runs_every_pair_once_and_resumes(tmp_path, tiny_log):
+    configs = [str(ROOT / "experiments/ml-latest-small/sasrec_p.yaml"), str(ROOT / "experiments/ml-latest-small/pnfrec.yaml")]
+    out = tmp_path / "out"
+    # an interrupted earlier run: partial files and no metrics.json, which must not survive
+    stale = out / "runs" / "sasrec_p" / "seed43"
+    stale.mkdir(parents=True)
+    (stale / "history.jsonl").write_text('{"epoch": 1}\n' * 7)
+    run_experiments([*configs, "--seeds", "2", "--out", str(out), "--", "--data.path", tiny_log, *TINY])
+    runs = pl.read_csv(out / "runs.csv")
+    assert sorted(zip(runs["config"], runs["seed"])) == [("pnfrec", 42), ("pnfrec", 43), ("sasrec_p", 42), ("sasrec_p", 43)]
+    assert len((stale / "history.jsonl").read_text().splitlines()) == 1
+    table = (out / "RESULTS.md").read_text()
+    assert "| | sasrec_p (n=2) | pnfrec (n=2) |" in table and "python -m negseq.experiments" in table
+
+    finished = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/seed*/metrics.json")}
+    run_experiments([*configs, "--seeds", "2", "--out", str(out), "--", "--data.path", tiny_log, *TINY])
+    assert {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/seed*/metrics.json")} == finished
+    assert collect(out / "runs").height == 4
