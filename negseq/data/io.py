@@ -166,7 +166,10 @@ def _check_time(frame: pl.DataFrame, name: str, source: str | Path) -> pl.Expr:
     if dtype in (pl.Date, pl.Datetime) or isinstance(dtype, pl.Datetime):
         return pl.col("time").cast(pl.Datetime("us")).dt.epoch("s")
     if dtype == pl.String:
-        parsed = frame["time"].str.to_datetime(strict=False)
+        try:
+            parsed = frame["time"].str.to_datetime(strict=False)
+        except pl.exceptions.ComputeError:  # no value polars can infer a format from
+            parsed = pl.Series("time", [None] * frame.height, dtype=pl.Datetime("us"))
         unparsed = frame.filter(parsed.is_null() & frame["time"].is_not_null())
         if unparsed.height:
             raise DataError(

@@ -1,0 +1,194 @@
+"""Right-aligned sequence matrices: last_items, TrainSequences and EvalSequences against hand-written expectations."""
+
+from __future__ import annotations
+
+import polars as pl
+import torch
+
+from negseq.data.sequences import EvalSequences, TrainSequences, last_items
+
+
+def frame(rows: list[tuple], columns: list[str]) -> pl.DataFrame:
+    """Events as a split gives them: sorted by user, then time, then row."""
+    out = pl.DataFrame(rows, schema=columns, orient="row").with_row_index("row")
+    return out.with_columns(pl.col("row").cast(pl.UInt32)).sort("user", "time", "row")
+
+
+# -- last_items --
+
+
+def test_last_items_right_aligned_newest_kept():
+    # rows of the matrix interleave in the frame; within a row the frame order is time order
+    events = pl.DataFrame({"user": [0, 2, 0, 0, 0, 3, 3], "item": [5, 9, 6, 7, 8, 4, 2]})
+    matrix = last_items(events, pl.col("user"), n_rows=4, length=3)
+    assert matrix.dtype == torch.int64
+    assert matrix.tolist() == [
+        [6, 7, 8],  # four items, the oldest (5) dropped
+        [0, 0, 0],  # no events
+        [0, 0, 9],  # one item, left-padded
+        [0, 4, 2],  # frame order, not item order
+    ]
+
+
+def test_last_items_row_mapping_and_value_column():
+    events = pl.DataFrame({"user": ["b", "a", "b"], "item": [1, 2, 3], "sign": [1, 0, 0]})
+    row_of = pl.col("user").replace_strict(["a", "b"], [0, 1])
+    assert last_items(events, row_of, n_rows=2, length=2).tolist() == [[0, 2], [1, 3]]
+    assert last_items(events, row_of, n_rows=2, length=2, value="sign").tolist() == [[0, 0], [1, 0]]
+
+
+def test_last_items_length_one():
+    events = pl.DataFrame({"user": [0, 0, 1], "item": [1, 2, 3]})
+    assert last_items(events, pl.col("user"), n_rows=2, length=1).tolist() == [[2], [3]]
+
+
+# -- TrainSequences --
+
+TRAIN_COLUMNS = ["user", "item", "positive", "time"]
+
+
+def train_frame() -> pl.DataFrame:
+    return frame(
+        [
+            # user 0: + - + + - + +  (items 1..7 in time order, given out of order here)
+            (0, 3, True, 30),
+            (0, 1, True, 10),
+            (0, 2, False, 20),
+            (0, 4, True, 40),
+            (0, 5, False, 50),
+            (0, 6, True, 60),
+            (0, 7, True, 70),
+            (1, 8, True, 5),  # user 1: a single event: no label anywhere, dropped
+            (2, 9, False, 1),  # user 2: two negatives
+            (2, 1, False, 2),
+            (3, 2, True, 1),  # user 3: one positive, one negative: only the mixed history has a label
+            (3, 3, False, 2),
+            (4, 4, True, 1),  # user 4: the same item twice
+            (4, 4, True, 9),
+        ],
+        TRAIN_COLUMNS,
+    )
+
+
+def test_train_sequences_exact_matrices():
+    sequences = TrainSequences.from_events(train_frame(), max_len=3)  # width 4: inputs [:-1], labels [1:]
+    assert len(sequences) == 4  # users 0, 2, 3, 4
+    assert sequences.positives.tolist() == [
+        [3, 4, 6, 7],
+        [0, 0, 0, 0],
+        [0, 0, 0, 2],
+        [0, 0, 4, 4],
+    ]
+    assert sequences.negatives.tolist() == [
+        [0, 0, 2, 5],
+        [0, 0, 9, 1],
+        [0, 0, 0, 3],
+        [0, 0, 0, 0],
+    ]
+    assert sequences.history.tolist() == [
+        [4, 5, 6, 7],
+        [0, 0, 9, 1],
+        [0, 0, 2, 3],
+        [0, 0, 4, 4],
+    ]
+    assert sequences.history_positive.dtype == torch.bool
+    assert sequences.history_positive.tolist() == [
+        [True, False, True, True],
+        [False, False, False, False],
+        [False, False, True, False],
+        [False, False, True, True],
+    ]
+    assert sequences.positives.dtype == sequences.negatives.dtype == sequences.history.dtype == torch.int64
+
+
+def test_train_sequences_padding_marks_no_sign():
+    sequences = TrainSequences.from_events(train_frame(), max_len=5)
+    # padded positions are never positive
+    assert not sequences.history_positive[sequences.history == 0].any()
+    # every user kept has at least one next-item label
+    assert (sequences.history[:, -2] > 0).all()
+
+
+def test_train_sequences_take_rows():
+    sequences = TrainSequences.from_events(train_frame(), max_len=3)
+    batch = sequences.take(torch.tensor([3, 0]))
+    assert set(batch) == {"positives", "negatives", "history", "history_positive"}
+    assert batch["positives"].tolist() == [[0, 0, 4, 4], [3, 4, 6, 7]]
+
+
+def test_train_sequences_all_users_dropped():
+    lone = frame([(0, 1, True, 1), (1, 2, False, 1)], TRAIN_COLUMNS)
+    sequences = TrainSequences.from_events(lone, max_len=3)
+    assert len(sequences) == 0
+    assert sequences.positives.shape == (0, 4)
+
+
+# -- EvalSequences --
+
+EVAL_COLUMNS = ["user", "item", "positive", "time", "is_target"]
+
+
+def eval_frame() -> pl.DataFrame:
+    return frame(
+        [
+            # user 7: history + - - + + - then a positive target; item 1 seen with both signs
+            (7, 1, True, 1, False),
+            (7, 2, False, 2, False),
+            (7, 1, False, 3, False),
+            (7, 3, True, 4, False),
+            (7, 4, True, 5, False),
+            (7, 5, False, 6, False),
+            (7, 6, True, 7, True),
+            # user 2: one negative in history, negative target
+            (2, 8, False, 1, False),
+            (2, 9, False, 2, True),
+            # user 4: no history at all
+            (4, 3, True, 1, True),
+        ],
+        EVAL_COLUMNS,
+    )
+
+
+def test_eval_sequences_exact_matrices():
+    sequences = EvalSequences.from_events(eval_frame(), max_len=3)
+    assert sequences.user.tolist() == [2, 4, 7]  # sorted users
+    assert sequences.target.tolist() == [9, 3, 6]
+    assert sequences.target_positive.tolist() == [False, True, True]
+    assert sequences.positives.tolist() == [
+        [0, 0, 0],
+        [0, 0, 0],
+        [1, 3, 4],  # positives before the target only: the negative re-watch of 1 does not remove it
+    ]
+    assert sequences.history.tolist() == [
+        [0, 0, 8],
+        [0, 0, 0],
+        [3, 4, 5],
+    ]
+    # seen: distinct history items of both signs; width = the most distinct items of any user (user 7: 1..5)
+    assert sequences.seen.shape == (3, 5)
+    assert sorted(sequences.seen[0].tolist()) == [0, 0, 0, 0, 8]
+    assert sequences.seen[1].tolist() == [0, 0, 0, 0, 0]
+    assert sorted(sequences.seen[2].tolist()) == [1, 2, 3, 4, 5]
+    assert 6 not in sequences.seen.tolist()[2]  # the target is not seen
+
+
+def test_eval_sequences_seen_is_not_truncated_to_max_len():
+    rows = [(0, item, True, item, False) for item in range(1, 9)] + [(0, 20, True, 99, True)]
+    sequences = EvalSequences.from_events(frame(rows, EVAL_COLUMNS), max_len=2)
+    assert sequences.positives.tolist() == [[7, 8]]
+    assert sequences.seen.tolist() == [[1, 2, 3, 4, 5, 6, 7, 8]]
+
+
+def test_eval_sequences_without_any_history():
+    rows = [(3, 5, False, 1, True), (1, 2, True, 4, True)]
+    sequences = EvalSequences.from_events(frame(rows, EVAL_COLUMNS), max_len=4)
+    assert sequences.user.tolist() == [1, 3]
+    assert sequences.seen.tolist() == [[0], [0]]
+    assert sequences.history.tolist() == [[0, 0, 0, 0], [0, 0, 0, 0]]
+
+
+def test_eval_sequences_take():
+    sequences = EvalSequences.from_events(eval_frame(), max_len=3)
+    batch = sequences.take(torch.tensor([2]))
+    assert set(batch) == {"user", "positives", "history", "seen", "target", "target_positive"}
+    assert batch["user"].tolist() == [7] and batch["target"].tolist() == [6]
