@@ -1,0 +1,137 @@
+"""CausalEncoder: causal masking, left padding, right-aligned positions."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from negseq.models.encoder import CausalEncoder
+
+D = 8
+
+
+def make_encoder(max_len: int = 6, blocks: int = 2, heads: int = 2, seed: int = 0) -> CausalEncoder:
+    torch.manual_seed(seed)
+    encoder = CausalEncoder(max_len=max_len, dim=D, blocks=blocks, heads=heads, dropout=0.3)
+    with torch.no_grad():  # non-trivial positional table and norm parameters
+        encoder.positions.weight.normal_()
+        encoder.final_norm.weight.uniform_(0.5, 1.5)
+        encoder.final_norm.bias.normal_()
+    return encoder.eval()
+
+
+def embeddings(*shape: int, seed: int = 1) -> torch.Tensor:
+    return torch.randn(*shape, D, generator=torch.Generator().manual_seed(seed))
+
+
+def test_output_shape():
+    encoder = make_encoder()
+    for batch, length in ((3, 6), (2, 4), (1, 1)):
+        out = encoder(embeddings(batch, length), torch.ones(batch, length, dtype=torch.bool))
+        assert out.shape == (batch, length, D)
+
+
+def test_heads_must_divide_dim():
+    with pytest.raises(ValueError, match="divisible"):
+        CausalEncoder(max_len=4, dim=D, blocks=1, heads=3, dropout=0.0)
+
+
+@pytest.mark.parametrize("changed", [1, 3, 5])
+def test_causality_future_item_does_not_change_earlier_outputs(changed):
+    encoder = make_encoder()
+    x = embeddings(2, 6)
+    valid = torch.ones(2, 6, dtype=torch.bool)
+    valid[1, :2] = False  # also with left padding
+    y = x.clone()
+    y[:, changed] = embeddings(2, seed=7)  # a different item (a constant shift would be normed away)
+    with torch.no_grad():
+        before, after = encoder(x, valid), encoder(y, valid)
+    torch.testing.assert_close(after[0, :changed], before[0, :changed], rtol=0, atol=1e-6)
+    torch.testing.assert_close(after[1, :changed], before[1, :changed], rtol=0, atol=1e-6)
+    # the changed position and everything after it do see the change
+    assert (after[0, changed:] - before[0, changed:]).abs().amax(dim=-1).min() > 1e-3
+
+
+def test_padded_embeddings_do_not_affect_real_positions():
+    encoder = make_encoder()
+    valid = torch.tensor([[False, False, True, True, True, True], [False, False, False, False, False, True]])
+    x = embeddings(2, 6)
+    junk = x.clone()
+    junk[~valid] = torch.randn(int((~valid).sum()), D) * 100.0
+    zeros = x.clone()
+    zeros[~valid] = 0.0
+    with torch.no_grad():
+        outputs = [encoder(e, valid) for e in (x, junk, zeros)]
+    for other in outputs[1:]:
+        torch.testing.assert_close(other[valid], outputs[0][valid], rtol=0, atol=1e-5)
+
+
+def test_padding_matters_only_through_masking():
+    # marking a position as padding does change the real outputs (the test above is not vacuous)
+    encoder = make_encoder()
+    x = embeddings(1, 6)
+    all_valid = torch.ones(1, 6, dtype=torch.bool)
+    left_padded = all_valid.clone()
+    left_padded[0, :2] = False
+    with torch.no_grad():
+        a, b = encoder(x, all_valid), encoder(x, left_padded)
+    assert (a[0, 2:] - b[0, 2:]).abs().max() > 1e-3
+
+
+def test_all_padding_row_gives_finite_output():
+    encoder = make_encoder()
+    valid = torch.zeros(2, 6, dtype=torch.bool)
+    valid[1] = True
+    with torch.no_grad():
+        out = encoder(embeddings(2, 6), valid)
+    assert torch.isfinite(out).all()
+    # padded positions are zero before the final norm, so they read the norm's bias
+    torch.testing.assert_close(out[0], encoder.final_norm.bias.expand(6, -1))
+
+
+def test_all_padding_row_finite_gradient():
+    encoder = make_encoder().train()
+    x = embeddings(1, 4).requires_grad_(True)
+    encoder(x, torch.zeros(1, 4, dtype=torch.bool)).sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in encoder.parameters() if p.grad is not None)
+
+
+def test_positions_are_right_aligned_without_blocks():
+    # with no block the encoder is final_norm((e * sqrt(D) + P[max_len - T:]) * valid)
+    encoder = make_encoder(max_len=5, blocks=0)
+    x = embeddings(1, 3)
+    valid = torch.tensor([[False, True, True]])
+    positions = encoder.positions.weight[2:5]  # the last T = 3 of max_len = 5 rows
+    expected = F.layer_norm((x * math.sqrt(D) + positions) * valid[..., None], (D,), encoder.final_norm.weight, encoder.final_norm.bias)
+    with torch.no_grad():
+        torch.testing.assert_close(encoder(x, valid), expected)
+
+
+def test_short_sequence_equals_left_padded_full_length_sequence():
+    # right-aligned positions: a length-4 sequence uses positional rows 2..5 of 6, exactly as the
+    # same items left-padded to length 6 do
+    encoder = make_encoder(max_len=6)
+    short = embeddings(1, 4)
+    padded = torch.cat([embeddings(1, 2, seed=9), short], dim=1)
+    valid = torch.tensor([[False, False, True, True, True, True]])
+    with torch.no_grad():
+        a = encoder(short, torch.ones(1, 4, dtype=torch.bool))
+        b = encoder(padded, valid)
+    torch.testing.assert_close(a[0], b[0, 2:], rtol=0, atol=1e-5)
+    # with left-aligned positions the two would differ
+    left_aligned = encoder.positions.weight[:4]
+    assert not torch.allclose(left_aligned, encoder.positions.weight[2:6])
+
+
+def test_eval_is_deterministic_and_train_applies_dropout():
+    encoder = make_encoder()
+    x, valid = embeddings(2, 6), torch.ones(2, 6, dtype=torch.bool)
+    with torch.no_grad():
+        torch.testing.assert_close(encoder(x, valid), encoder(x, valid), rtol=0, atol=0)
+        encoder.train()
+        torch.manual_seed(0)
+        a = encoder(x, valid)
+        torch.manual_seed(1)
+        b = encoder(x, valid)
+    assert not torch.allclose(a, b)

@@ -1,0 +1,379 @@
+"""NegSeqModule: composition of the loss terms for every variant, scoring and top-k."""
+
+import math
+
+import pytest
+import torch
+
+from negseq.errors import ConfigError
+from negseq.losses import contrastive_loss, label_log_probs, next_item_loss
+from negseq.module import NegSeqModule
+
+SIZES = dict(num_items=20, num_train_items=20, max_len=5, dim=8, dropout=0.0)
+
+
+def make(**kwargs) -> NegSeqModule:
+    torch.manual_seed(0)
+    return NegSeqModule(**{**SIZES, **kwargs})
+
+
+def lse(values: list[float]) -> float:
+    top = max(values)
+    return top + math.log(sum(math.exp(v - top) for v in values))
+
+
+# (B, L + 1) = (3, 6), left-padded
+POSITIVES = torch.tensor(
+    [
+        [0, 0, 3, 5, 7, 9],
+        [0, 0, 0, 0, 2, 4],
+        [0, 0, 0, 0, 0, 6],  # a single liked item: no positive label
+    ]
+)
+NEGATIVES = torch.tensor(
+    [
+        [0, 0, 0, 11, 12, 13],
+        [0, 0, 0, 0, 0, 0],  # no negatives at all
+        [0, 0, 0, 0, 14, 15],
+    ]
+)
+# next-item labels, written out by hand: 0 wherever the input position is padding
+POS_INPUTS = POSITIVES[:, :-1]
+POS_LABELS = torch.tensor([[0, 0, 5, 7, 9], [0, 0, 0, 0, 4], [0, 0, 0, 0, 0]])
+NEG_INPUTS = NEGATIVES[:, :-1]
+NEG_LABELS = torch.tensor([[0, 0, 0, 12, 13], [0, 0, 0, 0, 0], [0, 0, 0, 0, 15]])
+
+HISTORY = torch.tensor(
+    [
+        [0, 3, 11, 12, 5, 13],
+        [0, 0, 2, 4, 8, 6],
+        [0, 0, 0, 0, 16, 17],
+    ]
+)
+HISTORY_POSITIVE = torch.tensor(
+    [
+        [False, True, False, False, True, False],
+        [False, False, True, False, True, True],
+        [False, False, False, False, False, True],
+    ]
+)
+
+
+def batch(**overrides) -> dict[str, torch.Tensor]:
+    data = {"positives": POSITIVES, "negatives": NEGATIVES, "history": HISTORY, "history_positive": HISTORY_POSITIVE}
+    return {**data, **overrides}
+
+
+# -- construction --
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        (dict(history="all", alpha=0.45, beta=0.0), "alpha"),
+        (dict(history="all"), "alpha"),  # the default alpha is for PNFRec
+        (dict(history="positives", unlikelihood_weight=0.5), "unlikelihood_weight"),
+        (dict(temperature=0.0), "temperature"),
+        (dict(temperature=-0.1), "temperature"),
+        (dict(history="mixed"), "history"),
+    ],
+)
+def test_invalid_configurations_raise(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        make(**kwargs)
+
+
+def test_negative_encoder_exists_only_with_alpha():
+    assert make(alpha=0.45).negative_encoder is not None
+    assert make(alpha=0.0, beta=0.25).negative_encoder is None
+    assert make(history="all", alpha=0.0).negative_encoder is None
+
+
+def test_padding_row_of_item_table_is_zero():
+    module = make()
+    assert torch.all(module.items.weight[0] == 0)
+    assert module.items.weight.shape == (21, 8)
+
+
+# -- PNFRec loss --
+
+
+def hand_contrast(hidden: torch.Tensor, items: torch.Tensor) -> float:
+    """PNFRec contrast by explicit loops over the hand batch: queries where POS_LABELS > 0, negatives NEG_INPUTS."""
+    per_query = []
+    for b in range(3):
+        negatives = [int(m) for m in NEG_INPUTS[b] if m > 0]
+        for t in range(5):
+            label = int(POS_LABELS[b, t])
+            if not label:
+                continue
+            h = hidden[b, t]
+            s_pos = float(h @ items[label])
+            s_neg = [float(h @ items[m]) for m in negatives]
+            per_query.append(lse([s_pos, *s_neg]) - s_pos)
+    # user 0: 3 queries against {11, 12}; user 1: 1 query, no negatives -> 0; user 2: none
+    assert len(per_query) == 4 and per_query[3] == 0.0
+    return sum(per_query) / len(per_query)
+
+
+def test_pnfrec_loss_terms_recomputed():
+    module = make(alpha=0.45, beta=0.25)
+    terms = module.loss_terms(batch())
+    assert set(terms) == {"loss", "loss_pos", "loss_neg", "loss_contrast"}
+    items = module.items.weight
+    with torch.no_grad():
+        hidden = module.encode(POS_INPUTS)
+        negative_hidden = module.encode(NEG_INPUTS, module.negative_encoder)
+        loss_pos = next_item_loss(hidden, POS_LABELS, items)
+        loss_neg = 0.45 * next_item_loss(negative_hidden, NEG_LABELS, items)
+        contrast = contrastive_loss(hidden, module.items(POS_LABELS), module.items(NEG_INPUTS), POS_LABELS > 0, NEG_INPUTS > 0)
+        expected_contrast = hand_contrast(hidden, items)
+    torch.testing.assert_close(terms["loss_pos"], loss_pos)
+    torch.testing.assert_close(terms["loss_neg"], loss_neg)
+    torch.testing.assert_close(terms["loss_contrast"], 0.25 * contrast)
+    assert terms["loss_contrast"].item() == pytest.approx(0.25 * expected_contrast, rel=1e-5)
+    torch.testing.assert_close(terms["loss"], terms["loss_pos"] + terms["loss_neg"] + terms["loss_contrast"])
+
+
+def test_pnfrec_positive_ce_by_hand():
+    # CE_pos averages over the 4 labelled positions (5, 7, 9 for user 0; 4 for user 1)
+    module = make(alpha=0.0, beta=0.0)
+    with torch.no_grad():
+        hidden = module.encode(POS_INPUTS)
+        positions = [(0, 2, 5), (0, 3, 7), (0, 4, 9), (1, 4, 4)]
+        items = module.items.weight
+        ce = [lse([float(hidden[b, t] @ items[i]) for i in range(1, 21)]) - float(hidden[b, t] @ items[label]) for b, t, label in positions]
+        terms = module.loss_terms(batch())
+    assert terms["loss_pos"].item() == pytest.approx(sum(ce) / 4, rel=1e-5)
+
+
+def test_first_item_of_a_sequence_is_not_a_label():
+    """Only the item after a real input is a label: a one-item sequence contributes nothing."""
+    module = make(alpha=0.45, beta=0.0)
+    single = batch(positives=torch.tensor([[0, 0, 0, 0, 0, 6]]), negatives=torch.tensor([[0, 0, 0, 0, 0, 14]]))
+    terms = module.loss_terms(single)
+    assert terms["loss_pos"].item() == 0.0
+    assert terms["loss_neg"].item() == 0.0
+    # adding user 2 (one positive, two negatives) leaves CE_pos unchanged
+    with torch.no_grad():
+        two = module.loss_terms(batch(positives=POSITIVES[:2], negatives=NEGATIVES[:2]))
+        three = module.loss_terms(batch())
+    assert three["loss_pos"].item() == pytest.approx(two["loss_pos"].item(), rel=1e-6)
+
+
+def test_alpha_beta_zero_is_plain_ce_on_positives():
+    module = make(alpha=0.0, beta=0.0)
+    assert module.negative_encoder is None
+    terms = module.loss_terms(batch())
+    assert set(terms) == {"loss", "loss_pos"}
+    with torch.no_grad():
+        expected = next_item_loss(module.encode(POS_INPUTS), POS_LABELS, module.items.weight)
+    torch.testing.assert_close(terms["loss"], expected, rtol=0, atol=0)
+    # negatives play no part at all
+    other = module.loss_terms(batch(negatives=torch.randint(1, 21, (3, 6))))
+    assert other["loss"].item() == terms["loss"].item()
+
+
+def test_contrast_only_variant():
+    module = make(alpha=0.0, beta=0.25)
+    terms = module.loss_terms(batch())
+    assert set(terms) == {"loss", "loss_pos", "loss_contrast"}
+    with torch.no_grad():
+        expected = hand_contrast(module.encode(POS_INPUTS), module.items.weight)
+    assert terms["loss_contrast"].item() == pytest.approx(0.25 * expected, rel=1e-5)
+
+
+def test_pnfrec_contrast_passes_temperature_and_cosine():
+    module = make(alpha=0.0, beta=0.5, temperature=0.5, cosine=True)
+    terms = module.loss_terms(batch())
+    with torch.no_grad():
+        hidden = module.encode(POS_INPUTS)
+        unit = torch.nn.functional.normalize
+        h, e = unit(hidden[0, 2], dim=-1), unit(module.items.weight, dim=-1)
+        # user 0's first query (t=2, next liked 5) against its negative inputs 11, 12, by hand
+        first = lse([float(h @ e[i]) / 0.5 for i in (5, 11, 12)]) - float(h @ e[5]) / 0.5
+        expected = contrastive_loss(hidden, module.items(POS_LABELS), module.items(NEG_INPUTS), POS_LABELS > 0, NEG_INPUTS > 0, 0.5, True)
+        per_query = contrastive_loss(
+            hidden[:1, 2:3], module.items(POS_LABELS[:1, 2:3]), module.items(NEG_INPUTS[:1]), torch.tensor([[True]]), NEG_INPUTS[:1] > 0, 0.5, True
+        )
+    assert per_query.item() == pytest.approx(first, rel=1e-5)
+    torch.testing.assert_close(terms["loss_contrast"], 0.5 * expected)
+
+
+def test_batch_without_negatives_gives_finite_loss_and_grads():
+    module = make(alpha=0.45, beta=0.25)
+    terms = module.loss_terms(batch(negatives=torch.zeros(3, 6, dtype=torch.long)))
+    assert terms["loss_neg"].item() == 0.0
+    assert terms["loss_contrast"].item() == 0.0
+    assert torch.isfinite(terms["loss"])
+    terms["loss"].backward()
+    assert all(torch.isfinite(p.grad).all() for p in module.parameters() if p.grad is not None)
+
+
+def test_training_step_returns_loss():
+    module = make(alpha=0.45, beta=0.25)
+    module.log = module.log_dict = lambda *args, **kwargs: None  # no trainer attached
+    loss = module.training_step(batch(), 0)
+    assert loss.item() == pytest.approx(module.loss_terms(batch())["loss"].item(), rel=1e-6)
+
+
+# -- whole-history variants --
+
+HIST_INPUTS = HISTORY[:, :-1]
+HIST_LABELS = torch.tensor([[0, 11, 12, 5, 13], [0, 0, 4, 8, 6], [0, 0, 0, 0, 17]])
+HIST_LABEL_DISLIKED = torch.tensor([[True, True, True, False, True], [False, False, True, False, False], [False, False, False, False, False]])
+
+
+def test_sasrec_whole_history_ce_with_unlikelihood():
+    w = 0.5
+    module = make(history="all", alpha=0.0, beta=0.0, unlikelihood_weight=w)
+    terms = module.loss_terms(batch())
+    assert set(terms) == {"loss", "loss_next"}
+    with torch.no_grad():
+        hidden = module.encode(HIST_INPUTS)
+        items = module.items.weight
+        per_position = []
+        for b in range(3):
+            for t in range(5):
+                label = int(HIST_LABELS[b, t])
+                if not label:
+                    continue
+                log_p = float(label_log_probs(hidden[b, t][None], torch.tensor([label]), items))
+                per_position.append(w * -math.log(1 - math.exp(log_p)) if HIST_LABEL_DISLIKED[b, t] else -log_p)
+    # user 0: 11, 12 (disliked), 5 (liked), 13 (disliked); user 1: 4 (disliked), 8, 6; user 2: 17
+    assert len(per_position) == 8
+    assert terms["loss"].item() == pytest.approx(sum(per_position) / 8, rel=1e-5)
+    # the positives/negatives entries are not read
+    other = module.loss_terms(batch(positives=torch.zeros(3, 6, dtype=torch.long), negatives=torch.zeros(3, 6, dtype=torch.long)))
+    assert other["loss"].item() == terms["loss"].item()
+
+
+def test_sasrec_whole_history_without_unlikelihood_is_plain_ce():
+    module = make(history="all", alpha=0.0, beta=0.0)
+    terms = module.loss_terms(batch())
+    with torch.no_grad():
+        expected = next_item_loss(module.encode(HIST_INPUTS), HIST_LABELS, module.items.weight)
+    torch.testing.assert_close(terms["loss"], expected)
+
+
+def test_sasrec_c_infonce_key_is_next_liked_item():
+    module = make(history="all", alpha=0.0, beta=0.25, cosine=True, temperature=0.1)
+    terms = module.loss_terms(batch())
+    assert set(terms) == {"loss", "loss_next", "loss_contrast"}
+    with torch.no_grad():
+        hidden = module.encode(HIST_INPUTS)
+        unit = torch.nn.functional.normalize
+        e = unit(module.items.weight, dim=-1)
+
+        def term(b: int, t: int, key: int, negatives: list[int]) -> float:
+            h = unit(hidden[b, t], dim=-1)
+            s_pos = float(h @ e[key]) / 0.1
+            return lse([s_pos, *(float(h @ e[m]) / 0.1 for m in negatives)]) - s_pos
+
+        # user 0, inputs [0, 3, 11, 12, 5]: liked 3 at t=1 -> next liked is 5 (t=4), skipping the disliked
+        # 11, 12; liked 5 at t=4 -> next is 13, disliked, so no query. Negatives: inputs 11, 12 (not 13).
+        # user 1, inputs [0, 0, 2, 4, 8]: 2 at t=2 -> key 8; 8 at t=4 -> key 6. Negative: 4.
+        # user 2, inputs [0, 0, 0, 0, 16]: 16 is disliked, no query.
+        expected = (term(0, 1, 5, [11, 12]) + term(1, 2, 8, [4]) + term(1, 4, 6, [4])) / 3
+        loss_next = next_item_loss(hidden, HIST_LABELS, module.items.weight)
+    assert terms["loss_contrast"].item() == pytest.approx(0.25 * expected, rel=1e-5)
+    torch.testing.assert_close(terms["loss_next"], loss_next)
+    torch.testing.assert_close(terms["loss"], terms["loss_next"] + terms["loss_contrast"])
+
+
+def test_sasrec_c_uses_only_own_negatives():
+    # user 1 alone gives the same contrast as in the batch with users 0 and 2
+    module = make(history="all", alpha=0.0, beta=0.25, cosine=True, temperature=0.1)
+    with torch.no_grad():
+        hidden = module.encode(HIST_INPUTS[1:2])
+        alone = module._history_infonce(hidden, HISTORY[1:2], HISTORY_POSITIVE[1:2])
+        full = module._history_infonce(module.encode(HIST_INPUTS), HISTORY, HISTORY_POSITIVE)
+        user0 = module._history_infonce(module.encode(HIST_INPUTS[:1]), HISTORY[:1], HISTORY_POSITIVE[:1])
+    # queries: one for user 0, two for user 1
+    assert full.item() == pytest.approx((user0.item() + 2 * alone.item()) / 3, rel=1e-5)
+
+
+# -- scoring --
+
+SEQUENCES = torch.tensor([[0, 0, 3, 5, 7], [0, 0, 0, 0, 2]])
+SEEN = torch.tensor([[3, 5, 7, 0], [2, 9, 0, 0]])
+
+
+def test_score_masks_padding_and_seen_items():
+    module = make().eval()
+    with torch.no_grad():
+        scores = module.score(SEQUENCES, SEEN)
+        expected = module.encode(SEQUENCES)[:, -1] @ module.items.weight.T
+    assert scores.shape == (2, 21) and scores.dtype == torch.float32
+    masked = torch.zeros(2, 21, dtype=torch.bool)
+    masked[:, 0] = True
+    masked[0, [3, 5, 7]] = True
+    masked[1, [2, 9]] = True
+    assert torch.all(scores[masked] == -math.inf)
+    assert torch.isfinite(scores[~masked]).all()
+    torch.testing.assert_close(scores[~masked], expected[~masked])
+    # padding column masked even when `seen` holds no padding entry
+    with torch.no_grad():
+        full = module.score(SEQUENCES, torch.tensor([[3, 5], [2, 9]]))
+    assert torch.all(full[:, 0] == -math.inf)
+    assert torch.isfinite(full[:, 1]).all()
+
+
+def test_score_is_fp32_under_bf16_autocast():
+    module = make().eval()
+    with torch.no_grad():
+        reference = module.score(SEQUENCES, SEEN)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            last = module.encode(SEQUENCES)[:, -1]
+            # autocast is on: a plain product of the last state and the table would be bf16
+            assert (last @ module.items.weight.T).dtype == torch.bfloat16
+            scores = module.score(SEQUENCES, SEEN)
+        fp32_product = last.float() @ module.items.weight.float().T
+    assert scores.dtype == torch.float32
+    assert torch.equal(torch.isinf(scores), torch.isinf(reference))
+    finite = torch.isfinite(reference)
+    torch.testing.assert_close(scores[finite], fp32_product[finite], rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(scores[finite], reference[finite], rtol=0.05, atol=0.05)
+
+
+def test_top_k_returns_zero_for_unrecommendable_slots():
+    module = make(k=10)
+    scores = torch.full((2, 21), -math.inf)
+    scores[0, [4, 9, 2]] = torch.tensor([0.5, 2.0, 1.0])
+    scores[1, 1:] = torch.arange(20, dtype=torch.float32)  # every item recommendable
+    top_scores, top_items = module._top_k(scores)
+    assert top_items.shape == (2, 10)
+    assert top_items[0].tolist() == [9, 2, 4] + [0] * 7
+    assert top_scores[0, :3].tolist() == [2.0, 1.0, 0.5]
+    assert top_items[1].tolist() == list(range(20, 10, -1))
+
+
+def test_top_k_with_catalogue_smaller_than_k():
+    module = make(num_items=5, num_train_items=5, k=10).eval()
+    with torch.no_grad():
+        scores = module.score(torch.tensor([[0, 0, 0, 1, 2]]), torch.tensor([[1, 2]]))
+    top_scores, top_items = module._top_k(scores)
+    assert top_items.shape == (1, 6)  # N + 1 columns
+    assert sorted(top_items[0, :3].tolist()) == [3, 4, 5]
+    assert top_items[0, 3:].tolist() == [0, 0, 0]
+
+
+def test_eval_step_counts_each_user_in_its_sign_group():
+    module = make(k=5).eval()
+    eval_batch = {
+        "positives": SEQUENCES,
+        "history": SEQUENCES,
+        "seen": SEEN,
+        "target": torch.tensor([11, 9]),  # user 1's target is seen -> a miss
+        "target_positive": torch.tensor([True, False]),
+    }
+    with torch.no_grad():
+        module.validation_step(eval_batch, 0)
+        scores = module.score(SEQUENCES, SEEN)
+    hr = module.metrics["val"]["hr"]
+    assert hr.n_pos.item() == 1 and hr.n_neg.item() == 1
+    rank = 1 + int((scores[0] > scores[0, 11]).sum())
+    assert hr.gain_pos.item() == float(rank <= 5)
+    assert hr.gain_neg.item() == 0.0
+    coverage = module.metrics["val"]["coverage"]
+    assert int(coverage.recommended[1:].sum()) == len(set(scores.topk(5).indices.flatten().tolist()))
