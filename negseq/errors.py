@@ -11,3 +11,7 @@ class DataError(NegSeqError):
 
 class ConfigError(NegSeqError):
     """A model or run setting that contradicts another or is out of range."""
+
+
+class NonFiniteLossError(NegSeqError):
+    """Training produced a NaN or infinite loss; the message names the epoch, step and loss terms."""

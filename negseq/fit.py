@@ -9,15 +9,26 @@ from __future__ import annotations
 import time
 from typing import Optional
 
+import torch
+
 from negseq.cli import NegSeqCLI, run_cli
 from negseq.results import best_epoch, format_table, recommendations_frame, write_metrics
-from negseq.tracking import finish_wandb
+from negseq.tracking import finish_wandb, log_test_summary
 
 
 class FitCLI(NegSeqCLI):
     def add_arguments_to_parser(self, parser) -> None:
         super().add_arguments_to_parser(parser)
         parser.add_argument("--ckpt_path", type=Optional[str], default=None, help="Resume training from this checkpoint ('last' = the run's last.ckpt).")
+
+
+def gather(trainer, predictions: list) -> list:
+    """Every process's prediction batches, on every process (a no-op on one device)."""
+    if trainer.world_size == 1:
+        return predictions
+    parts = [None] * trainer.world_size
+    torch.distributed.all_gather_object(parts, predictions)
+    return [batch for part in parts for batch in part]
 
 
 def main(args: Optional[list[str]] = None) -> dict:
@@ -28,12 +39,13 @@ def main(args: Optional[list[str]] = None) -> dict:
     trainer.fit(model, datamodule=data, ckpt_path=cli.config.ckpt_path)
     fit_seconds = time.perf_counter() - started
     best = trainer.checkpoint_callback.best_model_path
-    (test_results,) = trainer.test(model, datamodule=data, ckpt_path=best)
-    predictions = trainer.predict(model, datamodule=data, ckpt_path=best)
+    (test_results,) = trainer.test(model, datamodule=data, ckpt_path=best, weights_only=True)
+    predictions = gather(trainer, trainer.predict(model, datamodule=data, ckpt_path=best, weights_only=True))
     if not trainer.is_global_zero:
         return {}
     recommendations_frame(predictions, data).write_parquet(run_dir / "recommendations.parquet")
     metrics = write_metrics(run_dir, test_results, best_epoch(best), fit_seconds)
+    log_test_summary(trainer, metrics, run_dir / "recommendations.parquet", data)
     finish_wandb()
     print(format_table(metrics))
     print(run_dir)

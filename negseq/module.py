@@ -18,13 +18,15 @@ SASRec + unlikel.  all          0      0      unlikelihood_weight > 0
 
 from __future__ import annotations
 
-from typing import Literal
+import random
+from typing import Any, Literal
 
 import lightning as L
+import numpy as np
 import torch
 from torch import Tensor, nn
 
-from negseq.errors import ConfigError
+from negseq.errors import ConfigError, NonFiniteLossError
 from negseq.losses import contrastive_loss, next_item_loss
 from negseq.metrics import MRR, NDCG, Coverage, HitRate, target_ranks
 from negseq.models.encoder import CausalEncoder
@@ -185,6 +187,12 @@ class NegSeqModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         terms = self.loss_terms(batch)
+        if not torch.isfinite(terms["loss"]):
+            parts = ", ".join(f"{name}={value.item():.4g}" for name, value in terms.items())
+            raise NonFiniteLossError(
+                f"non-finite training loss at epoch {self.current_epoch + 1}, step {self.global_step} (batch {batch_idx}): {parts}; "
+                "lower --model.lr or try --trainer.precision 32-true"
+            )
         batch_size = len(next(iter(batch.values())))
         self.log("train/loss", terms["loss"], prog_bar=True, on_step=True, on_epoch=True, batch_size=batch_size)
         self.log_dict({f"train/{name}": value for name, value in terms.items() if name != "loss"}, on_step=False, on_epoch=True, batch_size=batch_size)
@@ -241,6 +249,30 @@ class NegSeqModule(L.LightningModule):
         """Top-k recommendations (encoded ids) for each user of the batch."""
         scores, items = self._top_k(self.score(self._input(batch), batch["seen"]))
         return {"user": batch["user"], "items": items, "scores": scores}
+
+    # -- checkpoints --
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # random states, so that a resumed fit shuffles and drops out exactly as an uninterrupted one
+        # stored as tensors and plain tuples, so the checkpoint still loads with weights_only=True
+        kind, keys, position, has_gauss, cached = np.random.get_state()
+        numpy_state = (kind, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, cached)
+        checkpoint["rng_states"] = {"torch": torch.get_rng_state(), "numpy": numpy_state, "python": random.getstate()}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        saved = checkpoint.get("hyper_parameters", {})
+        for name in ("num_items", "dim", "max_len"):
+            if name in saved and saved[name] != self.hparams[name]:
+                raise ConfigError(
+                    f"checkpoint was trained with {name}={saved[name]} but this run has {name}={self.hparams[name]}: "
+                    "use the same data, filters and model settings as the run that wrote it"
+                )
+        states = checkpoint.get("rng_states")
+        if states and self.trainer.state.fn == "fit":
+            torch.set_rng_state(states["torch"])
+            kind, keys, position, has_gauss, cached = states["numpy"]
+            np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, cached))
+            random.setstate(states["python"])
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)

@@ -35,6 +35,12 @@ class EpochHistory(L.Callback):
         self.path = Path(path)
         self._started = 0.0
 
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # a resumed fit restarts after its checkpoint's epoch: forget rows written after that checkpoint
+        if trainer.is_global_zero and self.path.is_file():
+            rows = [line for line in self.path.read_text().splitlines() if json.loads(line)["epoch"] <= trainer.current_epoch]
+            self.path.write_text("".join(row + "\n" for row in rows))
+
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._started = time.perf_counter()
 
@@ -69,6 +75,7 @@ def write_metrics(run_dir: Path, test_results: dict[str, float], best: int, fit_
 
 def recommendations_frame(predictions: list[dict[str, torch.Tensor]], datamodule) -> pl.DataFrame:
     """Long frame ``user_id, item_id, rank, score`` in original ids from ``predict_step`` outputs."""
+    predictions = sorted(predictions, key=lambda batch: int(batch["user"][0]))  # batches of all processes, in user order
     users = torch.cat([batch["user"] for batch in predictions])  # (U,)
     items = torch.cat([batch["items"] for batch in predictions])  # (U, k)
     scores = torch.cat([batch["scores"] for batch in predictions])  # (U, k)

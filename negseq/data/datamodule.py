@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Literal, Optional
 
 import lightning as L
-import torch
 import polars as pl
+import torch
+import torch.distributed as dist
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset
 
 from negseq.data import splits
@@ -164,10 +166,15 @@ class FeedbackDataModule(L.LightningDataModule):
     # -- loaders --
 
     def _loader(self, table: TensorTable, batch_size: int, shuffle: bool) -> DataLoader:
+        rows = _Rows(table)
+        # evaluation under several processes: each user on exactly one process. Lightning's default
+        # DistributedSampler pads with repeated users, which would count them twice.
+        unrepeated = not shuffle and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
         return DataLoader(
-            _Rows(table),
+            rows,
             batch_size=batch_size,
             shuffle=shuffle,
+            sampler=UnrepeatedDistributedSampler(rows, shuffle=False) if unrepeated else None,
             drop_last=False,
             collate_fn=_identity,
             num_workers=self.num_workers,
