@@ -18,6 +18,7 @@ from torch import Tensor
 from torchmetrics import Metric
 
 __all__ = [
+    "count_ahead",
     "target_ranks",
     "hit_gain",
     "ndcg_gain",
@@ -29,11 +30,33 @@ __all__ = [
 ]
 
 
+TIE_TOLERANCE = 1e-5
+
+
+def count_ahead(scores: Tensor, target_scores: Tensor, targets: Tensor, first_id: int = 0) -> Tensor:
+    """Items of a block of the catalogue ranked before each row's target: a higher score, or a tied score and a smaller id.
+
+    Scores within ``TIE_TOLERANCE`` (relative, at least absolute) of the target's are ties: the
+    same dot product computed by two kernels (a block matmul, a per-row dot) or two devices can
+    differ in the last bits, and the rank must not depend on that.
+
+    Args:
+        scores: ``(B, C)`` scores of items ``first_id .. first_id + C - 1``.
+        target_scores: ``(B,)`` score of each row's target.
+        targets: ``(B,)`` target item ids; the target itself is never counted.
+    """
+    item_ids = torch.arange(first_id, first_id + scores.shape[1], device=scores.device)[None, :]  # (1, C)
+    target_scores, targets = target_scores[:, None], targets[:, None]  # (B, 1)
+    tolerance = TIE_TOLERANCE * target_scores.abs().clamp(min=1.0)  # (B, 1)
+    ahead = (scores > target_scores + tolerance) | ((scores >= target_scores - tolerance) & (item_ids < targets))  # (B, C)
+    return (ahead & (item_ids != targets)).sum(dim=1)
+
+
 def target_ranks(scores: Tensor, targets: Tensor) -> Tensor:
     """1-based rank of each target among the finite scores of its row; ``inf`` when unrankable.
 
-    Ties are broken by item id (a smaller id ranks first), so ranks do not depend on the device
-    or the top-k kernel. A target outside ``[0, n_items)`` or whose score is ``-inf`` (padding,
+    Ties (equal up to ``TIE_TOLERANCE``) are broken by item id, a smaller id first, so ranks do
+    not depend on the device or the top-k kernel. A target outside ``[0, n_items)`` or whose score is ``-inf`` (padding,
     an already-seen item) cannot be recommended and gets rank ``inf``: the user still counts,
     as a miss.
 
@@ -49,12 +72,9 @@ def target_ranks(scores: Tensor, targets: Tensor) -> Tensor:
     n_items = scores.shape[1]
     in_catalogue = (targets >= 0) & (targets < n_items)
     safe_targets = torch.where(in_catalogue, targets, torch.zeros_like(targets))
-    target_scores = scores.gather(1, safe_targets[:, None])  # (B, 1)
-    item_ids = torch.arange(n_items, device=scores.device)[None, :]  # (1, n_items)
-    ahead = (scores > target_scores) | ((scores == target_scores) & (item_ids < safe_targets[:, None]))
-    ranks = 1.0 + ahead.sum(dim=1).to(torch.float32)
-    rankable = in_catalogue & torch.isfinite(target_scores[:, 0])
-    return torch.where(rankable, ranks, torch.full_like(ranks, math.inf))
+    target_scores = scores.gather(1, safe_targets[:, None])[:, 0]  # (B,)
+    ranks = 1.0 + count_ahead(scores, target_scores, safe_targets).to(torch.float32)
+    return torch.where(in_catalogue & torch.isfinite(target_scores), ranks, torch.full_like(ranks, math.inf))
 
 
 def hit_gain(ranks: Tensor, k: int) -> Tensor:

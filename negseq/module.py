@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from negseq.errors import ConfigError, NonFiniteLossError
 from negseq.losses import contrastive_loss, next_item_loss
-from negseq.metrics import MRR, NDCG, Coverage, HitRate, target_ranks
+from negseq.metrics import MRR, NDCG, Coverage, HitRate, count_ahead
 from negseq.models.encoder import CausalEncoder
 
 STAGES = ("val", "test")
@@ -68,6 +68,7 @@ class NegSeqModule(L.LightningModule):
         dropout: dropout rate.
         lr: Adam learning rate.
         k: cut-off of the ranking metrics and of the recommendations.
+        score_block_items: evaluation scores the catalogue this many items at a time (memory bound).
     """
 
     def __init__(
@@ -87,6 +88,7 @@ class NegSeqModule(L.LightningModule):
         dropout: float = 0.1,
         lr: float = 1e-3,
         k: int = 10,
+        score_block_items: int = 16384,
     ) -> None:
         super().__init__()
         if history not in ("positives", "all"):
@@ -95,6 +97,8 @@ class NegSeqModule(L.LightningModule):
             raise ConfigError(f"`alpha` ({alpha}) needs a negative encoder, which only history='positives' has")
         if history == "positives" and unlikelihood_weight:
             raise ConfigError("`unlikelihood_weight` applies to history='all', where next items of both signs are labels")
+        if score_block_items < 1:
+            raise ConfigError(f"`score_block_items` must be positive, got {score_block_items}")
         if temperature <= 0:
             raise ConfigError(f"`temperature` must be positive, got {temperature}")
         self.save_hyperparameters()
@@ -124,14 +128,52 @@ class NegSeqModule(L.LightningModule):
         """``(B, T)`` left-padded item ids -> ``(B, T, D)`` hidden states."""
         return (encoder or self.encoder)(self.items(sequences), sequences > 0)
 
-    def score(self, sequences: Tensor, seen: Tensor) -> Tensor:
-        """``(B, N + 1)`` fp32 scores of every item from the last position; padding and ``seen`` items are ``-inf``."""
-        last = self.encode(sequences)[:, -1]  # (B, D)
-        with torch.autocast(device_type=last.device.type, enabled=False):
+    def _user_vectors(self, sequences: Tensor) -> Tensor:
+        """``(B, D)`` fp32 user representations: the hidden state at the newest position."""
+        return self.encode(sequences)[:, -1].float()
+
+    def _score_block(self, users: Tensor, seen: Tensor, start: int, stop: int) -> Tensor:
+        """``(B, stop - start)`` fp32 scores of items ``start..stop-1``; padding and ``seen`` items are ``-inf``."""
+        with torch.autocast(device_type=users.device.type, enabled=False):
             # fp32 so that bf16 rounding does not create ties among thousands of items
-            scores = last.float() @ self.items.weight.float().T  # (B, N + 1)
-        scores[:, 0] = float("-inf")
-        return scores.scatter_(1, seen, float("-inf"))
+            block = users @ self.items.weight[start:stop].float().T  # (B, C)
+        local = seen - start  # (B, S)
+        inside = (local >= 0) & (local < stop - start) & (seen > 0)
+        rows = torch.arange(len(seen), device=seen.device)[:, None].expand_as(seen)
+        block[rows[inside], local[inside]] = float("-inf")
+        if start == 0:
+            block[:, 0] = float("-inf")
+        return block
+
+    def score(self, sequences: Tensor, seen: Tensor) -> Tensor:
+        """``(B, N + 1)`` fp32 scores of every item; padding and ``seen`` items are ``-inf``."""
+        return self._score_block(self._user_vectors(sequences), seen, 0, self.hparams.num_items + 1)
+
+    def rank_and_recommend(self, sequences: Tensor, seen: Tensor, targets: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Each target's rank (as :func:`target_ranks`) and the top-k ``(scores, item ids)``, block by block.
+
+        The catalogue is scored ``score_block_items`` items at a time, so a batch never holds
+        more than ``B * score_block_items`` scores; slots with no recommendable item get id 0.
+        """
+        users = self._user_vectors(sequences)  # (B, D)
+        n_items, block_size, k = self.hparams.num_items + 1, self.hparams.score_block_items, self.hparams.k
+        in_catalogue = (targets > 0) & (targets < n_items)
+        safe_targets = torch.where(in_catalogue, targets, 0)
+        target_scores = (users * self.items.weight[safe_targets].float()).sum(-1)  # (B,)
+        rankable = in_catalogue & ~(seen == targets[:, None]).any(dim=1)
+        ahead = torch.zeros_like(targets)
+        top_scores = users.new_empty(len(users), 0)
+        top_items = targets.new_empty(len(users), 0)
+        for start in range(0, n_items, block_size):
+            stop = min(start + block_size, n_items)
+            block = self._score_block(users, seen, start, stop)  # (B, C)
+            ahead += count_ahead(block, target_scores, safe_targets, first_id=start)
+            candidates = torch.cat([top_scores, block], dim=1)  # (B, k + C)
+            candidate_items = torch.cat([top_items, torch.arange(start, stop, device=block.device).expand(len(block), -1)], dim=1)
+            top_scores, positions = candidates.topk(min(k, candidates.shape[1]), dim=1)  # (B, k)
+            top_items = candidate_items.gather(1, positions)
+        ranks = torch.where(rankable, 1.0 + ahead.float(), torch.full_like(target_scores, float("inf")))
+        return ranks, top_scores, torch.where(torch.isfinite(top_scores), top_items, 0)
 
     # -- training --
 
@@ -204,17 +246,11 @@ class NegSeqModule(L.LightningModule):
         return batch["positives"] if self.hparams.history == "positives" else batch["history"]
 
     def _shared_eval_step(self, batch: dict[str, Tensor], stage: str) -> None:
-        scores = self.score(self._input(batch), batch["seen"])
-        ranks = target_ranks(scores, batch["target"])
+        ranks, _, top_items = self.rank_and_recommend(self._input(batch), batch["seen"], batch["target"])
         metrics = self.metrics[stage]
         for name in ("hr", "ndcg", "mrr"):
             metrics[name].update(ranks, batch["target_positive"])
-        metrics["coverage"].update(self._top_k(scores)[1])
-
-    def _top_k(self, scores: Tensor) -> tuple[Tensor, Tensor]:
-        """Top-k scores and item ids; slots with no recommendable item get id 0."""
-        top_scores, top_items = scores.topk(min(self.hparams.k, scores.shape[1]), dim=1)
-        return top_scores, torch.where(torch.isfinite(top_scores), top_items, 0)
+        metrics["coverage"].update(top_items)
 
     def _log_stage(self, stage: str) -> None:
         metrics = self.metrics[stage]
@@ -227,9 +263,10 @@ class NegSeqModule(L.LightningModule):
             if name != "mrr":
                 values[f"{stage}/delta_{name}@{k}"] = result["delta"]
         values[f"{stage}/coverage@{k}"] = metrics["coverage"].compute()
-        values[f"{stage}/n_users_pos"] = metrics["hr"].n_pos.float()
-        values[f"{stage}/n_users_neg"] = metrics["hr"].n_neg.float()
         self.log_dict(values, prog_bar=False)
+        # compute() syncs states only for its result: the counts held here are this process's, so sum them over processes
+        counts = {f"{stage}/n_users_pos": metrics["hr"].n_pos.float(), f"{stage}/n_users_neg": metrics["hr"].n_neg.float()}
+        self.log_dict(counts, prog_bar=False, sync_dist=True, reduce_fx="sum")
         for metric in metrics.values():
             metric.reset()
 
@@ -247,7 +284,7 @@ class NegSeqModule(L.LightningModule):
 
     def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
         """Top-k recommendations (encoded ids) for each user of the batch."""
-        scores, items = self._top_k(self.score(self._input(batch), batch["seen"]))
+        _, scores, items = self.rank_and_recommend(self._input(batch), batch["seen"], batch["target"])
         return {"user": batch["user"], "items": items, "scores": scores}
 
     # -- checkpoints --
@@ -268,7 +305,7 @@ class NegSeqModule(L.LightningModule):
                     "use the same data, filters and model settings as the run that wrote it"
                 )
         states = checkpoint.get("rng_states")
-        if states and self.trainer.state.fn == "fit":
+        if states and self._trainer is not None and self.trainer.state.fn == "fit":  # no trainer: load_from_checkpoint
             torch.set_rng_state(states["torch"])
             kind, keys, position, has_gauss, cached = states["numpy"]
             np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, cached))

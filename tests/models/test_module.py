@@ -336,26 +336,41 @@ def test_score_is_fp32_under_bf16_autocast():
     torch.testing.assert_close(scores[finite], reference[finite], rtol=0.05, atol=0.05)
 
 
-def test_top_k_returns_zero_for_unrecommendable_slots():
-    module = make(k=10)
-    scores = torch.full((2, 21), -math.inf)
-    scores[0, [4, 9, 2]] = torch.tensor([0.5, 2.0, 1.0])
-    scores[1, 1:] = torch.arange(20, dtype=torch.float32)  # every item recommendable
-    top_scores, top_items = module._top_k(scores)
-    assert top_items.shape == (2, 10)
-    assert top_items[0].tolist() == [9, 2, 4] + [0] * 7
-    assert top_scores[0, :3].tolist() == [2.0, 1.0, 0.5]
-    assert top_items[1].tolist() == list(range(20, 10, -1))
+@pytest.mark.parametrize("block", [1, 3, 7, 21, 16384])
+def test_block_wise_ranks_and_top_k_match_the_full_score_matrix(block):
+    from negseq.metrics import target_ranks
 
-
-def test_top_k_with_catalogue_smaller_than_k():
-    module = make(num_items=5, num_train_items=5, k=10).eval()
+    module = make(k=5, score_block_items=block).eval()
+    targets = torch.tensor([4, 9])  # user 1's target 9 is seen -> unrankable
     with torch.no_grad():
-        scores = module.score(torch.tensor([[0, 0, 0, 1, 2]]), torch.tensor([[1, 2]]))
-    top_scores, top_items = module._top_k(scores)
-    assert top_items.shape == (1, 6)  # N + 1 columns
+        scores = module.score(SEQUENCES, SEEN)
+        ranks, top_scores, top_items = module.rank_and_recommend(SEQUENCES, SEEN, targets)
+    assert ranks[1] == math.inf
+    assert ranks[0] == target_ranks(scores, targets)[0]
+    expected_scores, expected_items = scores.topk(5, dim=1)
+    torch.testing.assert_close(top_scores, expected_scores)
+    assert torch.equal(top_items, expected_items)
+
+
+def test_block_wise_ranks_break_ties_by_item_id():
+    module = make(num_items=6, num_train_items=6, k=3, score_block_items=2).eval()
+    with torch.no_grad():
+        module.items.weight[1:] = torch.tensor([1.0] * 8).view(1, 8).repeat(6, 1)  # every item scores the same
+        ranks, _, top_items = module.rank_and_recommend(torch.tensor([[0, 0, 0, 0, 1]]), torch.tensor([[0]]), torch.tensor([4]))
+    assert ranks.tolist() == [4.0]  # items 1, 2, 3 come first
+    # which of exactly tied items fill the top-k is up to the top-k kernel; only the ranks are id-ordered
+    assert len(set(top_items[0].tolist())) == 3 and set(top_items[0].tolist()) <= {1, 2, 3, 4, 5, 6}
+
+
+def test_recommendations_skip_unrecommendable_slots():
+    """A catalogue smaller than k after removing seen items: the empty slots get item id 0."""
+    module = make(num_items=5, num_train_items=5, k=10, score_block_items=2).eval()
+    with torch.no_grad():
+        ranks, top_scores, top_items = module.rank_and_recommend(torch.tensor([[0, 0, 0, 1, 2]]), torch.tensor([[1, 2]]), torch.tensor([3]))
+    assert top_items.shape == (1, 6)  # N + 1 candidates in all
     assert sorted(top_items[0, :3].tolist()) == [3, 4, 5]
     assert top_items[0, 3:].tolist() == [0, 0, 0]
+    assert torch.isinf(top_scores[0, 3:]).all() and 1 <= ranks.item() <= 3
 
 
 def test_eval_step_counts_each_user_in_its_sign_group():
