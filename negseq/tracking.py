@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import netrc
 import os
+import sys
 from typing import Any, Optional
 
 from lightning.pytorch.cli import SaveConfigCallback
@@ -55,7 +56,6 @@ class SaveConfigToLoggers(SaveConfigCallback):
 
 def finish_wandb() -> None:
     """Close the active W&B run now, so its exit messages come before the run's own final lines."""
-    import wandb
-
-    if wandb.run is not None:
+    wandb = sys.modules.get("wandb")  # not imported means no run was started: nothing to close
+    if wandb is not None and wandb.run is not None:
         wandb.finish()

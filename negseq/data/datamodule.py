@@ -67,7 +67,8 @@ class FeedbackDataModule(L.LightningDataModule):
         min_item_users: keep items with at least this many distinct users (not for presplit).
         min_user_items: then keep users with at least this many distinct items (not for presplit).
         split_seed: seed of the 50/50 validation/test user split.
-        batch_size: users per training batch.
+        batch_size: users per training step. 128 on ml-latest-small (610 users: 5 steps an epoch) reaches
+            the quality of the paper's 500 in about half the epochs; the paper used 500 on ML-1M (6,040 users).
         eval_batch_size: users per validation/test/predict batch.
         num_workers: DataLoader workers (batches are tensor slices: 0 is usually fastest).
     """
@@ -86,7 +87,7 @@ class FeedbackDataModule(L.LightningDataModule):
         min_item_users: int = 5,
         min_user_items: int = 5,
         split_seed: int = 42,
-        batch_size: int = 500,
+        batch_size: int = 128,
         eval_batch_size: int = 1000,
         num_workers: int = 0,
     ) -> None:
