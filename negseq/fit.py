@@ -13,7 +13,7 @@ import torch
 
 from negseq.cli import NegSeqCLI, run_cli
 from negseq.results import best_epoch, format_table, recommendations_frame, write_metrics
-from negseq.tracking import finish_wandb, log_test_summary
+from negseq.tracking import finish_wandb
 
 
 class FitCLI(NegSeqCLI):
@@ -45,7 +45,6 @@ def main(args: Optional[list[str]] = None) -> dict:
         return {}
     recommendations_frame(predictions, data).write_parquet(run_dir / "recommendations.parquet")
     metrics = write_metrics(run_dir, test_results, best_epoch(best), fit_seconds)
-    log_test_summary(trainer, metrics, run_dir / "recommendations.parquet", data)
     finish_wandb()
     print(format_table(metrics))
     print(run_dir)
