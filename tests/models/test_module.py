@@ -392,3 +392,15 @@ def test_eval_step_counts_each_user_in_its_sign_group():
     assert hr.gain_neg.item() == 0.0
     coverage = module.metrics["val"]["coverage"]
     assert int(coverage.recommended[1:].sum()) == len(set(scores.topk(5).indices.flatten().tolist()))
+
+
+def test_whole_history_models_rank_from_the_mixed_history():
+    """history='all' (SASRec, SASRec_c) reads batch['history'] at evaluation; the liked-only input is ignored."""
+    module = make(history="all", alpha=0.0, beta=0.0, k=5).eval()
+    batch = {"positives": SEQUENCES, "history": SEQUENCES, "seen": SEEN, "target": torch.tensor([4, 11]), "target_positive": torch.tensor([True, False])}
+    with torch.no_grad():
+        reference = module.rank_and_recommend(SEQUENCES, SEEN, batch["target"])
+        module.validation_step({**batch, "positives": torch.zeros_like(SEQUENCES)}, 0)
+        prediction = module.predict_step({**batch, "user": torch.tensor([0, 1]), "positives": torch.zeros_like(SEQUENCES)}, 0)
+    assert torch.equal(prediction["items"], reference[2])
+    assert module.metrics["val"]["hr"].n_pos.item() == 1 and module.metrics["val"]["hr"].n_neg.item() == 1
