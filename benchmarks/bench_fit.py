@@ -54,7 +54,7 @@ def main() -> None:
         trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, (L.pytorch.callbacks.EarlyStopping, L.pytorch.callbacks.ModelCheckpoint))] + [timer]
         trainer.fit(model, datamodule=data)
         evaluator = L.Trainer(
-            accelerator=trainer.accelerator.__class__.__name__.removesuffix("Accelerator").lower(), devices=1, precision=args.precision,
+            accelerator=trainer.strategy.root_device.type, devices=1, precision=args.precision,
             logger=False, enable_progress_bar=False, enable_model_summary=False, default_root_dir=run_dir,
         )
         started = time.perf_counter()
@@ -71,7 +71,7 @@ def main() -> None:
         "eval_s": round(eval_seconds, 4),
         "users_per_s": round(len(data.train_sequences) / per_epoch, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "device": str(model.device),
+        "device": str(trainer.strategy.root_device),
         "precision": args.precision,
     }
     print(json.dumps(result))
