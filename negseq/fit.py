@@ -13,7 +13,7 @@ import torch
 
 from negseq.cli import NegSeqCLI, run_cli
 from negseq.results import best_epoch, format_table, recommendations_frame, write_metrics
-from negseq.tracking import finish_wandb
+from negseq.tracking import finish_wandb, log_test_summary
 
 
 class FitCLI(NegSeqCLI):
@@ -36,7 +36,7 @@ def main(args: Optional[list[str]] = None) -> dict:
     cli = FitCLI(run=False, args=args)
     trainer, model, data, run_dir = cli.trainer, cli.model, cli.datamodule, cli.run_dir
     started = time.perf_counter()
-    trainer.fit(model, datamodule=data, ckpt_path=cli.config.ckpt_path)
+    trainer.fit(model, datamodule=data, ckpt_path=cli.config.ckpt_path, weights_only=True)
     fit_seconds = time.perf_counter() - started
     best = trainer.checkpoint_callback.best_model_path
     (test_results,) = trainer.test(model, datamodule=data, ckpt_path=best, weights_only=True)
@@ -45,6 +45,7 @@ def main(args: Optional[list[str]] = None) -> dict:
         return {}
     recommendations_frame(predictions, data).write_parquet(run_dir / "recommendations.parquet")
     metrics = write_metrics(run_dir, test_results, best_epoch(best), fit_seconds)
+    log_test_summary(trainer, metrics, run_dir / "recommendations.parquet", data)
     finish_wandb()
     print(format_table(metrics))
     print(run_dir)

@@ -297,7 +297,13 @@ class NegSeqModule(L.LightningModule):
         checkpoint["rng_states"] = {"torch": torch.get_rng_state(), "numpy": numpy_state, "python": random.getstate()}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        saved = checkpoint.get("hyper_parameters", {})
+        saved = dict(checkpoint.get("hyper_parameters", {}))
+        weights = checkpoint.get("state_dict", {})
+        # sizes from the weights themselves: load_from_checkpoint(..., num_items=...) overwrites the saved hyper-parameters
+        if "items.weight" in weights:
+            saved["num_items"], saved["dim"] = weights["items.weight"].shape[0] - 1, weights["items.weight"].shape[1]
+        if "encoder.positions.weight" in weights:
+            saved["max_len"] = weights["encoder.positions.weight"].shape[0]
         for name in ("num_items", "dim", "max_len"):
             if name in saved and saved[name] != self.hparams[name]:
                 raise ConfigError(
