@@ -28,7 +28,39 @@ def label_log_probs(hidden: Tensor, labels: Tensor, items: Tensor) -> Tensor:
     return -F.cross_entropy(logits.float(), labels - 1, reduction="none")
 
 
-def next_item_loss(hidden: Tensor, labels: Tensor, items: Tensor, disliked: Tensor | None = None, unlikelihood_weight: float = 0.0) -> Tensor:
+def sampled_label_log_probs(hidden: Tensor, labels: Tensor, items: Tensor, candidates: Tensor, log_q: Tensor | None = None) -> Tensor:
+    """Log-probability of each label in a softmax over the label and ``S`` sampled candidate items.
+
+    The candidates are shared by all positions; one equal to a position's own label is left
+    out there (an accidental hit). With ``log_q`` (log sampling probability of every item id),
+    each logit is corrected by ``- log Q(item)`` so that popularity sampling still estimates the
+    full softmax (Bengio & Senecal 2008; Yi et al. 2019); uniform sampling needs no correction.
+
+    Args:
+        hidden: ``(P, D)`` hidden states at labelled positions.
+        labels: ``(P,)`` item ids in 1..N.
+        items: ``(N + 1, D)`` item table.
+        candidates: ``(S,)`` sampled item ids in 1..N.
+        log_q: ``(N + 1,)`` log sampling probabilities, or None for uniform sampling.
+    """
+    positive = (hidden * items[labels]).sum(-1).float()  # (P,)
+    sampled = (hidden @ items[candidates].T).float()  # (P, S)
+    if log_q is not None:
+        positive = positive - log_q[labels]
+        sampled = sampled - log_q[candidates][None, :]
+    sampled = sampled.masked_fill(candidates[None, :] == labels[:, None], float("-inf"))
+    return positive - torch.logsumexp(torch.cat([positive[:, None], sampled], dim=1), dim=1)
+
+
+def next_item_loss(
+    hidden: Tensor,
+    labels: Tensor,
+    items: Tensor,
+    disliked: Tensor | None = None,
+    unlikelihood_weight: float = 0.0,
+    candidates: Tensor | None = None,
+    log_q: Tensor | None = None,
+) -> Tensor:
     """Cross-entropy of the next item at every position with a label (label id > 0).
 
     With ``disliked`` (bool, same shape as ``labels``) and ``unlikelihood_weight > 0``, positions
@@ -39,9 +71,14 @@ def next_item_loss(hidden: Tensor, labels: Tensor, items: Tensor, disliked: Tens
         hidden: ``(B, T, D)`` encoder output.
         labels: ``(B, T)`` next-item ids, 0 where there is no label.
         items: ``(N + 1, D)`` item table.
+        candidates: sampled item ids: a sampled softmax (:func:`sampled_label_log_probs`) instead of the full one.
+        log_q: with ``candidates``, log sampling probabilities for the logQ correction.
     """
     labelled = labels > 0  # (B, T)
-    log_probs = label_log_probs(hidden[labelled], labels[labelled], items)  # (P,)
+    if candidates is None:
+        log_probs = label_log_probs(hidden[labelled], labels[labelled], items)  # (P,)
+    else:
+        log_probs = sampled_label_log_probs(hidden[labelled], labels[labelled], items, candidates, log_q)  # (P,)
     if disliked is None or unlikelihood_weight == 0.0:
         return _mean(-log_probs, hidden)
     away = disliked[labelled]

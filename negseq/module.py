@@ -69,6 +69,11 @@ class NegSeqModule(L.LightningModule):
         lr: Adam learning rate.
         k: cut-off of the ranking metrics and of the recommendations.
         score_block_items: evaluation scores the catalogue this many items at a time (memory bound).
+        softmax: ``full`` (the paper) computes the next-item cross-entropies over the whole
+            catalogue; ``uniform`` and ``popularity`` over the label and ``num_sampled`` sampled
+            items, popularity-sampled with the logQ correction (for large catalogues). The
+            contrastive term is unchanged. Evaluation always ranks the full catalogue.
+        num_sampled: candidates per step for a sampled softmax.
     """
 
     def __init__(
@@ -89,6 +94,8 @@ class NegSeqModule(L.LightningModule):
         lr: float = 1e-3,
         k: int = 10,
         score_block_items: int = 16384,
+        softmax: Literal["full", "uniform", "popularity"] = "full",
+        num_sampled: int = 1024,
     ) -> None:
         super().__init__()
         if history not in ("positives", "all"):
@@ -97,6 +104,10 @@ class NegSeqModule(L.LightningModule):
             raise ConfigError(f"`alpha` ({alpha}) needs a negative encoder, which only history='positives' has")
         if history == "positives" and unlikelihood_weight:
             raise ConfigError("`unlikelihood_weight` applies to history='all', where next items of both signs are labels")
+        if softmax not in ("full", "uniform", "popularity"):
+            raise ConfigError(f"`softmax` must be 'full', 'uniform' or 'popularity', got {softmax!r}")
+        if num_sampled < 1:
+            raise ConfigError(f"`num_sampled` must be positive, got {num_sampled}")
         if score_block_items < 1:
             raise ConfigError(f"`score_block_items` must be positive, got {score_block_items}")
         if temperature <= 0:
@@ -106,6 +117,10 @@ class NegSeqModule(L.LightningModule):
         self.encoder = CausalEncoder(max_len, dim, blocks, heads, dropout)
         self.negative_encoder = CausalEncoder(max_len, dim, blocks, heads, dropout) if alpha else None
         self._init_weights()
+        # item sampling distribution of the popularity-sampled softmax; set from the training data in setup()
+        uniform = torch.full((num_items + 1,), 1.0 / num_items)
+        uniform[0] = 0.0
+        self.register_buffer("sampling_probs", uniform, persistent=False)
         self.metrics = nn.ModuleDict({stage: self._stage_metrics() for stage in STAGES})
 
     def _init_weights(self) -> None:
@@ -181,14 +196,15 @@ class NegSeqModule(L.LightningModule):
         """The weighted parts of the training loss by name, and their sum as ``loss``."""
         hp = self.hparams
         items = self.items.weight
+        sampled = self._sample_candidates()
         if hp.history == "positives":
             sequence, labels = _shift(batch["positives"])
             hidden = self.encode(sequence)
-            terms = {"loss_pos": next_item_loss(hidden, labels, items)}
+            terms = {"loss_pos": next_item_loss(hidden, labels, items, **sampled)}
             negatives, negative_labels = _shift(batch["negatives"])
             if self.negative_encoder is not None:
                 negative_hidden = self.encode(negatives, self.negative_encoder)
-                terms["loss_neg"] = hp.alpha * next_item_loss(negative_hidden, negative_labels, items)
+                terms["loss_neg"] = hp.alpha * next_item_loss(negative_hidden, negative_labels, items, **sampled)
             if hp.beta:
                 contrast = contrastive_loss(
                     hidden, self.items(labels), self.items(negatives), labels > 0, negatives > 0, hp.temperature, hp.cosine
@@ -199,11 +215,27 @@ class NegSeqModule(L.LightningModule):
             liked = batch["history_positive"]
             hidden = self.encode(sequence)
             disliked_next = ~liked[:, 1:]
-            terms = {"loss_next": next_item_loss(hidden, labels, items, disliked_next, hp.unlikelihood_weight)}
+            terms = {"loss_next": next_item_loss(hidden, labels, items, disliked_next, hp.unlikelihood_weight, **sampled)}
             if hp.beta:
                 terms["loss_contrast"] = hp.beta * self._history_infonce(hidden, batch["history"], liked)
         terms["loss"] = sum(terms.values())
         return terms
+
+    def _sample_candidates(self) -> dict[str, Tensor]:
+        """Candidates of a sampled softmax, drawn once per step and shared by the batch (none for the full softmax)."""
+        hp = self.hparams
+        if hp.softmax == "full":
+            return {}
+        if hp.softmax == "uniform":  # a constant Q cancels out: no correction
+            return {"candidates": torch.randint(1, hp.num_items + 1, (hp.num_sampled,), device=self.device)}
+        candidates = torch.multinomial(self.sampling_probs, hp.num_sampled, replacement=True)
+        return {"candidates": candidates, "log_q": self.sampling_probs.clamp(min=1e-12).log()}
+
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if self.hparams.softmax == "popularity" and stage == "fit" and datamodule is not None:
+            counts = datamodule.item_counts.to(self.sampling_probs)
+            self.sampling_probs.copy_(counts / counts.sum())
 
     def _history_infonce(self, hidden: Tensor, history: Tensor, liked: Tensor) -> Tensor:
         """SASRec_c: at each liked input position, the next liked item later in the sequence against the disliked inputs."""
@@ -295,6 +327,8 @@ class NegSeqModule(L.LightningModule):
         kind, keys, position, has_gauss, cached = np.random.get_state()
         numpy_state = (kind, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, cached)
         checkpoint["rng_states"] = {"torch": torch.get_rng_state(), "numpy": numpy_state, "python": random.getstate()}
+        if torch.cuda.is_available() and torch.cuda.is_initialized():  # dropout on a GPU draws from the current device's generator
+            checkpoint["rng_states"]["cuda"] = torch.cuda.get_rng_state()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         saved = dict(checkpoint.get("hyper_parameters", {}))
@@ -316,6 +350,8 @@ class NegSeqModule(L.LightningModule):
             kind, keys, position, has_gauss, cached = states["numpy"]
             np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, cached))
             random.setstate(states["python"])
+            if "cuda" in states and torch.cuda.is_available():
+                torch.cuda.set_rng_state(states["cuda"])
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)

@@ -151,6 +151,14 @@ class FeedbackDataModule(L.LightningDataModule):
         return self.split.num_items
 
     @property
+    def item_counts(self) -> torch.Tensor:
+        """``(N + 1,)`` training events per item id (0 for padding): the popularity of each item."""
+        counts = self.split.train.group_by("item").len()
+        result = torch.zeros(self.num_items + 1, dtype=torch.float64)
+        result[torch.from_numpy(counts["item"].to_numpy())] = torch.from_numpy(counts["len"].to_numpy()).double()
+        return result
+
+    @property
     def num_train_items(self) -> int:
         """Distinct items in the training events: the denominator of Coverage@k."""
         return self.split.train["item"].n_unique()

@@ -404,3 +404,30 @@ def test_whole_history_models_rank_from_the_mixed_history():
         prediction = module.predict_step({**batch, "user": torch.tensor([0, 1]), "positives": torch.zeros_like(SEQUENCES)}, 0)
     assert torch.equal(prediction["items"], reference[2])
     assert module.metrics["val"]["hr"].n_pos.item() == 1 and module.metrics["val"]["hr"].n_neg.item() == 1
+
+
+def test_sampled_softmax_variants_train_with_finite_losses():
+    for softmax in ("uniform", "popularity"):
+        module = make(softmax=softmax, num_sampled=7)
+        terms = module.loss_terms(batch())
+        assert torch.isfinite(terms["loss"]) and set(terms) == {"loss", "loss_pos", "loss_neg", "loss_contrast"}
+        terms["loss"].backward()
+
+
+def test_unknown_softmax_is_a_config_error():
+    with pytest.raises(ConfigError, match="`softmax` must be"):
+        make(softmax="hierarchical")
+
+
+def test_popularity_sampling_follows_the_training_item_counts(tiny_log, tmp_path):
+    import lightning as L
+
+    from negseq.data import FeedbackDataModule
+
+    data = FeedbackDataModule(path=tiny_log, max_len=5, batch_size=16)
+    module = NegSeqModule(data.num_items, data.num_train_items, max_len=5, dim=8, softmax="popularity", num_sampled=5)
+    trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    trainer.fit(module, datamodule=data)
+    counts = data.item_counts
+    assert counts[0] == 0 and counts.sum() == data.split.train.height
+    torch.testing.assert_close(module.sampling_probs, (counts / counts.sum()).float())
