@@ -8,6 +8,7 @@ into the model, and gives every run its own directory under ``--trainer.default_
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -24,6 +25,7 @@ from negseq.tracking import SaveConfigToLoggers
 
 MONITOR = "val/ndcg_p@10"
 DEFAULT_ROOT = "runs"
+RUN_DIR_ENV = "NEGSEQ_RUN_DIR"  # rank 0's run directory, for the processes Lightning starts for the other devices
 
 TRAINER_DEFAULTS = {
     "max_epochs": 100,
@@ -32,6 +34,34 @@ TRAINER_DEFAULTS = {
     "num_sanity_val_steps": 0,
     "logger": {"class_path": "negseq.tracking.WandbLogger", "init_args": {"project": "negseq"}},
 }
+
+
+class BestAndLastCheckpoint(ModelCheckpoint):
+    """``ModelCheckpoint`` whose ``last.ckpt`` is the state at the end of every epoch.
+
+    Lightning 2.6 writes ``last.ckpt`` only when a new top-k checkpoint is written, so once the
+    monitored metric stops improving it stays at the best epoch and ``--ckpt_path last`` would
+    redo every epoch since. This writes it at each epoch end that saved nothing else.
+    """
+
+    @property
+    def state_key(self) -> str:
+        # keep ModelCheckpoint's key, so checkpoints written by either class restore this callback's state
+        return super().state_key.replace(type(self).__qualname__, ModelCheckpoint.__qualname__, 1)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if self._should_save_on_train_epoch_end(trainer):
+            self._save_missed_last(trainer)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if not self._should_save_on_train_epoch_end(trainer):
+            self._save_missed_last(trainer)
+
+    def _save_missed_last(self, trainer) -> None:
+        if self.save_last and not self._should_skip_saving_checkpoint(trainer):  # skipped also when saved at this step
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
 
 class NegSeqCLI(LightningCLI):
@@ -49,7 +79,7 @@ class NegSeqCLI(LightningCLI):
         parser.add_argument("--run_name", type=Optional[str], default=None, help="Run name (default: the last config file's name).")
         parser.add_lightning_class_args(EarlyStopping, "early_stopping")
         parser.set_defaults({"early_stopping.monitor": MONITOR, "early_stopping.mode": "max", "early_stopping.patience": 10})
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(BestAndLastCheckpoint, "checkpoint")
         parser.set_defaults({"checkpoint.monitor": MONITOR, "checkpoint.mode": "max", "checkpoint.filename": "best", "checkpoint.save_last": True})
         parser.link_arguments("data.max_len", "model.max_len")
         parser.link_arguments("data.num_items", "model.num_items", apply_on="instantiate")
@@ -62,12 +92,19 @@ class NegSeqCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         """Fix the run directory and point the trainer, checkpoints and W&B at it."""
         config = self.active_config
+        if "weights_only" in config and config.weights_only is None:  # test/validate/predict --ckpt_path
+            config.weights_only = True  # checkpoints hold tensors and plain values only: never unpickle code
+        if self.subcommand not in (None, "fit"):  # `test --config runs/<run>/config.yaml` keeps the fit's config.yaml
+            self.save_config_kwargs = {**self.save_config_kwargs, "config_filename": f"config-{self.subcommand}.yaml"}
         name = config.run_name or (Path(str(config.config[-1])).stem if config.get("config") else "negseq")
         config.run_name = name
+        if not config.run_dir and int(os.environ.get("LOCAL_RANK", "0")) > 0:
+            config.run_dir = os.environ.get(RUN_DIR_ENV)  # a process Lightning started for another device: rank 0's directory
         if not config.run_dir:
             root = Path(config.trainer.default_root_dir or DEFAULT_ROOT)
             config.run_dir = str(_fresh_dir(root, f"{time.strftime('%Y%m%d-%H%M%S')}-{name}"))
         run_dir = Path(config.run_dir)
+        os.environ[RUN_DIR_ENV] = str(run_dir)  # inherited by the processes DDP starts for the other devices
         run_dir.mkdir(parents=True, exist_ok=True)
         config.trainer.default_root_dir = str(run_dir)
         config.checkpoint.dirpath = config.checkpoint.dirpath or str(run_dir / "checkpoints")
@@ -79,7 +116,10 @@ class NegSeqCLI(LightningCLI):
         self.history = EpochHistory(run_dir / "history.jsonl")
 
     def instantiate_trainer(self, **kwargs):
-        kwargs["callbacks"] = [*kwargs.get("callbacks", []), self.history]
+        # a `callbacks` keyword replaces the configured ones in LightningCLI: start from --trainer.callbacks
+        callbacks = kwargs.get("callbacks", self._get(self.config_init, "trainer", default={}).get("callbacks"))
+        callbacks = [] if callbacks is None else list(callbacks) if isinstance(callbacks, (list, tuple)) else [callbacks]
+        kwargs["callbacks"] = [*callbacks, self.history]
         return super().instantiate_trainer(**kwargs)
 
     @property

@@ -34,14 +34,19 @@ class EpochHistory(L.Callback):
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._started = 0.0
+        self._first_epoch = True
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # a resumed fit restarts after its checkpoint's epoch: forget rows written after that checkpoint
-        if trainer.is_global_zero and self.path.is_file():
-            rows = [line for line in self.path.read_text().splitlines() if json.loads(line)["epoch"] <= trainer.current_epoch]
-            self.path.write_text("".join(row + "\n" for row in rows))
+        self._first_epoch = True
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._first_epoch and trainer.is_global_zero and self.path.is_file():
+            # the first epoch this fit runs (a resumed fit: the one after its checkpoint's) and the later
+            # ones are run now: forget the rows of a previous process that got that far. Decided here, not
+            # at fit start, where Lightning has not yet moved past an epoch that the checkpoint completed.
+            rows = [line for line in self.path.read_text().splitlines() if json.loads(line)["epoch"] <= trainer.current_epoch]
+            self.path.write_text("".join(row + "\n" for row in rows))
+        self._first_epoch = False
         self._started = time.perf_counter()
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -75,10 +80,11 @@ def write_metrics(run_dir: Path, test_results: dict[str, float], best: int, fit_
 
 def recommendations_frame(predictions: list[dict[str, torch.Tensor]], datamodule) -> pl.DataFrame:
     """Long frame ``user_id, item_id, rank, score`` in original ids from ``predict_step`` outputs."""
-    predictions = sorted(predictions, key=lambda batch: int(batch["user"][0]))  # batches of all processes, in user order
     users = torch.cat([batch["user"] for batch in predictions])  # (U,)
-    items = torch.cat([batch["items"] for batch in predictions])  # (U, k)
-    scores = torch.cat([batch["scores"] for batch in predictions])  # (U, k)
+    order = users.argsort(stable=True)  # user order, whatever process (each with every n-th user under DDP) made a batch
+    users = users[order]
+    items = torch.cat([batch["items"] for batch in predictions])[order]  # (U, k)
+    scores = torch.cat([batch["scores"] for batch in predictions])[order]  # (U, k)
     k = items.shape[1]
     ranks = torch.arange(1, k + 1).repeat(len(users))
     keep = items.flatten() > 0  # a slot with no recommendable item
