@@ -34,6 +34,28 @@ from negseq.models.encoder import CausalEncoder
 STAGES = ("val", "test")
 
 
+_ID_BITS = 0x7FFFFFFF
+
+
+def _order_keys(scores: Tensor, item_ids: Tensor) -> Tensor:
+    """int64 keys whose descending order is score descending, then item id ascending: exact, on any device.
+
+    ``torch.topk`` orders exactly tied scores as its kernel happens to (differently on CPU and
+    CUDA); on these keys it cannot tie. The high 32 bits are the fp32 score's bits made monotone,
+    the low 32 bits the complement of the item id.
+    """
+    bits = scores.float().contiguous().view(torch.int32).to(torch.int64)
+    monotone = torch.where(bits < 0, bits ^ _ID_BITS, bits)  # negative floats: larger magnitude, smaller key
+    return (monotone << 32) | (_ID_BITS - item_ids)
+
+
+def _decode_keys(keys: Tensor) -> tuple[Tensor, Tensor]:
+    """Scores and item ids back from :func:`_order_keys`."""
+    monotone = keys >> 32
+    bits = torch.where(monotone < 0, monotone ^ _ID_BITS, monotone).to(torch.int32)
+    return bits.view(torch.float32), _ID_BITS - (keys & 0xFFFFFFFF)
+
+
 def _shift(sequences: Tensor) -> tuple[Tensor, Tensor]:
     """``(B, L + 1)`` left-padded ids -> inputs ``[:, :-1]`` and next-item labels ``[:, 1:]``.
 
@@ -177,16 +199,15 @@ class NegSeqModule(L.LightningModule):
         target_scores = (users * self.items.weight[safe_targets].float()).sum(-1)  # (B,)
         rankable = in_catalogue & ~(seen == targets[:, None]).any(dim=1)
         ahead = torch.zeros_like(targets)
-        top_scores = users.new_empty(len(users), 0)
-        top_items = targets.new_empty(len(users), 0)
+        top_keys = targets.new_empty(len(users), 0)
         for start in range(0, n_items, block_size):
             stop = min(start + block_size, n_items)
             block = self._score_block(users, seen, start, stop)  # (B, C)
             ahead += count_ahead(block, target_scores, safe_targets, first_id=start)
-            candidates = torch.cat([top_scores, block], dim=1)  # (B, k + C)
-            candidate_items = torch.cat([top_items, torch.arange(start, stop, device=block.device).expand(len(block), -1)], dim=1)
-            top_scores, positions = candidates.topk(min(k, candidates.shape[1]), dim=1)  # (B, k)
-            top_items = candidate_items.gather(1, positions)
+            keys = _order_keys(block, torch.arange(start, stop, device=block.device))  # (B, C)
+            candidates = torch.cat([top_keys, keys], dim=1)  # (B, k + C)
+            top_keys = candidates.topk(min(k, candidates.shape[1]), dim=1).values  # (B, k), best first
+        top_scores, top_items = _decode_keys(top_keys)
         ranks = torch.where(rankable, 1.0 + ahead.float(), torch.full_like(target_scores, float("inf")))
         return ranks, top_scores, torch.where(torch.isfinite(top_scores), top_items, 0)
 

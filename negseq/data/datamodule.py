@@ -16,7 +16,7 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset
 
 from negseq.data import splits
-from negseq.data.io import read_log
+from negseq.data.io import FORMATS, read_log, resolve_format
 from negseq.errors import DataError
 from negseq.data.sequences import EvalSequences, TensorTable, TrainSequences
 
@@ -52,15 +52,22 @@ class FeedbackDataModule(L.LightningDataModule):
     """Paired positive/negative sequences for training; history, seen items and target for evaluation.
 
     Args:
-        path: interaction log (CSV, TSV, Parquet, MovieLens ``ratings.dat``/``ratings.csv``), or for
+        path: interaction log (CSV, TSV, Parquet, MovieLens ``ratings.dat``/``ratings.csv``, Amazon
+            review JSON lines, Kion ``interactions.csv``, ``zvuk-interactions.parquet``), or for
             ``split="presplit"`` a directory with train/validation/test parquet files. Default: the
             embedded ml-latest-small ratings.
-        format: ``auto`` (from the file name), ``csv``, ``tsv``, ``parquet`` or ``movielens``.
-        user_col: user id column; default depends on the format (``user_id``; ``userId`` for MovieLens).
-        item_col: item id column (``item_id``; ``movieId`` for MovieLens).
-        feedback_col: feedback value column (``rating``).
-        time_col: timestamp column (``timestamp``): numbers, dates or ISO 8601 strings.
-        threshold: feedback >= threshold is positive, below it negative.
+        format: ``auto`` (from the file name), ``csv``, ``tsv``, ``parquet``, ``movielens``, ``amazon``,
+            ``kion`` or ``zvuk`` (see :mod:`negseq.data.io`).
+        user_col: user id column; default depends on the format (``user_id``; ``userId`` for MovieLens,
+            ``reviewerID`` for Amazon).
+        item_col: item id column (``item_id``; ``movieId``, ``asin``, ``track_id``).
+        feedback_col: feedback value column (``rating``; ``overall``, ``watched_pct``, ``play_duration``).
+        time_col: timestamp column (``timestamp``; ``unixReviewTime``, ``last_watch_dt``, ``datetime``):
+            numbers, dates or ISO 8601 strings.
+        threshold: feedback >= threshold is positive, below it negative. ``None`` (``--data.threshold
+            null``): the format's own default: 4 for MovieLens and generic files, 5 for Amazon, 50
+            (watched percent) for Kion, 30 (seconds) for Zvuk. The default 4.0 is MovieLens' scale;
+            the shipped configs of each dataset set their threshold explicitly.
         split: ``leave_last_out`` (each user's last event held out), ``temporal`` (the paper's
             global 0.9-quantile cut) or ``presplit`` (files prepared elsewhere).
         max_len: sequence length L; training keeps the last L + 1 items of each sequence.
@@ -81,7 +88,7 @@ class FeedbackDataModule(L.LightningDataModule):
         item_col: Optional[str] = None,
         feedback_col: Optional[str] = None,
         time_col: Optional[str] = None,
-        threshold: float = 4.0,
+        threshold: Optional[float] = 4.0,
         split: Literal["leave_last_out", "temporal", "presplit"] = "leave_last_out",
         max_len: int = 50,
         min_item_users: int = 5,
@@ -111,7 +118,18 @@ class FeedbackDataModule(L.LightningDataModule):
     # -- data preparation: once, on first use (the CLI needs num_items at instantiation) --
 
     def _read(self, path: Path) -> pl.DataFrame:
-        return splits.add_sign(read_log(path, **self.columns), self.threshold, path)
+        if not path.is_file():
+            raise DataError(f"{path}: file not found")
+        fmt = resolve_format(path, self.columns["format"])
+        default = FORMATS[fmt].threshold
+        threshold = default if self.threshold is None else self.threshold
+        if self.threshold is not None and threshold != default and threshold == 4.0:
+            log.warning(
+                "%s: threshold 4.0 (MovieLens' rating scale) on a %s log, whose usual threshold is %s; "
+                "set --data.threshold (null = the format's default)", path, fmt, default,
+            )
+        events = splits.add_sign(read_log(path, **{**self.columns, "format": fmt}), threshold, path)
+        return events.drop("feedback")  # the sign is all that is used from here on
 
     @cached_property
     def split(self) -> splits.Split:
@@ -119,15 +137,23 @@ class FeedbackDataModule(L.LightningDataModule):
             missing = [name for name in splits.PRESPLIT_FILES if not (self.path / name).is_file()]
             if missing:
                 raise DataError(f"{self.path}: presplit directory lacks {missing}; expected {list(splits.PRESPLIT_FILES)}")
-            return splits.presplit(*(self._read(self.path / name) for name in splits.PRESPLIT_FILES))
-        events = splits.filter_cores(self._read(self.path), self.min_item_users, self.min_user_items, self.path)
-        if self.split_name == "temporal":
-            return splits.temporal(events, self.split_seed)
-        return splits.leave_last_out(events, self.split_seed)
+            split = splits.presplit(*(self._read(self.path / name) for name in splits.PRESPLIT_FILES), source=self.path)
+        else:
+            events = splits.filter_cores(self._read(self.path), self.min_item_users, self.min_user_items, self.path)
+            split = (splits.temporal if self.split_name == "temporal" else splits.leave_last_out)(events, self.split_seed)
+        if split.train.height == 0:
+            raise DataError(f"{self.path}: the {self.split_name} split leaves no training events; use a larger log or another --data.split")
+        return split
 
     @cached_property
     def train_sequences(self) -> TrainSequences:
-        return TrainSequences.from_events(self.split.train, self.max_len)
+        sequences = TrainSequences.from_events(self.split.train, self.max_len)
+        if len(sequences) == 0:
+            raise DataError(
+                f"{self.path}: no user has two training events (an input item and a next item to predict); "
+                "use a larger log or raise --data.min_user_items"
+            )
+        return sequences
 
     @cached_property
     def validation_sequences(self) -> EvalSequences:

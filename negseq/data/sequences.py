@@ -3,6 +3,10 @@
 Every sequence keeps time order and only its most recent items, right-aligned: the newest
 item is in the last column and padding (id 0) fills the left. Batches are then plain row
 slices of these tensors; nothing per example is built in Python.
+
+Memory is bounded by what is kept: ``users x (max_len + 1)`` per training matrix, and for the
+items a user has seen (which are all kept, to filter them out of the ranking) one flat array of
+distinct (user, item) pairs with per-user offsets. No matrix is as wide as the longest history.
 """
 
 from __future__ import annotations
@@ -15,20 +19,41 @@ import torch
 from torch import Tensor
 
 
+def _right_aligned(rows: np.ndarray, values: list[np.ndarray], n_rows: int, length: int) -> list[np.ndarray]:
+    """For each array in ``values``, the ``(n_rows, length)`` matrix of each row's last ``length`` values, right-aligned.
+
+    ``rows[e]`` is the matrix row of event ``e``; events of one row are in time order, and rows
+    may interleave (a stable sort groups them). One pass: O(events + n_rows * length).
+    """
+    if len(rows) and not (np.diff(rows) >= 0).all():
+        order = np.argsort(rows, kind="stable")
+        rows, values = rows[order], [v[order] for v in values]
+    counts = np.bincount(rows, minlength=n_rows) if len(rows) else np.zeros(n_rows, dtype=np.int64)
+    end = np.cumsum(counts)  # one past each row's last event
+    from_end = end[rows] - 1 - np.arange(len(rows))  # 0 = the row's newest event
+    kept = from_end < length
+    rows_kept, columns = rows[kept], length - 1 - from_end[kept]
+    matrices = []
+    for value in values:
+        matrix = np.zeros((n_rows, length), dtype=np.int64)
+        matrix[rows_kept, columns] = value[kept]
+        matrices.append(matrix)
+    return matrices
+
+
 def last_items(events: pl.DataFrame, row_of: pl.Expr, n_rows: int, length: int, value: str = "item") -> Tensor:
     """``(n_rows, length)`` matrix of the last ``length`` values of ``value`` per row, right-aligned.
 
-    ``events`` must be sorted in time order within each row; ``row_of`` maps an event to its
-    matrix row. Memory is ``n_rows * length`` whatever the longest history.
+    ``events`` must be in time order within each row; ``row_of`` maps an event to its matrix
+    row. Memory is ``n_rows * length`` whatever the longest history.
     """
-    placed = (
-        events.select(row=row_of, value=pl.col(value))
-        .with_columns(from_end=pl.int_range(pl.len()).reverse().over("row"))
-        .filter(pl.col("from_end") < length)
-    )
-    matrix = np.zeros((n_rows, length), dtype=np.int64)
-    matrix[placed["row"].to_numpy(), length - 1 - placed["from_end"].to_numpy()] = placed["value"].cast(pl.Int64).to_numpy()
+    placed = events.select(row=row_of.cast(pl.Int64), value=pl.col(value).cast(pl.Int64))
+    (matrix,) = _right_aligned(placed["row"].to_numpy(), [placed["value"].to_numpy()], n_rows, length)
     return torch.from_numpy(matrix)
+
+
+def _int64(series: pl.Series) -> np.ndarray:
+    return series.cast(pl.Int64).to_numpy()
 
 
 @dataclass
@@ -48,6 +73,7 @@ class TrainSequences(TensorTable):
 
     ``positives`` and ``negatives`` are the two sign-separated sequences PNFRec reads;
     ``history`` is the whole mixed history and ``history_positive`` the sign of each of its items.
+    Users are in code order; a user without any next-item label in any sequence is left out.
     """
 
     positives: Tensor
@@ -57,49 +83,100 @@ class TrainSequences(TensorTable):
 
     @classmethod
     def from_events(cls, train: pl.DataFrame, max_len: int) -> "TrainSequences":
-        users = train["user"].unique().sort()
-        n_users = users.len()
-        row_of = pl.col("user").replace_strict(users, pl.int_range(0, n_users, eager=True))
-        as_int = train.with_columns(sign=pl.col("positive").cast(pl.Int64))
-        sequences = cls(
-            positives=last_items(train.filter("positive"), row_of, n_users, max_len + 1),
-            negatives=last_items(train.filter(~pl.col("positive")), row_of, n_users, max_len + 1),
-            history=last_items(train, row_of, n_users, max_len + 1),
-            history_positive=last_items(as_int, row_of, n_users, max_len + 1, value="sign").bool(),
+        """``train``: encoded events (user codes 0..U-1) in time order within each user."""
+        users, items = _int64(train["user"]), _int64(train["item"])
+        positive = train["positive"].to_numpy()
+        n_rows = int(users.max()) + 1 if len(users) else 0
+        width = max_len + 1
+        (positives,) = _right_aligned(users[positive], [items[positive]], n_rows, width)
+        (negatives,) = _right_aligned(users[~positive], [items[~positive]], n_rows, width)
+        history, history_sign = _right_aligned(users, [items, positive.astype(np.int64)], n_rows, width)
+        has_label = (positives[:, -2] > 0) | (negatives[:, -2] > 0) | (history[:, -2] > 0) if width > 1 else np.zeros(n_rows, dtype=bool)
+        return cls(
+            positives=torch.from_numpy(positives[has_label]),
+            negatives=torch.from_numpy(negatives[has_label]),
+            history=torch.from_numpy(history[has_label]),
+            history_positive=torch.from_numpy(history_sign[has_label].astype(bool)),
         )
-        has_label = (sequences.positives[:, -2] > 0) | (sequences.negatives[:, -2] > 0) | (sequences.history[:, -2] > 0)
-        return cls(*(getattr(sequences, f.name)[has_label] for f in fields(cls)))
 
 
 @dataclass
 class EvalSequences(TensorTable):
     """Per evaluated user: model inputs (last ``L`` items before the target), the seen items and the target.
 
-    ``seen`` is a ``(U, S)`` matrix of every distinct item in the user's history (padding 0), so
-    that seen items can be removed from the ranking with one scatter; ``S`` is the longest
-    history in this split, needed because every seen item must be filtered.
+    Seen items (every distinct item of the user's history, both signs) are kept flat:
+    ``seen_items[seen_offsets[u]:seen_offsets[u + 1]]`` are user row ``u``'s, in item order, so
+    their memory is the number of distinct (user, item) pairs. :meth:`take` turns them into the
+    batch's ``seen``: a ``(B, S)`` LongTensor padded with 0, ``S`` the most seen items of a user
+    *in that batch* (at least 1).
     """
 
     user: Tensor
     positives: Tensor
     history: Tensor
-    seen: Tensor
+    seen_items: Tensor
+    seen_offsets: Tensor
     target: Tensor
     target_positive: Tensor
 
+    def __len__(self) -> int:
+        return len(self.user)
+
+    def take(self, rows: Tensor) -> dict[str, Tensor]:
+        rows = torch.as_tensor(rows, dtype=torch.long)
+        return {
+            "user": self.user[rows],
+            "positives": self.positives[rows],
+            "history": self.history[rows],
+            "seen": self.seen_matrix(rows),
+            "target": self.target[rows],
+            "target_positive": self.target_positive[rows],
+        }
+
+    def seen_matrix(self, rows: Tensor) -> Tensor:
+        """``(B, S)`` seen items of ``rows``, left-aligned and padded with 0 to the batch's widest."""
+        rows = torch.as_tensor(rows, dtype=torch.long)
+        starts = self.seen_offsets[rows]
+        counts = self.seen_offsets[rows + 1] - starts
+        width = max(int(counts.max()) if len(rows) else 0, 1)
+        column = torch.arange(width)
+        inside = column[None, :] < counts[:, None]
+        flat = torch.cat([self.seen_items, self.seen_items.new_zeros(1)])  # a 0 for the padded slots
+        index = torch.where(inside, starts[:, None] + column[None, :], len(flat) - 1)
+        return flat[index].long()
+
     @classmethod
     def from_events(cls, events: pl.DataFrame, max_len: int) -> "EvalSequences":
-        targets = events.filter("is_target").sort("user")
-        n_users = targets.height
-        row_of = pl.col("user").replace_strict(targets["user"], pl.int_range(0, n_users, eager=True))
-        history = events.filter(~pl.col("is_target"))
-        seen = history.unique(subset=["user", "item"]).sort("user", "item")
-        longest = int(seen.group_by("user").len()["len"].max() or 0)
+        """``events``: encoded events with ``is_target`` (one per user), in time order within each user."""
+        is_target = events["is_target"].to_numpy()
+        users, items = _int64(events["user"]), _int64(events["item"])
+        positive = events["positive"].to_numpy()
+        order = np.argsort(users[is_target], kind="stable")
+        target_users = users[is_target][order]
+        n_users = len(target_users)
+        history = ~is_target
+        # matrix row of every history event: its user's position among the sorted target users
+        rows = np.searchsorted(target_users, users[history]) if n_users else np.zeros(int(history.sum()), dtype=np.int64)
+        known = rows < n_users
+        known[known] = target_users[rows[known]] == users[history][known]
+        rows, history_items, history_positive = rows[known], items[history][known], positive[history][known]
+        (positives,) = _right_aligned(rows[history_positive], [history_items[history_positive]], n_users, max_len)
+        (mixed,) = _right_aligned(rows, [history_items], n_users, max_len)
+        # distinct (row, item) pairs, sorted by row then item: the seen items in CSR form
+        span = int(items.max()) + 1 if len(items) else 1
+        pairs = np.sort(rows * span + history_items)  # (np.unique hashes first: several times slower here)
+        if len(pairs):
+            pairs = pairs[np.concatenate([[True], pairs[1:] != pairs[:-1]])]
+        seen_rows, seen_items = pairs // span, pairs % span
+        offsets = np.zeros(n_users + 1, dtype=np.int64)
+        np.cumsum(np.bincount(seen_rows, minlength=n_users), out=offsets[1:])
+        item_dtype = np.int32 if span < 2**31 else np.int64
         return cls(
-            user=torch.from_numpy(targets["user"].to_numpy().astype(np.int64)),
-            positives=last_items(history.filter("positive"), row_of, n_users, max_len),
-            history=last_items(history, row_of, n_users, max_len),
-            seen=last_items(seen, row_of, n_users, max(longest, 1)),
-            target=torch.from_numpy(targets["item"].to_numpy().astype(np.int64)),
-            target_positive=torch.from_numpy(targets["positive"].to_numpy()),
+            user=torch.from_numpy(target_users.copy()),
+            positives=torch.from_numpy(positives),
+            history=torch.from_numpy(mixed),
+            seen_items=torch.from_numpy(seen_items.astype(item_dtype)),
+            seen_offsets=torch.from_numpy(offsets),
+            target=torch.from_numpy(items[is_target][order].copy()),
+            target_positive=torch.from_numpy(positive[is_target][order].copy()),
         )

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from negseq.data.io import event_order
 from negseq.errors import DataError
 
 log = logging.getLogger("negseq")
@@ -57,14 +58,19 @@ def add_sign(frame: pl.DataFrame, threshold: float, source: str | Path) -> pl.Da
 
 
 def filter_cores(frame: pl.DataFrame, min_item_users: int, min_user_items: int, source: str | Path) -> pl.DataFrame:
-    """Keep items with ``min_item_users`` distinct users, then users with ``min_user_items`` distinct items (one pass, as the paper)."""
+    """Keep items with ``min_item_users`` distinct users, then users with ``min_user_items`` distinct items (one pass, as the paper).
+
+    Both counts come from the distinct (user, item) pairs; the events are filtered once, in order.
+    """
     before = frame.height
-    frame = frame.filter(pl.col("user").n_unique().over("item") >= min_item_users)
-    after_items = frame.height
-    frame = frame.filter(pl.col("item").n_unique().over("user") >= min_user_items)
+    drop_item, drop_user = _small_items_and_users(frame, min_item_users, min_user_items)
+    dropped_by_items = int(drop_item.sum())
+    drop = drop_item | drop_user
+    if drop.any():
+        frame = frame.filter(~pl.Series(drop))
     log.info(
         "%s: item filter (>= %d users) dropped %d events, user filter (>= %d items) dropped %d more; %d events left",
-        source, min_item_users, before - after_items, min_user_items, after_items - frame.height, frame.height,
+        source, min_item_users, dropped_by_items, min_user_items, before - dropped_by_items - frame.height, frame.height,
     )
     if frame.height == 0:
         raise DataError(
@@ -74,25 +80,55 @@ def filter_cores(frame: pl.DataFrame, min_item_users: int, min_user_items: int, 
     return frame
 
 
+def _dense(values: pl.Series) -> tuple[np.ndarray, int]:
+    """Codes 0..K-1 of ``values`` (any order-preserving numbering) and K: integer ids by offset when their range is small."""
+    if values.dtype.is_integer():
+        low, high = values.min(), values.max()
+        if high - low < 2**31:
+            return (values.to_numpy() - low).astype(np.int64), int(high - low + 1)
+    vocabulary = values.unique().sort()
+    return _codes(values, vocabulary, 0).to_numpy(), vocabulary.len()
+
+
+def _small_items_and_users(frame: pl.DataFrame, min_item_users: int, min_user_items: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per event: is its item below ``min_item_users`` users, and (after dropping those) its user below ``min_user_items`` items."""
+    users, n_users = _dense(frame["user"])
+    items, n_items = _dense(frame["item"])
+    pairs = np.sort(users * n_items + items)  # fast: a frame in event order is already grouped by user
+    pairs = pairs[np.concatenate([[True], pairs[1:] != pairs[:-1]])] if len(pairs) else pairs
+    pair_user, pair_item = pairs // n_items, pairs % n_items
+    small_item = np.bincount(pair_item, minlength=n_items) < min_item_users
+    small_user = np.bincount(pair_user[~small_item[pair_item]], minlength=n_users) < min_user_items
+    return small_item[items], small_user[users]
+
+
 def _vocabulary(values: pl.Series) -> pl.Series:
     return values.unique().sort()
 
 
+def _codes(values: pl.Series, vocabulary: pl.Series, first: int) -> pl.Series:
+    """``first + position`` of each value in the sorted ``vocabulary``; null for a value not in it."""
+    codes = pl.int_range(first, first + vocabulary.len(), eager=True, dtype=pl.Int64)
+    return values.replace_strict(vocabulary, codes, default=None, return_dtype=pl.Int64)
+
+
 def _encode(frame: pl.DataFrame, item_ids: pl.Series, user_ids: pl.Series) -> pl.DataFrame:
-    """Replace original ids by codes (items 1..N, users 0..U-1); rows with unknown ids are dropped."""
-    items = pl.DataFrame({"item": item_ids, "item_code": pl.int_range(1, item_ids.len() + 1, eager=True, dtype=pl.Int64)})
-    users = pl.DataFrame({"user": user_ids, "user_code": pl.int_range(0, user_ids.len(), eager=True, dtype=pl.Int64)})
-    return (
-        frame.join(items, on="item", how="inner")
-        .join(users, on="user", how="inner")
-        .select(pl.col("user_code").alias("user"), pl.col("item_code").alias("item"), "positive", "time", "row", *[c for c in frame.columns if c == "is_target"])
-        .sort("user", "time", "row")
-    )
+    """Replace original ids by codes (items 1..N, users 0..U-1); rows with unknown ids are dropped.
+
+    The result is in event order (user, time, row): it keeps the order of a frame already in it
+    (codes follow the sorted original ids), and sorts any other.
+    """
+    columns = ["user", "item", "positive", "time", "row", *[c for c in frame.columns if c == "is_target"]]
+    encoded = frame.select(columns).with_columns(user=_codes(frame["user"], user_ids, 0), item=_codes(frame["item"], item_ids, 1))
+    if encoded["user"].null_count() or encoded["item"].null_count():
+        encoded = encoded.drop_nulls(["user", "item"])
+    return event_order(encoded)
 
 
 def _mark_last_event(frame: pl.DataFrame) -> pl.DataFrame:
     """Flag each user's last event by time; ties broken by input row order (the later row is last)."""
-    return frame.sort("user", "time", "row").with_columns(is_target=pl.int_range(pl.len()).over("user") == pl.len().over("user") - 1)
+    frame = event_order(frame)
+    return frame.with_columns(is_target=(pl.col("user") != pl.col("user").shift(-1)).fill_null(True))
 
 
 def _halve_users(users: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -103,19 +139,22 @@ def _halve_users(users: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _evaluation_frames(events: pl.DataFrame, seed: int) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Split the users of ``events`` (all events, target marked) 50/50; validation keeps positive targets only."""
-    validation_users, test_users = _halve_users(events["user"].unique().to_numpy(), seed)
-    validation = events.filter(pl.col("user").is_in(validation_users))
-    positive_target = validation.filter(pl.col("is_target") & pl.col("positive"))["user"]
-    validation = validation.filter(pl.col("user").is_in(positive_target.implode()))
-    test = events.filter(pl.col("user").is_in(test_users))
-    return validation, test
+    """Split the users of ``events`` (encoded, all events, target marked) 50/50; validation keeps positive targets only."""
+    targets = events.filter("is_target")
+    validation_users, test_users = _halve_users(targets["user"].to_numpy(), seed)
+    liked = targets.filter("positive")["user"].to_numpy()
+    role = np.zeros(int(events["user"].max() or 0) + 1, dtype=np.int8)  # by user code: 1 validation, 2 test (no events: max() is None)
+    role[validation_users] = 1
+    role[np.setdiff1d(validation_users, liked, assume_unique=True)] = 0  # validation keeps positive targets only
+    role[test_users] = 2
+    of_user = pl.Series(role).gather(events["user"])
+    return events.filter(of_user == 1), events.filter(of_user == 2)
 
 
 def leave_last_out(frame: pl.DataFrame, seed: int) -> Split:
     """Each user's last event is held out; users are split 50/50 into validation and test."""
     item_ids, user_ids = _vocabulary(frame["item"]), _vocabulary(frame["user"])
-    events = _encode(_mark_last_event(frame), item_ids, user_ids)
+    events = _mark_last_event(_encode(frame, item_ids, user_ids))
     validation, test = _evaluation_frames(events, seed)
     train = events.filter(~pl.col("is_target")).drop("is_target")
     return Split(train, validation, test, item_ids, user_ids)
@@ -128,26 +167,32 @@ def temporal(frame: pl.DataFrame, seed: int, quantile: float = 0.9) -> Split:
     target is their last event; their history is everything before it, both periods included.
     """
     cut = frame["time"].quantile(quantile, interpolation="linear")
-    train_raw = frame.filter(pl.col("time") < cut)
-    if train_raw.height == 0:
+    before_cut = frame.filter(pl.col("time") < cut)
+    if before_cut.height == 0:
         raise DataError(f"temporal split: no events before the cut {cut} (the {quantile} quantile of timestamps)")
-    item_ids, user_ids = _vocabulary(train_raw["item"]), _vocabulary(train_raw["user"])
-    held_out = frame.filter(pl.col("time") >= cut)
-    known = held_out.filter(pl.col("item").is_in(item_ids.implode()) & pl.col("user").is_in(user_ids.implode()))
-    log.info("temporal split at t=%s: %d held-out events, %d of unseen users or items dropped", cut, held_out.height, held_out.height - known.height)
-    train = _encode(train_raw, item_ids, user_ids)
-    held_out_users = known["user"].unique().implode()
-    user_events = pl.concat([train_raw.filter(pl.col("user").is_in(held_out_users)), known])
-    validation, test = _evaluation_frames(_encode(_mark_last_event(user_events), item_ids, user_ids), seed)
+    item_ids, user_ids = _vocabulary(before_cut["item"]), _vocabulary(before_cut["user"])
+    del before_cut
+    events = _encode(frame, item_ids, user_ids)  # drops the held-out events of unseen users or items
+    held_out = frame.height - int(frame.select((pl.col("time") < cut).sum()).item())
+    is_held_out = pl.col("time") >= cut
+    known = int(events.select(is_held_out.sum()).item())
+    log.info("temporal split at t=%s: %d held-out events, %d of unseen users or items dropped", cut, held_out, held_out - known)
+    train = events.filter(~is_held_out)
+    held_out_users = events.filter(is_held_out)["user"].unique()
+    flag = np.zeros(user_ids.len(), dtype=bool)
+    flag[held_out_users.to_numpy()] = True
+    user_events = events.filter(pl.Series(flag).gather(events["user"]))
+    del events
+    validation, test = _evaluation_frames(_mark_last_event(user_events), seed)
     return Split(train, validation, test, item_ids, user_ids)
 
 
-def presplit(train_raw: pl.DataFrame, validation_raw: pl.DataFrame, test_raw: pl.DataFrame) -> Split:
+def presplit(train_raw: pl.DataFrame, validation_raw: pl.DataFrame, test_raw: pl.DataFrame, source: str | Path = "presplit") -> Split:
     """Splits prepared elsewhere: history from train, each held-out file's last event per user is the target."""
     for column in ("user", "item"):
         dtypes = {name: str(frame.schema[column]) for name, frame in zip(("train", "validation", "test"), (train_raw, validation_raw, test_raw))}
         if len(set(dtypes.values())) > 1:
-            raise DataError(f"presplit: {column} ids have different types across the files {dtypes}; expected one id type in all three")
+            raise DataError(f"{source}: presplit: {column} ids have different types across the files {dtypes}; expected one id type in all three")
     item_ids = _vocabulary(train_raw["item"])
     user_ids = _vocabulary(pl.concat([train_raw["user"], validation_raw["user"], test_raw["user"]]))
     train = _encode(train_raw, item_ids, user_ids)
@@ -158,6 +203,7 @@ def presplit(train_raw: pl.DataFrame, validation_raw: pl.DataFrame, test_raw: pl
             log.info("presplit %s: dropped %d events of items absent from train", name, held_out.height - known.height)
         marked = _mark_last_event(known)
         history = train_raw.filter(pl.col("user").is_in(known["user"].unique().implode())).with_columns(is_target=pl.lit(False))
+        # history first: at a time tie between a train and a held-out event the held-out one is later
         frames.append(_encode(pl.concat([history, marked], how="diagonal_relaxed"), item_ids, user_ids))
     validation = frames[0].filter(pl.col("user").is_in(frames[0].filter(pl.col("is_target") & pl.col("positive"))["user"].implode()))
     return Split(train, validation, frames[1], item_ids, user_ids)

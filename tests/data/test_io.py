@@ -7,11 +7,12 @@ import logging
 import re
 from datetime import datetime, timezone
 
+import numpy as np
 import polars as pl
 import pytest
 
 from negseq.data.datamodule import embedded_ratings
-from negseq.data.io import read_log
+from negseq.data.io import in_event_order, read_log
 from negseq.errors import DataError
 
 HEADER = "user_id,item_id,rating,timestamp\n"
@@ -63,7 +64,15 @@ def test_missing_column_respects_override(tmp_path):
 
 def test_string_feedback_rejected(tmp_path):
     path = write(tmp_path, "log.csv", HEADER + "1,2,good,10\n1,3,bad,11\n")
-    with pytest.raises(DataError, match=re.escape(f"{path}: feedback column 'rating' has type String (e.g. ['good']); expected numbers")):
+    with pytest.raises(DataError, match=re.escape(f"{path}: feedback column 'rating' has type String (e.g. 'good' at row 0); expected numbers")):
+        read_log(path)
+
+
+def test_non_numeric_feedback_after_many_numbers_names_the_value(tmp_path):
+    # beyond the rows the CSV reader guesses types from: the whole file decides, and the message shows the word, not a number
+    rows = "".join(f"{i},{i},4,{i}\n" for i in range(12_000))
+    path = write(tmp_path, "log.csv", HEADER + rows + "7,8,great,9\n")
+    with pytest.raises(DataError, match=re.escape(f"{path}: feedback column 'rating' has type String (e.g. 'great' at row 12000); expected numbers")):
         read_log(path)
 
 
@@ -144,15 +153,18 @@ def test_float_ids_rejected(tmp_path, column):
 
 def test_unknown_format(tmp_path):
     path = write(tmp_path, "log.csv", HEADER + "1,2,4,10\n")
-    expected = f"{path}: unknown format 'xlsx'; expected one of ['auto', 'csv', 'movielens', 'parquet', 'tsv']"
+    expected = f"{path}: unknown format 'xlsx'; expected one of ['auto', 'amazon', 'csv', 'kion', 'movielens', 'parquet', 'tsv', 'zvuk']"
     with pytest.raises(DataError, match=re.escape(expected)):
         read_log(path, format="xlsx")
 
 
-@pytest.mark.parametrize("name", ["ratings", "log.json"])
+@pytest.mark.parametrize("name", ["ratings", "log.xlsx"])
 def test_undetectable_format(tmp_path, name):
     path = write(tmp_path, name, HEADER + "1,2,4,10\n")
-    expected = f"{path}: cannot tell the format from the file name; pass --data.format, one of ['csv', 'movielens', 'parquet', 'tsv']"
+    expected = (
+        f"{path}: cannot tell the format from the file name; pass --data.format, "
+        "one of ['amazon', 'csv', 'kion', 'movielens', 'parquet', 'tsv', 'zvuk']"
+    )
     with pytest.raises(DataError, match=re.escape(expected)):
         read_log(path)
 
@@ -203,8 +215,10 @@ def test_string_ids_are_kept(tmp_path):
     path = write(tmp_path, "log.csv", HEADER + "alice,tt0111161,5,10\nbob,tt0068646,3,11\n007,tt0111161,4,12\n")
     frame = read_log(path)
     assert frame.schema["user"] == pl.String and frame.schema["item"] == pl.String
-    assert frame["user"].to_list() == ["alice", "bob", "007"]
-    assert frame["item"].to_list() == ["tt0111161", "tt0068646", "tt0111161"]
+    # in event order: users sorted as strings
+    assert frame["user"].to_list() == ["007", "alice", "bob"]
+    assert frame["item"].to_list() == ["tt0111161", "tt0111161", "tt0068646"]
+    assert frame["row"].to_list() == [2, 0, 1]
 
 
 def test_integer_ids_widen_to_int64(tmp_path):
@@ -241,13 +255,32 @@ def test_no_duplicate_message_without_duplicates(tmp_path, caplog):
     assert "duplicate" not in caplog.text
 
 
-def test_row_preserves_input_order(tmp_path):
+def test_events_come_in_event_order_and_row_is_the_input_position(tmp_path):
     # times deliberately out of order: row is the position in the file, not a time rank
-    path = write(tmp_path, "log.csv", HEADER + "3,1,4,300\n1,2,4,100\n2,3,4,200\n1,4,4,50\n")
+    path = write(tmp_path, "log.csv", HEADER + "3,1,4,300\n1,2,4,100\n2,3,4,200\n1,4,4,50\n1,5,4,100\n")
     frame = read_log(path)
-    assert frame["row"].to_list() == [0, 1, 2, 3]
-    assert frame["user"].to_list() == [3, 1, 2, 1]
-    assert frame["time"].to_list() == [300, 100, 200, 50]
+    assert frame["user"].to_list() == [1, 1, 1, 2, 3]
+    assert frame["time"].to_list() == [50, 100, 100, 200, 300]
+    assert frame["row"].to_list() == [3, 1, 4, 2, 0]  # the time tie of user 1 keeps the input order
+
+
+@pytest.mark.parametrize(("shuffle", "string_users"), [(False, False), (True, False), (True, True)])
+def test_event_order_of_a_log_in_time_order_and_of_any_log(tmp_path, shuffle, string_users):
+    # a log in time order takes the one-key sort, any other a packed (user, time) key, string ids two stable sorts:
+    # all give (user, time, row), many time ties included
+    rng = np.random.default_rng(0)
+    users, times = rng.integers(0, 50, 2000), np.sort(rng.integers(0, 300, 2000))
+    frame = pl.DataFrame({"user_id": users, "item_id": rng.integers(0, 99, 2000), "rating": 4.0, "timestamp": times})
+    if string_users:
+        frame = frame.with_columns(pl.format("u{}", "user_id").alias("user_id"))
+    if shuffle:
+        frame = frame.sample(fraction=1.0, shuffle=True, seed=1)
+    path = tmp_path / "log.parquet"
+    frame.write_parquet(path)
+    result = read_log(path)
+    expected = frame.with_row_index("row").unique(subset=["user_id", "item_id", "timestamp"], keep="first").sort("user_id", "timestamp", "row")
+    assert result["row"].to_list() == expected["row"].to_list()
+    assert in_event_order(result)
 
 
 @pytest.mark.parametrize("compress", [False, True])
@@ -272,6 +305,7 @@ def test_embedded_ratings():
     frame = read_log(embedded_ratings())
     assert frame.height == 100836
     assert frame["user"].n_unique() == 610
-    assert frame["row"].to_list() == list(range(100836))
+    assert sorted(frame["row"].to_list()) == list(range(100836))
+    assert in_event_order(frame)
     assert frame.schema["user"] == pl.Int64 and frame.schema["time"] == pl.Int64
     assert frame["feedback"].min() == 0.5 and frame["feedback"].max() == 5.0

@@ -164,26 +164,29 @@ def test_eval_sequences_exact_matrices():
         [0, 0, 0],
         [3, 4, 5],
     ]
-    # seen: distinct history items of both signs; width = the most distinct items of any user (user 7: 1..5)
-    assert sequences.seen.shape == (3, 5)
-    assert sorted(sequences.seen[0].tolist()) == [0, 0, 0, 0, 8]
-    assert sequences.seen[1].tolist() == [0, 0, 0, 0, 0]
-    assert sorted(sequences.seen[2].tolist()) == [1, 2, 3, 4, 5]
-    assert 6 not in sequences.seen.tolist()[2]  # the target is not seen
+    # seen: distinct history items of both signs, flat with offsets (item 1, seen twice, once)
+    assert sequences.seen_items.tolist() == [8, 1, 2, 3, 4, 5]
+    assert sequences.seen_offsets.tolist() == [0, 1, 1, 6]
+    # in a batch: (B, S) padded with 0, S = the most distinct items of a user in the batch (user 7: 1..5)
+    seen = sequences.take(torch.arange(3))["seen"]
+    assert seen.dtype == torch.int64
+    assert seen.tolist() == [[8, 0, 0, 0, 0], [0, 0, 0, 0, 0], [1, 2, 3, 4, 5]]
+    assert 6 not in seen.tolist()[2]  # the target is not seen
 
 
 def test_eval_sequences_seen_is_not_truncated_to_max_len():
     rows = [(0, item, True, item, False) for item in range(1, 9)] + [(0, 20, True, 99, True)]
     sequences = EvalSequences.from_events(frame(rows, EVAL_COLUMNS), max_len=2)
     assert sequences.positives.tolist() == [[7, 8]]
-    assert sequences.seen.tolist() == [[1, 2, 3, 4, 5, 6, 7, 8]]
+    assert sequences.take(torch.tensor([0]))["seen"].tolist() == [[1, 2, 3, 4, 5, 6, 7, 8]]
 
 
 def test_eval_sequences_without_any_history():
     rows = [(3, 5, False, 1, True), (1, 2, True, 4, True)]
     sequences = EvalSequences.from_events(frame(rows, EVAL_COLUMNS), max_len=4)
     assert sequences.user.tolist() == [1, 3]
-    assert sequences.seen.tolist() == [[0], [0]]
+    assert sequences.take(torch.tensor([0, 1]))["seen"].tolist() == [[0], [0]]
+    assert sequences.seen_items.numel() == 0
     assert sequences.history.tolist() == [[0, 0, 0, 0], [0, 0, 0, 0]]
 
 
@@ -192,3 +195,25 @@ def test_eval_sequences_take():
     batch = sequences.take(torch.tensor([2]))
     assert set(batch) == {"user", "positives", "history", "seen", "target", "target_positive"}
     assert batch["user"].tolist() == [7] and batch["target"].tolist() == [6]
+
+
+def test_eval_batch_seen_is_as_wide_as_its_widest_user_only():
+    # user 0 has seen 300 items, users 1-3 one each: a batch without user 0 is one column wide
+    rows = [(0, item, True, item, False) for item in range(1, 301)] + [(0, 400, True, 999, True)]
+    for user in (1, 2, 3):
+        rows += [(user, 500 + user, False, 1, False), (user, 600, True, 2, True)]
+    sequences = EvalSequences.from_events(frame(rows, EVAL_COLUMNS), max_len=5)
+    assert sequences.positives.shape == (4, 5)
+    assert sequences.seen_items.numel() == 303  # memory: the distinct (user, item) pairs, not users x longest
+    assert sequences.take(torch.tensor([3, 1]))["seen"].tolist() == [[503], [501]]
+    assert sequences.take(torch.tensor([2, 0]))["seen"].shape == (2, 300)
+
+
+def test_eval_sequences_interleaved_users_and_unsorted_rows():
+    # rows of several users interleaved (still time-ordered within each user): the same matrices
+    ordered = eval_frame()
+    interleaved = ordered.sort("time", "user")
+    a, b = EvalSequences.from_events(ordered, 3), EvalSequences.from_events(interleaved, 3)
+    every = torch.arange(len(a))
+    for key, value in a.take(every).items():
+        assert torch.equal(value, b.take(every)[key]), key

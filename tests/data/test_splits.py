@@ -83,10 +83,16 @@ def test_filter_cores_items_first_then_users_one_pass(signed_log, caplog):
     assert "item filter (>= 5 users) dropped 6 events, user filter (>= 5 items) dropped 8 more; 36 events left" in caplog.text
 
 
-def test_filter_cores_keeps_input_order(signed_log):
-    rows = core_log()
-    kept = splits.filter_cores(signed_log(rows), 5, 5, "log.csv")
-    assert kept["row"].to_list() == sorted(kept["row"].to_list())
+def test_filter_cores_keeps_the_event_order(signed_log):
+    frame = signed_log(core_log())
+    kept = splits.filter_cores(frame, 5, 5, "log.csv")
+    assert kept["row"].to_list() == [row for row in frame["row"].to_list() if row in set(kept["row"].to_list())]
+
+
+def test_filter_cores_keeps_everything_without_a_copy(signed_log):
+    frame = signed_log(core_log())
+    kept = splits.filter_cores(frame, 1, 1, "log.csv")
+    assert kept is frame
 
 
 def test_filter_cores_nothing_left(signed_log):
