@@ -38,9 +38,10 @@ def main() -> None:
     parser.add_argument("--max_len", type=int, default=50)
     parser.add_argument("--precision", choices=["32", "bf16"], default="32")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--block", type=int, default=16384, help="score_block_items: catalogue items scored at a time")
     args = parser.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = NegSeqModule(num_items=args.items, num_train_items=args.items, max_len=args.max_len).to(device).eval()
+    model = NegSeqModule(num_items=args.items, num_train_items=args.items, max_len=args.max_len, score_block_items=args.block).to(device).eval()
     batches = [{k: v.to(device) for k, v in b.items()} for b in synthetic_batches(args.users, args.items, args.history, args.max_len, args.batch)]
     timings = []
     for _ in range(args.repeats + 1):  # the first pass warms up
@@ -56,7 +57,7 @@ def main() -> None:
             metric.reset()
     eval_s = min(timings[1:])
     print(json.dumps({
-        "users": args.users, "items": args.items, "history": args.history, "batch": args.batch, "precision": args.precision,
+        "users": args.users, "items": args.items, "history": args.history, "batch": args.batch, "block": args.block, "precision": args.precision,
         "device": torch.cuda.get_device_name() if device == "cuda" else "cpu", "eval_s": round(eval_s, 4),
         "users_per_s": round(args.users / eval_s, 1), "hr_p@10": round(float(values["hr"]["pos"]), 4),
     }))

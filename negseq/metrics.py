@@ -48,8 +48,10 @@ def count_ahead(scores: Tensor, target_scores: Tensor, targets: Tensor, first_id
     item_ids = torch.arange(first_id, first_id + scores.shape[1], device=scores.device)[None, :]  # (1, C)
     target_scores, targets = target_scores[:, None], targets[:, None]  # (B, 1)
     tolerance = TIE_TOLERANCE * target_scores.abs().clamp(min=1.0)  # (B, 1)
-    ahead = (scores > target_scores + tolerance) | ((scores >= target_scores - tolerance) & (item_ids < targets))  # (B, C)
-    return (ahead & (item_ids != targets)).sum(dim=1)
+    # the target's own score is within the tolerance of itself, so only the tie term could count it, and id < target excludes it
+    higher = torch.count_nonzero(scores > target_scores + tolerance, dim=1)
+    tied_before = torch.count_nonzero((scores >= target_scores - tolerance) & (scores <= target_scores + tolerance) & (item_ids < targets), dim=1)
+    return higher + tied_before
 
 
 def target_ranks(scores: Tensor, targets: Tensor) -> Tensor:
