@@ -132,7 +132,7 @@ class NegSeqModule(L.LightningModule):
         dropout: float = 0.1,
         lr: float = 1e-3,
         k: int = 10,
-        score_block_items: int = 16384,
+        score_block_items: int = 2048,
         softmax: Literal["full", "uniform", "popularity"] = "full",
         num_sampled: int = 1024,
     ) -> None:
