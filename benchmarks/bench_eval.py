@@ -38,7 +38,7 @@ def main() -> None:
     parser.add_argument("--max_len", type=int, default=50)
     parser.add_argument("--precision", choices=["32", "bf16"], default="32")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--block", type=int, default=16384, help="score_block_items: catalogue items scored at a time")
+    parser.add_argument("--block", type=int, default=2048, help="score_block_items: catalogue items scored at a time (the model default)")
     args = parser.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = NegSeqModule(num_items=args.items, num_train_items=args.items, max_len=args.max_len, score_block_items=args.block).to(device).eval()
