@@ -70,6 +70,7 @@ def main() -> None:
         "epoch_seconds": [round(s, 3) for s in timer.seconds],
         "eval_s": round(eval_seconds, 4),
         "users_per_s": round(len(data.train_sequences) / per_epoch, 1),
+        "num_items": data.num_items,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "device": str(trainer.strategy.root_device),
         "precision": args.precision,

@@ -30,47 +30,9 @@ from negseq.errors import ConfigError, NonFiniteLossError
 from negseq.losses import contrastive_loss, next_item_loss
 from negseq.metrics import MRR, NDCG, Coverage, HitRate, count_ahead
 from negseq.models.encoder import CausalEncoder
+from negseq.ranking import block_top_keys, decode_keys
 
 STAGES = ("val", "test")
-
-
-_ID_BITS = 0x7FFFFFFF
-
-
-def _order_keys(scores: Tensor, item_ids: Tensor) -> Tensor:
-    """int64 keys whose descending order is score descending, then item id ascending: exact, on any device.
-
-    ``torch.topk`` orders exactly tied scores as its kernel happens to (differently on CPU and
-    CUDA); on these keys it cannot tie. The high 32 bits are the fp32 score's bits made monotone,
-    the low 32 bits the complement of the item id.
-    """
-    bits = scores.float().contiguous().view(torch.int32).to(torch.int64)
-    monotone = torch.where(bits < 0, bits ^ _ID_BITS, bits)  # negative floats: larger magnitude, smaller key
-    return (monotone << 32) | (_ID_BITS - item_ids)
-
-
-def _block_top_keys(block: Tensor, first_id: int, k: int) -> Tensor:
-    """Order keys of a block's top-k items by (score, then smaller id), exact even when scores tie.
-
-    A float top-k is cheap; only rows where it had to choose among items tied with its k-th
-    score (rare) are redone on keys of the whole row.
-    """
-    k = min(k, block.shape[1])
-    item_ids = torch.arange(first_id, first_id + block.shape[1], device=block.device)
-    scores, positions = block.topk(k, dim=1)  # (B, k)
-    keys = _order_keys(scores, item_ids[positions])
-    kth = scores[:, -1:]  # (B, 1)
-    ambiguous = torch.count_nonzero(block == kth, dim=1) > torch.count_nonzero(scores == kth, dim=1)  # more tied items than slots
-    if ambiguous.any():
-        keys[ambiguous] = _order_keys(block[ambiguous], item_ids).topk(k, dim=1).values
-    return keys
-
-
-def _decode_keys(keys: Tensor) -> tuple[Tensor, Tensor]:
-    """Scores and item ids back from :func:`_order_keys`."""
-    monotone = keys >> 32
-    bits = torch.where(monotone < 0, monotone ^ _ID_BITS, monotone).to(torch.int32)
-    return bits.view(torch.float32), _ID_BITS - (keys & 0xFFFFFFFF)
 
 
 def _shift(sequences: Tensor) -> tuple[Tensor, Tensor]:
@@ -221,10 +183,10 @@ class NegSeqModule(L.LightningModule):
             stop = min(start + block_size, n_items)
             block = self._score_block(users, seen, start, stop)  # (B, C)
             ahead += count_ahead(block, target_scores, safe_targets, first_id=start)
-            block_keys = _block_top_keys(block, start, k)  # (B, <= k)
+            block_keys = block_top_keys(block, start, k)  # (B, <= k)
             candidates = torch.cat([top_keys, block_keys], dim=1)  # (B, <= 2k)
             top_keys = candidates.topk(min(k, candidates.shape[1]), dim=1).values  # (B, k), best first
-        top_scores, top_items = _decode_keys(top_keys)
+        top_scores, top_items = decode_keys(top_keys)
         ranks = torch.where(rankable, 1.0 + ahead.float(), torch.full_like(target_scores, float("inf")))
         return ranks, top_scores, torch.where(torch.isfinite(top_scores), top_items, 0)
 

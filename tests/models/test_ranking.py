@@ -1,0 +1,24 @@
+"""Order keys: a total (score desc, id asc) order that survives a round trip."""
+
+from __future__ import annotations
+
+import torch
+
+from negseq.ranking import block_top_keys, decode_keys, order_keys
+
+
+def test_keys_round_trip_and_order_scores_then_ids():
+    scores = torch.tensor([[-float("inf"), -2.5, -0.0, 0.0, 1e-30, 3.0, 3.0, 7.25]])
+    ids = torch.tensor([9, 4, 5, 6, 2, 8, 1, 3])
+    keys = order_keys(scores, ids)
+    decoded_scores, decoded_ids = decode_keys(keys)
+    assert torch.equal(decoded_ids, ids[None]) and torch.equal(decoded_scores, scores)
+    order = keys.argsort(dim=1, descending=True)[0]
+    # 7.25, then the tied 3.0s by id (1 before 8), then 1e-30, 0.0, -0.0, -2.5, -inf
+    assert ids[order].tolist() == [3, 1, 8, 2, 6, 5, 4, 9]
+
+
+def test_block_top_keys_picks_the_smallest_ids_among_ties_at_the_cut():
+    block = torch.tensor([[1.0, 5.0, 1.0, 1.0, 1.0, 0.5]])  # ids 10..15; top-3 = 11 then two of the four tied 1.0s
+    scores, items = decode_keys(block_top_keys(block, first_id=10, k=3))
+    assert items.tolist() == [[11, 10, 12]] and scores.tolist() == [[5.0, 1.0, 1.0]]
