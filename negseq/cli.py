@@ -115,6 +115,15 @@ class NegSeqCLI(LightningCLI):
             logger.init_args.name = logger.init_args.name or name
         self.history = EpochHistory(run_dir / "history.jsonl")
 
+    def instantiate_classes(self) -> None:
+        # the data is read here (the model needs its sizes): a data error leaves no empty run directory behind
+        try:
+            super().instantiate_classes()
+        except NegSeqError:
+            if self.run_dir.is_dir() and not any(self.run_dir.iterdir()):
+                self.run_dir.rmdir()
+            raise
+
     def instantiate_trainer(self, **kwargs):
         # a `callbacks` keyword replaces the configured ones in LightningCLI: start from --trainer.callbacks
         callbacks = kwargs.get("callbacks", self._get(self.config_init, "trainer", default={}).get("callbacks"))
