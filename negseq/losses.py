@@ -16,16 +16,53 @@ def _mean(values: Tensor, anchor: Tensor) -> Tensor:
     return values.mean() if values.numel() else anchor.sum() * 0.0
 
 
-def label_log_probs(hidden: Tensor, labels: Tensor, items: Tensor) -> Tensor:
+def label_log_probs(hidden: Tensor, labels: Tensor, items: Tensor, chunk_items: int = 0) -> Tensor:
     """Full-softmax log-probability of each label.
 
     Args:
         hidden: ``(P, D)`` hidden states at labelled positions only.
         labels: ``(P,)`` item ids in 1..N.
         items: ``(N + 1, D)`` item table; row 0 (padding) is never a candidate.
+        chunk_items: if > 0, never hold more than ``P x chunk_items`` logits
+            (:class:`ChunkedLabelLogProbs`); the same values, less memory, more compute.
     """
+    if chunk_items:
+        return ChunkedLabelLogProbs.apply(hidden, items[1:], labels - 1, chunk_items)
     logits = hidden @ items[1:].T  # (P, N): logits only where a label exists
     return -F.cross_entropy(logits.float(), labels - 1, reduction="none")
+
+
+class ChunkedLabelLogProbs(torch.autograd.Function):
+    """``log softmax(hidden @ items.T)[label]`` computed over the catalogue in chunks.
+
+    The forward pass keeps a running logsumexp; the backward pass recomputes each chunk's
+    logits instead of storing them: ``d log p_y / d logit_j = [j = y] - softmax_j``. Memory is
+    ``P x chunk`` instead of ``P x N``, at the price of one more ``(P x N x D)`` matmul.
+    """
+
+    @staticmethod
+    def forward(ctx, hidden: Tensor, items: Tensor, labels: Tensor, chunk: int) -> Tensor:
+        hidden32, items32 = hidden.float(), items.float()
+        logsumexp = hidden32.new_full((len(hidden),), float("-inf"))
+        for start in range(0, len(items), chunk):
+            logits = hidden32 @ items32[start : start + chunk].T  # (P, C)
+            logsumexp = torch.logaddexp(logsumexp, logits.logsumexp(dim=1))
+        ctx.save_for_backward(hidden, items, labels, logsumexp)
+        ctx.chunk = chunk
+        return (hidden32 * items32[labels]).sum(-1) - logsumexp
+
+    @staticmethod
+    def backward(ctx, grad_output: Tensor):
+        hidden, items, labels, logsumexp = ctx.saved_tensors
+        hidden32, items32 = hidden.float(), items.float()
+        grad_hidden = (grad_output[:, None] * items32[labels]).clone()  # the label's own logit
+        grad_items = torch.zeros_like(items32).index_add_(0, labels, grad_output[:, None] * hidden32)
+        for start in range(0, len(items), ctx.chunk):
+            chunk = items32[start : start + ctx.chunk]  # (C, D)
+            weights = (hidden32 @ chunk.T - logsumexp[:, None]).exp() * grad_output[:, None]  # (P, C): softmax x grad
+            grad_hidden -= weights @ chunk
+            grad_items[start : start + ctx.chunk] -= weights.T @ hidden32
+        return grad_hidden.to(hidden.dtype), grad_items.to(items.dtype), None, None
 
 
 def sampled_label_log_probs(hidden: Tensor, labels: Tensor, items: Tensor, candidates: Tensor, log_q: Tensor | None = None) -> Tensor:
@@ -60,6 +97,7 @@ def next_item_loss(
     unlikelihood_weight: float = 0.0,
     candidates: Tensor | None = None,
     log_q: Tensor | None = None,
+    chunk_items: int = 0,
 ) -> Tensor:
     """Cross-entropy of the next item at every position with a label (label id > 0).
 
@@ -73,10 +111,11 @@ def next_item_loss(
         items: ``(N + 1, D)`` item table.
         candidates: sampled item ids: a sampled softmax (:func:`sampled_label_log_probs`) instead of the full one.
         log_q: with ``candidates``, log sampling probabilities for the logQ correction.
+        chunk_items: full softmax in catalogue chunks of this size (see :func:`label_log_probs`).
     """
     labelled = labels > 0  # (B, T)
     if candidates is None:
-        log_probs = label_log_probs(hidden[labelled], labels[labelled], items)  # (P,)
+        log_probs = label_log_probs(hidden[labelled], labels[labelled], items, chunk_items)  # (P,)
     else:
         log_probs = sampled_label_log_probs(hidden[labelled], labels[labelled], items, candidates, log_q)  # (P,)
     if disliked is None or unlikelihood_weight == 0.0:

@@ -75,6 +75,8 @@ class NegSeqModule(L.LightningModule):
             items, popularity-sampled with the logQ correction (for large catalogues). The
             contrastive term is unchanged. Evaluation always ranks the full catalogue.
         num_sampled: candidates per step for a sampled softmax.
+        ce_chunk_items: if > 0, the full-softmax losses hold at most ``positions x ce_chunk_items``
+            logits at a time (same values; leaner, slower: see benchmarks/README.md).
     """
 
     def __init__(
@@ -97,6 +99,7 @@ class NegSeqModule(L.LightningModule):
         score_block_items: int = 2048,
         softmax: Literal["full", "uniform", "popularity"] = "full",
         num_sampled: int = 1024,
+        ce_chunk_items: int = 0,
     ) -> None:
         super().__init__()
         if history not in ("positives", "all"):
@@ -107,6 +110,8 @@ class NegSeqModule(L.LightningModule):
             raise ConfigError("`unlikelihood_weight` applies to history='all', where next items of both signs are labels")
         if softmax not in ("full", "uniform", "popularity"):
             raise ConfigError(f"`softmax` must be 'full', 'uniform' or 'popularity', got {softmax!r}")
+        if ce_chunk_items < 0:
+            raise ConfigError(f"`ce_chunk_items` must be 0 (off) or positive, got {ce_chunk_items}")
         if num_sampled < 1:
             raise ConfigError(f"`num_sampled` must be positive, got {num_sampled}")
         if score_block_items < 1:
@@ -196,7 +201,7 @@ class NegSeqModule(L.LightningModule):
         """The weighted parts of the training loss by name, and their sum as ``loss``."""
         hp = self.hparams
         items = self.items.weight
-        sampled = self._sample_candidates()
+        sampled = {**self._sample_candidates(), "chunk_items": hp.ce_chunk_items}
         if hp.history == "positives":
             sequence, labels = _shift(batch["positives"])
             hidden = self.encode(sequence)

@@ -431,3 +431,10 @@ def test_popularity_sampling_follows_the_training_item_counts(tiny_log, tmp_path
     counts = data.item_counts
     assert counts[0] == 0 and counts.sum() == data.split.train.height
     torch.testing.assert_close(module.sampling_probs, (counts / counts.sum()).float())
+
+
+def test_chunked_cross_entropy_gives_the_same_loss_terms():
+    reference = make().loss_terms(batch())
+    chunked = make(ce_chunk_items=6).loss_terms(batch())
+    for name, value in reference.items():
+        torch.testing.assert_close(chunked[name], value, rtol=1e-5, atol=1e-6)
