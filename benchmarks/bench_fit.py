@@ -15,21 +15,11 @@ import statistics
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import lightning as L
 
 from negseq.cli import NegSeqCLI
-
-
-class EpochTimer(L.Callback):
-    def __init__(self) -> None:
-        self.seconds: list[float] = []
-
-    def on_train_epoch_start(self, trainer, pl_module) -> None:
-        self._start = time.perf_counter()
-
-    def on_train_epoch_end(self, trainer, pl_module) -> None:
-        self.seconds.append(time.perf_counter() - self._start)
 
 
 def main() -> None:
@@ -38,7 +28,6 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--precision", default="32-true")
     args, overrides = parser.parse_known_args()
-    timer = EpochTimer()
     with tempfile.TemporaryDirectory() as run_dir:
         cli = NegSeqCLI(
             run=False,
@@ -51,8 +40,10 @@ def main() -> None:
         )
         trainer, model, data = cli.trainer, cli.model, cli.datamodule
         # forced callbacks that need validation metrics have nothing to do in a training-only benchmark
-        trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, (L.pytorch.callbacks.EarlyStopping, L.pytorch.callbacks.ModelCheckpoint))] + [timer]
+        trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, (L.pytorch.callbacks.EarlyStopping, L.pytorch.callbacks.ModelCheckpoint))]
         trainer.fit(model, datamodule=data)
+        # the run's own history.jsonl times each epoch (no validation runs here, so it is training alone)
+        epoch_seconds = [json.loads(line)["epoch_seconds"] for line in (Path(run_dir) / "history.jsonl").read_text().splitlines()]
         evaluator = L.Trainer(
             accelerator=trainer.strategy.root_device.type, devices=1, precision=args.precision,
             logger=False, enable_progress_bar=False, enable_model_summary=False, default_root_dir=run_dir,
@@ -61,13 +52,13 @@ def main() -> None:
         evaluator.validate(model, datamodule=data, verbose=False)
         evaluator.test(model, datamodule=data, verbose=False)
         eval_seconds = time.perf_counter() - started
-    per_epoch = statistics.median(timer.seconds[1:] or timer.seconds)
+    per_epoch = statistics.median(epoch_seconds[1:] or epoch_seconds)
     result = {
         "config": args.config,
         "overrides": overrides,
         "epochs": args.epochs,
         "train_s_per_epoch": round(per_epoch, 4),
-        "epoch_seconds": [round(s, 3) for s in timer.seconds],
+        "epoch_seconds": [round(s, 3) for s in epoch_seconds],
         "eval_s": round(eval_seconds, 4),
         "users_per_s": round(len(data.train_sequences) / per_epoch, 1),
         "num_items": data.num_items,

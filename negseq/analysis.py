@@ -376,13 +376,10 @@ def plot_delta_bars(runs: pl.DataFrame, by: str = "model", ax=None):
             yerr=stats.get_column(f"{key}:sd"), capsize=4, label=label,
         )
     ax.axhline(0.0, color="black", linewidth=0.8)
-    ax.set_xticks(positions, [f"{g}\n(n={n})" for g, n in zip(groups, stats.get_column("n"))])
-    ax.set_xlabel(by)
-    ax.set_ylabel("Delta@10 = positive − negative metric\n(fraction of users / NDCG units, ↑ better)")
-    ax.set_title("Gap between liked and disliked held-out items (mean ± sd over runs)")
-    ax.grid(axis="y", alpha=0.3)
-    ax.legend()
-    return ax
+    return _label_bars(
+        ax, stats, by, "Delta@10 = positive − negative metric\n(fraction of users / NDCG units, ↑ better)",
+        "Gap between liked and disliked held-out items (mean ± sd over runs)",
+    )
 
 
 def plot_validation_curves(history: pl.DataFrame, by: str = "model", metrics: Sequence[str] = ("val/ndcg_p@10", "val/hr_p@10"), axes=None):
@@ -438,10 +435,16 @@ def plot_training_time(runs: pl.DataFrame, by: str = "model", ax=None):
     )
     if "epochs" in runs.columns:
         ax.bar_label(bars, labels=[f"{e:.0f} epochs" for e in stats.get_column("epochs:mean")], padding=3, fontsize="small")
-    ax.set_xticks(positions, [f"{g}\n(n={n})" for g, n in zip(groups, stats.get_column("n"))])
+    return _label_bars(ax, stats, by, "training time (s, fit incl. validation)", "Training time per model")
+
+
+def _label_bars(ax, stats: pl.DataFrame, by: str, ylabel: str, title: str):
+    """Group names with their run counts under the bars, axis labels, title, grid and legend."""
+    groups = stats.get_column(by).to_list()
+    ax.set_xticks(range(len(groups)), [f"{g}\n(n={n})" for g, n in zip(groups, stats.get_column("n"))])
     ax.set_xlabel(by)
-    ax.set_ylabel("training time (s, fit incl. validation)")
-    ax.set_title("Training time per model")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.grid(axis="y", alpha=0.3)
     ax.legend()
     return ax
