@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from negseq import analysis, tracking
+from negseq.offline_runs import read_offline_run
 from negseq.fit import main as fit_main
 
 ROOT = Path(__file__).parents[1]
@@ -131,7 +132,7 @@ def offline_run(tmp_path_factory):
         patch.setenv("WANDB_SILENT", "true")
         patch.delenv("WANDB_RUN_ID", raising=False)
         fit_main(["--data.path", str(log), "--run_dir", str(run_dir), "--trainer.max_epochs", "2", *FAST])
-    run = tracking.read_offline_run(run_dir, wait=30)
+    run = read_offline_run(run_dir, wait=30)
     assert run["finished"]
     return run_dir, run
 
@@ -312,9 +313,9 @@ def test_rerun_in_the_same_run_directory_continues_the_same_wandb_run(monkeypatc
     fit_main(["--data.path", tiny_log, "--run_dir", str(run_dir), "--trainer.max_epochs", "2", "--ckpt_path", "last", *FAST])
     runs = sorted((run_dir / "wandb").glob("offline-run-*"))
     assert len(runs) == 2
-    ids = {tracking.read_offline_run(folder, wait=30)["id"] for folder in runs}
+    ids = {read_offline_run(folder, wait=30)["id"] for folder in runs}
     assert ids == {(run_dir / "wandb-id").read_text().strip()}
-    resumed = tracking.read_offline_run(runs[-1], wait=30)
+    resumed = read_offline_run(runs[-1], wait=30)
     # the resumed W&B run goes on from the checkpoint: it trains the second epoch only
     assert [row["epoch"] for row in resumed["history"] if "train/loss_epoch" in row] == [1]
 
