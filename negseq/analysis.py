@@ -42,7 +42,7 @@ from negseq.results import METRIC_KEYS
 from negseq.tracking import ID_FILE, TABLE_KEY
 
 ENV_RUNS_DIR = "NEGSEQ_RUNS_DIR"
-METRIC_COLUMNS = (*METRIC_KEYS, "test/n_users_pos", "test/n_users_neg", "best_epoch", "fit_seconds")
+METRIC_COLUMNS = (*(f"test/{key}" for key in METRIC_KEYS), "test/n_users_pos", "test/n_users_neg", "best_epoch", "fit_seconds")
 RUN_COLUMNS = ("run_dir", "source", "config", "model", "seed")
 LATER_DISLIKED = "✗ later disliked"
 LATER_LIKED = "✓ later liked"

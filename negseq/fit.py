@@ -1,4 +1,8 @@
-"""``python -m negseq.fit``: fit, restore the best checkpoint, test, and write the run's result files.
+"""``python -m negseq.fit``: fit, restore the best checkpoint, validate it, test, and write the run's result files.
+
+With ``--select_negative_scoring [0, 0.5, 1]`` the validation pass is made once per weight and
+the best weight on ``--select_monitor`` (validation only) is used for the test and the
+recommendations (:mod:`negseq.selection`).
 
 The last line of output is the run directory, holding metrics.json, recommendations.parquet,
 config.yaml, history.jsonl and checkpoints/ (best.ckpt, last.ckpt).
@@ -12,7 +16,8 @@ from typing import Optional
 import torch
 
 from negseq.cli import NegSeqCLI, run_cli
-from negseq.results import best_epoch, format_table, recommendations_frame, write_metrics
+from negseq.results import best_epoch, format_table, recommendations_frame, write_metrics, write_selection
+from negseq.selection import DEFAULT_MONITOR, check_selection, choose, validate_each
 from negseq.tracking import finish_wandb, log_test_summary
 
 
@@ -20,6 +25,11 @@ class FitCLI(NegSeqCLI):
     def add_arguments_to_parser(self, parser) -> None:
         super().add_arguments_to_parser(parser)
         parser.add_argument("--ckpt_path", type=Optional[str], default=None, help="Resume training from this checkpoint ('last' = the run's last.ckpt).")
+        parser.add_argument(
+            "--select_negative_scoring", type=Optional[list[float]], default=None,
+            help="Candidate lambdas of --model.negative_scoring, chosen after the fit on --select_monitor (validation only).",
+        )
+        parser.add_argument("--select_monitor", type=str, default=DEFAULT_MONITOR, help="Validation metric that --select_negative_scoring maximises.")
 
 
 def gather(trainer, predictions: list) -> list:
@@ -35,16 +45,23 @@ def main(args: Optional[list[str]] = None) -> dict:
     """Run the whole job; returns the metrics written to metrics.json."""
     cli = FitCLI(run=False, args=args)
     trainer, model, data, run_dir = cli.trainer, cli.model, cli.datamodule, cli.run_dir
+    weights, monitor = cli.config.select_negative_scoring or [model.hparams.negative_scoring], cli.config.select_monitor
+    check_selection(weights, monitor, model, data.validation_targets)
     started = time.perf_counter()
     trainer.fit(model, datamodule=data, ckpt_path=cli.config.ckpt_path, weights_only=True)
     fit_seconds = time.perf_counter() - started
     best = trainer.checkpoint_callback.best_model_path
+    validation = validate_each(trainer, model, data, best, weights)
+    chosen = choose(weights, validation, monitor)
+    model.hparams.negative_scoring = weights[chosen]
     (test_results,) = trainer.test(model, datamodule=data, ckpt_path=best, weights_only=True)
     predictions = gather(trainer, trainer.predict(model, datamodule=data, ckpt_path=best, weights_only=True))
     if not trainer.is_global_zero:
         return {}
     recommendations_frame(predictions, data).write_parquet(run_dir / "recommendations.parquet")
-    metrics = write_metrics(run_dir, test_results, best_epoch(best), fit_seconds)
+    metrics = write_metrics(run_dir, validation[chosen], test_results, best_epoch(best), fit_seconds, weights[chosen])
+    if len(weights) > 1:
+        write_selection(run_dir, weights, validation, monitor, chosen)
     log_test_summary(trainer, metrics, run_dir / "recommendations.parquet", data)
     finish_wandb()
     print(format_table(metrics))

@@ -147,13 +147,16 @@ def contrastive_loss(
         positive_keys: ``(B, T, D)`` embedding of each query's positive item.
         negative_keys: ``(B, M, D)`` embeddings of each user's negative items.
         query_valid: ``(B, T)`` bool, which queries count.
-        negative_valid: ``(B, M)`` bool, which negative keys exist (False at padding).
+        negative_valid: ``(B, M)`` bool, which negative keys exist (False at padding), or
+            ``(B, T, M)``: which negative keys count for each query.
     """
     if cosine:
         queries, positive_keys, negative_keys = (F.normalize(x.float(), dim=-1) for x in (queries, positive_keys, negative_keys))
     positive = (queries * positive_keys).sum(-1).float() / temperature  # (B, T)
     negative = torch.einsum("btd,bmd->btm", queries, negative_keys).float() / temperature  # (B, T, M)
-    negative = negative.masked_fill(~negative_valid[:, None, :], float("-inf"))
+    if negative_valid.dim() == 2:
+        negative_valid = negative_valid[:, None, :]
+    negative = negative.masked_fill(~negative_valid, float("-inf"))
     logits = torch.cat([positive[..., None], negative], dim=-1)  # (B, T, 1 + M)
     per_query = torch.logsumexp(logits, dim=-1) - positive  # (B, T)
     return _mean(per_query[query_valid], queries)

@@ -14,6 +14,10 @@ SASRec             all          0      0
 SASRec_c           all          0      0.25   cosine, temperature 0.1
 SASRec + unlikel.  all          0      0      unlikelihood_weight > 0
 =================  ===========  =====  =====  ======================================
+
+Beyond the paper (each off by default): ``negative_scoring`` ranks with the negative encoder
+too, ``fusion`` lets the user representation read the negative encoder's state, and
+``contrast_negatives: earlier`` contrasts each liked item only with what was disliked before it.
 """
 
 from __future__ import annotations
@@ -43,6 +47,36 @@ def _shift(sequences: Tensor) -> tuple[Tensor, Tensor]:
     """
     inputs = sequences[:, :-1]
     return inputs, torch.where(inputs > 0, sequences[:, 1:], 0)
+
+
+def _state_before(states: Tensor, state_order: Tensor, label_order: Tensor) -> Tensor:
+    """``(B, T, D)``: for each label, the state at the newest position of ``states`` earlier than it (0 if none).
+
+    ``states`` (B, M, D) are a left-padded sequence's hidden states and ``state_order`` (B, M)
+    when each of its items came (0 at padding); ``label_order`` (B, T) when each label came.
+    """
+    earlier = (state_order[:, None, :] < label_order[:, :, None]) & (state_order[:, None, :] > 0)  # (B, T, M)
+    newest = earlier.sum(-1) - 1  # (B, T): items are in time order, left-padded
+    offset = (state_order == 0).sum(-1, keepdim=True)  # (B, 1): padding columns on the left
+    index = (offset + newest).clamp(min=0)
+    picked = states.gather(1, index[..., None].expand(-1, -1, states.shape[-1]))  # (B, T, D)
+    return picked * (newest >= 0)[..., None]
+
+
+class GatedFusion(nn.Module):
+    """``h + sigmoid(W_g [h; n]) * W_n n``: the positive state ``h`` reads the negative state ``n`` through a gate.
+
+    ``W_n`` has no bias, so a user with no dislikes (``n = 0``) keeps ``h`` exactly.
+    """
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.gate = nn.Linear(2 * dim, dim)
+        self.project = nn.Linear(dim, dim, bias=False)
+
+    def forward(self, hidden: Tensor, negative_state: Tensor) -> Tensor:
+        gate = torch.sigmoid(self.gate(torch.cat([hidden, negative_state], dim=-1)))
+        return hidden + gate * self.project(negative_state)
 
 
 class NegSeqModule(L.LightningModule):
@@ -77,6 +111,15 @@ class NegSeqModule(L.LightningModule):
         num_sampled: candidates per step for a sampled softmax.
         ce_chunk_items: if > 0, the full-softmax losses hold at most ``positions x ce_chunk_items``
             logits at a time (same values; leaner, slower: see benchmarks/README.md).
+        negative_scoring: lambda of negative-aware ranking, ``score = z_pos - lambda * z_neg``:
+            ``z_neg`` is the negative encoder's logit of the item as the user's next *disliked* one,
+            so items like those the user rejected sink. 0 (the paper) ranks with ``z_pos`` alone.
+            ``python -m negseq.fit --select_negative_scoring [..]`` picks it on validation.
+        contrast_negatives: ``all`` (the paper) contrasts each next liked item with every disliked
+            item of the user's training sequence; ``earlier`` only with those disliked before it.
+        fusion: ``gated`` adds to the positive encoder's state a gated projection of the negative
+            encoder's state (at each position, the one after the last dislike before the label), so
+            the user representation itself knows what the user rejected; ``none`` is the paper.
     """
 
     def __init__(
@@ -100,6 +143,9 @@ class NegSeqModule(L.LightningModule):
         softmax: Literal["full", "uniform", "popularity"] = "full",
         num_sampled: int = 1024,
         ce_chunk_items: int = 0,
+        negative_scoring: float = 0.0,
+        contrast_negatives: Literal["all", "earlier"] = "all",
+        fusion: Literal["none", "gated"] = "none",
     ) -> None:
         super().__init__()
         if history not in ("positives", "all"):
@@ -118,10 +164,18 @@ class NegSeqModule(L.LightningModule):
             raise ConfigError(f"`score_block_items` must be positive, got {score_block_items}")
         if temperature <= 0:
             raise ConfigError(f"`temperature` must be positive, got {temperature}")
+        if contrast_negatives not in ("all", "earlier"):
+            raise ConfigError(f"`contrast_negatives` must be 'all' or 'earlier', got {contrast_negatives!r}")
+        if fusion not in ("none", "gated"):
+            raise ConfigError(f"`fusion` must be 'none' or 'gated', got {fusion!r}")
+        for name, value in (("negative_scoring", negative_scoring), ("fusion", fusion != "none")):
+            if value and not alpha:
+                raise ConfigError(f"`{name}` reads the negative encoder, which needs history='positives' and alpha > 0")
         self.save_hyperparameters()
         self.items = nn.Embedding(num_items + 1, dim, padding_idx=0)
         self.encoder = CausalEncoder(max_len, dim, blocks, heads, dropout)
         self.negative_encoder = CausalEncoder(max_len, dim, blocks, heads, dropout) if alpha else None
+        self.fusion = GatedFusion(dim) if fusion == "gated" else None
         self._init_weights()
         # item sampling distribution of the popularity-sampled softmax; set from the training data in setup()
         uniform = torch.full((num_items + 1,), 1.0 / num_items)
@@ -149,9 +203,21 @@ class NegSeqModule(L.LightningModule):
         """``(B, T)`` left-padded item ids -> ``(B, T, D)`` hidden states."""
         return (encoder or self.encoder)(self.items(sequences), sequences > 0)
 
-    def _user_vectors(self, sequences: Tensor) -> Tensor:
-        """``(B, D)`` fp32 user representations: the hidden state at the newest position."""
-        return self.encode(sequences)[:, -1].float()
+    def _user_vectors(self, sequences: Tensor, negatives: Tensor | None = None) -> Tensor:
+        """``(B, D)`` fp32 user representations: the hidden state at the newest position.
+
+        With fusion or negative scoring, ``negatives`` (the user's last disliked items) feed the
+        negative encoder; ``h_pos - lambda * h_neg`` scores every item as ``z_pos - lambda * z_neg``.
+        """
+        hidden = self.encode(sequences)[:, -1]
+        if self.fusion is None and not self.hparams.negative_scoring:
+            return hidden.float()
+        if negatives is None:
+            raise ConfigError("fusion and negative_scoring need the users' disliked items (batch key 'negatives')")
+        negative_state = self.encode(negatives, self.negative_encoder)[:, -1] * (negatives[:, -1:] > 0)  # 0: no dislikes
+        if self.fusion is not None:
+            hidden = self.fusion(hidden, negative_state)
+        return hidden.float() - self.hparams.negative_scoring * negative_state.float()
 
     def _score_block(self, users: Tensor, seen: Tensor, start: int, stop: int) -> Tensor:
         """``(B, stop - start)`` fp32 scores of items ``start..stop-1``; padding and ``seen`` items are ``-inf``."""
@@ -166,17 +232,19 @@ class NegSeqModule(L.LightningModule):
             block[:, 0] = float("-inf")
         return block
 
-    def score(self, sequences: Tensor, seen: Tensor) -> Tensor:
+    def score(self, sequences: Tensor, seen: Tensor, negatives: Tensor | None = None) -> Tensor:
         """``(B, N + 1)`` fp32 scores of every item; padding and ``seen`` items are ``-inf``."""
-        return self._score_block(self._user_vectors(sequences), seen, 0, self.hparams.num_items + 1)
+        return self._score_block(self._user_vectors(sequences, negatives), seen, 0, self.hparams.num_items + 1)
 
-    def rank_and_recommend(self, sequences: Tensor, seen: Tensor, targets: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def rank_and_recommend(
+        self, sequences: Tensor, seen: Tensor, targets: Tensor, negatives: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """Each target's rank (as :func:`target_ranks`) and the top-k ``(scores, item ids)``, block by block.
 
         The catalogue is scored ``score_block_items`` items at a time, so a batch never holds
         more than ``B * score_block_items`` scores; slots with no recommendable item get id 0.
         """
-        users = self._user_vectors(sequences)  # (B, D)
+        users = self._user_vectors(sequences, negatives)  # (B, D)
         n_items, block_size, k = self.hparams.num_items + 1, self.hparams.score_block_items, self.hparams.k
         in_catalogue = (targets > 0) & (targets < n_items)
         safe_targets = torch.where(in_catalogue, targets, 0)
@@ -205,14 +273,23 @@ class NegSeqModule(L.LightningModule):
         if hp.history == "positives":
             sequence, labels = _shift(batch["positives"])
             hidden = self.encode(sequence)
-            terms = {"loss_pos": next_item_loss(hidden, labels, items, **sampled)}
             negatives, negative_labels = _shift(batch["negatives"])
+            if self.fusion is not None or hp.contrast_negatives == "earlier":
+                # when each label (B, T) and each disliked input (B, M) came: a dislike is "before" a label if earlier
+                label_order, negative_order = batch["positives_order"][:, 1:], batch["negatives_order"][:, :-1]
             if self.negative_encoder is not None:
                 negative_hidden = self.encode(negatives, self.negative_encoder)
+                if self.fusion is not None:
+                    hidden = self.fusion(hidden, _state_before(negative_hidden, negative_order, label_order))
+            terms = {"loss_pos": next_item_loss(hidden, labels, items, **sampled)}
+            if self.negative_encoder is not None:
                 terms["loss_neg"] = hp.alpha * next_item_loss(negative_hidden, negative_labels, items, **sampled)
             if hp.beta:
+                negative_valid = negatives > 0  # (B, M): the paper, every disliked item of the sequence
+                if hp.contrast_negatives == "earlier":
+                    negative_valid = negative_valid[:, None, :] & (negative_order[:, None, :] < label_order[:, :, None])  # (B, T, M)
                 contrast = contrastive_loss(
-                    hidden, self.items(labels), self.items(negatives), labels > 0, negatives > 0, hp.temperature, hp.cosine
+                    hidden, self.items(labels), self.items(negatives), labels > 0, negative_valid, hp.temperature, hp.cosine
                 )
                 terms["loss_contrast"] = hp.beta * contrast
         else:
@@ -282,8 +359,11 @@ class NegSeqModule(L.LightningModule):
     def _input(self, batch: dict[str, Tensor]) -> Tensor:
         return batch["positives"] if self.hparams.history == "positives" else batch["history"]
 
+    def _rank_batch(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        return self.rank_and_recommend(self._input(batch), batch["seen"], batch["target"], batch.get("negatives"))
+
     def _shared_eval_step(self, batch: dict[str, Tensor], stage: str) -> None:
-        ranks, _, top_items = self.rank_and_recommend(self._input(batch), batch["seen"], batch["target"])
+        ranks, _, top_items = self._rank_batch(batch)
         metrics = self.metrics[stage]
         for name in ("hr", "ndcg", "mrr"):
             metrics[name].update(ranks, batch["target_positive"])
@@ -321,7 +401,7 @@ class NegSeqModule(L.LightningModule):
 
     def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
         """Top-k recommendations (encoded ids) for each user of the batch."""
-        _, scores, items = self.rank_and_recommend(self._input(batch), batch["seen"], batch["target"])
+        _, scores, items = self._rank_batch(batch)
         return {"user": batch["user"], "items": items, "scores": scores}
 
     # -- checkpoints --

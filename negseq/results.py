@@ -15,16 +15,17 @@ import lightning as L
 import polars as pl
 import torch
 
+# metric names as logged under "val/" and "test/"
 METRIC_KEYS = (
-    "test/hr_p@10",
-    "test/ndcg_p@10",
-    "test/mrr_p@10",
-    "test/hr_n@10",
-    "test/ndcg_n@10",
-    "test/mrr_n@10",
-    "test/delta_hr@10",
-    "test/delta_ndcg@10",
-    "test/coverage@10",
+    "hr_p@10",
+    "ndcg_p@10",
+    "mrr_p@10",
+    "hr_n@10",
+    "ndcg_n@10",
+    "mrr_n@10",
+    "delta_hr@10",
+    "delta_ndcg@10",
+    "coverage@10",
 )
 
 
@@ -67,15 +68,27 @@ def best_epoch(checkpoint_path: str | Path) -> int:
     return int(torch.load(checkpoint_path, map_location="cpu", weights_only=True)["epoch"]) + 1
 
 
-def write_metrics(run_dir: Path, test_results: dict[str, float], best: int, fit_seconds: float) -> dict:
-    """``metrics.json``: the test metrics under their fixed names, user counts, best epoch and fit time."""
-    metrics = {key: float(test_results[key]) for key in METRIC_KEYS}
-    metrics["test/n_users_pos"] = int(test_results["test/n_users_pos"])
-    metrics["test/n_users_neg"] = int(test_results["test/n_users_neg"])
+def write_metrics(
+    run_dir: Path, val_results: dict[str, float], test_results: dict[str, float], best: int, fit_seconds: float, negative_scoring: float
+) -> dict:
+    """``metrics.json``: test metrics under their fixed names and user counts, the same on validation (best
+    checkpoint, as ranked for the test), best epoch, fit time and the negative-scoring weight used."""
+    metrics = {}
+    for stage, results in (("test", test_results), ("val", val_results)):
+        metrics.update({f"{stage}/{key}": float(results[f"{stage}/{key}"]) for key in METRIC_KEYS})
+        metrics[f"{stage}/n_users_pos"] = int(results[f"{stage}/n_users_pos"])
+        metrics[f"{stage}/n_users_neg"] = int(results[f"{stage}/n_users_neg"])
     metrics["best_epoch"] = best
     metrics["fit_seconds"] = round(fit_seconds, 3)
+    metrics["negative_scoring"] = float(negative_scoring)
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
+
+
+def write_selection(run_dir: Path, weights: list[float], results: list[dict[str, float]], monitor: str, chosen: int) -> None:
+    """``selection.json``: each candidate negative-scoring weight's validation metrics, and the one chosen on ``monitor``."""
+    candidates = [{"negative_scoring": weight, **result} for weight, result in zip(weights, results)]
+    (run_dir / "selection.json").write_text(json.dumps({"monitor": monitor, "chosen": weights[chosen], "candidates": candidates}, indent=2) + "\n")
 
 
 def recommendations_frame(predictions: list[dict[str, torch.Tensor]], datamodule) -> pl.DataFrame:

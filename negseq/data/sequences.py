@@ -73,6 +73,9 @@ class TrainSequences(TensorTable):
 
     ``positives`` and ``negatives`` are the two sign-separated sequences PNFRec reads;
     ``history`` is the whole mixed history and ``history_positive`` the sign of each of its items.
+    ``positives_order`` and ``negatives_order`` say when each item of the two sequences came:
+    a number that grows with time within a user (0 at padding), so that losses can tell which
+    disliked items came before a liked one.
     Users are in code order; a user without any next-item label in any sequence is left out.
     """
 
@@ -80,6 +83,8 @@ class TrainSequences(TensorTable):
     negatives: Tensor
     history: Tensor
     history_positive: Tensor
+    positives_order: Tensor
+    negatives_order: Tensor
 
     @classmethod
     def from_events(cls, train: pl.DataFrame, max_len: int) -> "TrainSequences":
@@ -88,8 +93,9 @@ class TrainSequences(TensorTable):
         positive = train["positive"].to_numpy()
         n_rows = int(users.max()) + 1 if len(users) else 0
         width = max_len + 1
-        (positives,) = _right_aligned(users[positive], [items[positive]], n_rows, width)
-        (negatives,) = _right_aligned(users[~positive], [items[~positive]], n_rows, width)
+        order = np.arange(1, len(users) + 1)  # events are in time order within each user
+        positives, positives_order = _right_aligned(users[positive], [items[positive], order[positive]], n_rows, width)
+        negatives, negatives_order = _right_aligned(users[~positive], [items[~positive], order[~positive]], n_rows, width)
         history, history_sign = _right_aligned(users, [items, positive.astype(np.int64)], n_rows, width)
         has_label = (positives[:, -2] > 0) | (negatives[:, -2] > 0) | (history[:, -2] > 0) if width > 1 else np.zeros(n_rows, dtype=bool)
         return cls(
@@ -97,12 +103,17 @@ class TrainSequences(TensorTable):
             negatives=torch.from_numpy(negatives[has_label]),
             history=torch.from_numpy(history[has_label]),
             history_positive=torch.from_numpy(history_sign[has_label].astype(bool)),
+            positives_order=torch.from_numpy(positives_order[has_label]),
+            negatives_order=torch.from_numpy(negatives_order[has_label]),
         )
 
 
 @dataclass
 class EvalSequences(TensorTable):
     """Per evaluated user: model inputs (last ``L`` items before the target), the seen items and the target.
+
+    Inputs are the liked items (``positives``), the disliked ones (``negatives``) and the mixed
+    ``history``, each the last ``L`` before the target.
 
     Seen items (every distinct item of the user's history, both signs) are kept flat:
     ``seen_items[seen_offsets[u]:seen_offsets[u + 1]]`` are user row ``u``'s, in item order, so
@@ -113,6 +124,7 @@ class EvalSequences(TensorTable):
 
     user: Tensor
     positives: Tensor
+    negatives: Tensor
     history: Tensor
     seen_items: Tensor
     seen_offsets: Tensor
@@ -127,6 +139,7 @@ class EvalSequences(TensorTable):
         return {
             "user": self.user[rows],
             "positives": self.positives[rows],
+            "negatives": self.negatives[rows],
             "history": self.history[rows],
             "seen": self.seen_matrix(rows),
             "target": self.target[rows],
@@ -161,6 +174,7 @@ class EvalSequences(TensorTable):
         known[known] = target_users[rows[known]] == users[history][known]
         rows, history_items, history_positive = rows[known], items[history][known], positive[history][known]
         (positives,) = _right_aligned(rows[history_positive], [history_items[history_positive]], n_users, max_len)
+        (negatives,) = _right_aligned(rows[~history_positive], [history_items[~history_positive]], n_users, max_len)
         (mixed,) = _right_aligned(rows, [history_items], n_users, max_len)
         # distinct (row, item) pairs, sorted by row then item: the seen items in CSR form
         span = int(items.max()) + 1 if len(items) else 1
@@ -174,6 +188,7 @@ class EvalSequences(TensorTable):
         return cls(
             user=torch.from_numpy(target_users.copy()),
             positives=torch.from_numpy(positives),
+            negatives=torch.from_numpy(negatives),
             history=torch.from_numpy(mixed),
             seen_items=torch.from_numpy(seen_items.astype(item_dtype)),
             seen_offsets=torch.from_numpy(offsets),

@@ -21,6 +21,7 @@ from negseq.errors import DataError
 log = logging.getLogger("negseq")
 
 SPLITS = ("leave_last_out", "temporal", "presplit")
+VALIDATION_TARGETS = ("positive", "all")
 PRESPLIT_FILES = ("train.parquet", "validation.parquet", "test.parquet")
 
 
@@ -138,29 +139,35 @@ def _halve_users(users: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return shuffled[:half], shuffled[half:]
 
 
-def _evaluation_frames(events: pl.DataFrame, seed: int) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Split the users of ``events`` (encoded, all events, target marked) 50/50; validation keeps positive targets only."""
+def _evaluation_frames(events: pl.DataFrame, seed: int, validation_targets: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Split the users of ``events`` (encoded, all events, target marked) 50/50.
+
+    With ``validation_targets="positive"`` (the paper) validation keeps the users whose target
+    is liked only; ``"all"`` keeps the others too, so that negative metrics can be watched and
+    selected on without looking at the test users (who are the same either way).
+    """
     targets = events.filter("is_target")
     validation_users, test_users = _halve_users(targets["user"].to_numpy(), seed)
     liked = targets.filter("positive")["user"].to_numpy()
     role = np.zeros(int(events["user"].max() or 0) + 1, dtype=np.int8)  # by user code: 1 validation, 2 test (no events: max() is None)
     role[validation_users] = 1
-    role[np.setdiff1d(validation_users, liked, assume_unique=True)] = 0  # validation keeps positive targets only
+    if validation_targets == "positive":
+        role[np.setdiff1d(validation_users, liked, assume_unique=True)] = 0
     role[test_users] = 2
     of_user = pl.Series(role).gather(events["user"])
     return events.filter(of_user == 1), events.filter(of_user == 2)
 
 
-def leave_last_out(frame: pl.DataFrame, seed: int) -> Split:
+def leave_last_out(frame: pl.DataFrame, seed: int, validation_targets: str = "positive") -> Split:
     """Each user's last event is held out; users are split 50/50 into validation and test."""
     item_ids, user_ids = _vocabulary(frame["item"]), _vocabulary(frame["user"])
     events = _mark_last_event(_encode(frame, item_ids, user_ids))
-    validation, test = _evaluation_frames(events, seed)
+    validation, test = _evaluation_frames(events, seed, validation_targets)
     train = events.filter(~pl.col("is_target")).drop("is_target")
     return Split(train, validation, test, item_ids, user_ids)
 
 
-def temporal(frame: pl.DataFrame, seed: int, quantile: float = 0.9) -> Split:
+def temporal(frame: pl.DataFrame, seed: int, validation_targets: str = "positive", quantile: float = 0.9) -> Split:
     """The paper's global temporal split: events at or after the ``quantile`` of all timestamps are held out.
 
     Held-out events of users or items unseen before the cut are dropped. Each held-out user's
@@ -183,11 +190,17 @@ def temporal(frame: pl.DataFrame, seed: int, quantile: float = 0.9) -> Split:
     flag[held_out_users.to_numpy()] = True
     user_events = events.filter(pl.Series(flag).gather(events["user"]))
     del events
-    validation, test = _evaluation_frames(_mark_last_event(user_events), seed)
+    validation, test = _evaluation_frames(_mark_last_event(user_events), seed, validation_targets)
     return Split(train, validation, test, item_ids, user_ids)
 
 
-def presplit(train_raw: pl.DataFrame, validation_raw: pl.DataFrame, test_raw: pl.DataFrame, source: str | Path = "presplit") -> Split:
+def presplit(
+    train_raw: pl.DataFrame,
+    validation_raw: pl.DataFrame,
+    test_raw: pl.DataFrame,
+    source: str | Path = "presplit",
+    validation_targets: str = "positive",
+) -> Split:
     """Splits prepared elsewhere: history from train, each held-out file's last event per user is the target."""
     for column in ("user", "item"):
         dtypes = {name: str(frame.schema[column]) for name, frame in zip(("train", "validation", "test"), (train_raw, validation_raw, test_raw))}
@@ -205,5 +218,7 @@ def presplit(train_raw: pl.DataFrame, validation_raw: pl.DataFrame, test_raw: pl
         history = train_raw.filter(pl.col("user").is_in(known["user"].unique().implode())).with_columns(is_target=pl.lit(False))
         # history first: at a time tie between a train and a held-out event the held-out one is later
         frames.append(_encode(pl.concat([history, marked], how="diagonal_relaxed"), item_ids, user_ids))
-    validation = frames[0].filter(pl.col("user").is_in(frames[0].filter(pl.col("is_target") & pl.col("positive"))["user"].implode()))
+    validation = frames[0]
+    if validation_targets == "positive":
+        validation = validation.filter(pl.col("user").is_in(validation.filter(pl.col("is_target") & pl.col("positive"))["user"].implode()))
     return Split(train, validation, frames[1], item_ids, user_ids)

@@ -64,7 +64,7 @@ def test_train_batches_cover_every_user_once_per_epoch(small_log):
         batches = list(data.train_dataloader())
         assert [len(b["positives"]) for b in batches] == [5, 5, 2]  # last partial batch kept
         for batch in batches:
-            assert set(batch) == {"positives", "negatives", "history", "history_positive"}
+            assert set(batch) == {"positives", "negatives", "history", "history_positive", "positives_order", "negatives_order"}
             for value in batch.values():
                 assert value.shape == (len(batch["positives"]), MAX_LEN + 1)
             assert batch["history_positive"].dtype == torch.bool
@@ -89,7 +89,7 @@ def test_eval_loaders_yield_users_once_in_order(small_log):
         users = torch.cat([b["user"] for b in batches]).tolist()
         assert users == sorted(events["user"].unique().to_list())
         for batch in batches:
-            assert set(batch) == {"user", "positives", "history", "seen", "target", "target_positive"}
+            assert set(batch) == {"user", "positives", "negatives", "history", "seen", "target", "target_positive"}
             assert batch["positives"].shape == batch["history"].shape == (len(batch["user"]), MAX_LEN)
     assert [len(b["user"]) for b in data.test_dataloader()] == [4, 2]
     assert torch.cat([b["user"] for b in data.predict_dataloader()]).tolist() == torch.cat([b["user"] for b in data.test_dataloader()]).tolist()

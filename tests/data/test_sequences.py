@@ -112,7 +112,7 @@ def test_train_sequences_padding_marks_no_sign():
 def test_train_sequences_take_rows():
     sequences = TrainSequences.from_events(train_frame(), max_len=3)
     batch = sequences.take(torch.tensor([3, 0]))
-    assert set(batch) == {"positives", "negatives", "history", "history_positive"}
+    assert set(batch) == {"positives", "negatives", "history", "history_positive", "positives_order", "negatives_order"}
     assert batch["positives"].tolist() == [[0, 0, 4, 4], [3, 4, 6, 7]]
 
 
@@ -193,7 +193,7 @@ def test_eval_sequences_without_any_history():
 def test_eval_sequences_take():
     sequences = EvalSequences.from_events(eval_frame(), max_len=3)
     batch = sequences.take(torch.tensor([2]))
-    assert set(batch) == {"user", "positives", "history", "seen", "target", "target_positive"}
+    assert set(batch) == {"user", "positives", "negatives", "history", "seen", "target", "target_positive"}
     assert batch["user"].tolist() == [7] and batch["target"].tolist() == [6]
 
 
@@ -217,3 +217,29 @@ def test_eval_sequences_interleaved_users_and_unsorted_rows():
     every = torch.arange(len(a))
     for key, value in a.take(every).items():
         assert torch.equal(value, b.take(every)[key]), key
+
+
+def test_train_sequences_orders_interleave_the_two_signs_in_time():
+    sequences = TrainSequences.from_events(train_frame(), max_len=3)
+    # padding has order 0; a real item has a positive order
+    for items, order in ((sequences.positives, sequences.positives_order), (sequences.negatives, sequences.negatives_order)):
+        assert ((order == 0) == (items == 0)).all()
+    # merging each user's liked and disliked items by order gives the user's items in time order
+    expected = [[2, 3, 4, 5, 6, 7], [9, 1], [2, 3], [4, 4]]  # users 0, 2, 3, 4; user 0's liked item 1 is cut by max_len
+    for row, timeline in enumerate(expected):
+        pairs = [
+            (int(o), int(i))
+            for items, order in ((sequences.positives, sequences.positives_order), (sequences.negatives, sequences.negatives_order))
+            for i, o in zip(items[row], order[row])
+            if i > 0
+        ]
+        assert [item for _, item in sorted(pairs)] == timeline
+
+
+def test_eval_sequences_negatives_are_the_disliked_history():
+    sequences = EvalSequences.from_events(eval_frame(), max_len=3)
+    assert sequences.negatives.tolist() == [
+        [0, 0, 8],  # user 2: the disliked target (9) is not history
+        [0, 0, 0],
+        [2, 1, 5],  # user 7: the disliked re-watch of item 1 counts, in time order
+    ]

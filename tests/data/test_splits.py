@@ -370,3 +370,28 @@ def test_presplit_id_types_must_agree(signed_log):
     strings = signed_log([("1", 1, 5.0, 2)])
     with pytest.raises(DataError, match=re.escape("presplit: user ids have different types across the files")):
         splits.presplit(train, strings, train)
+
+
+# -- validation_targets --
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_leave_last_out_validation_can_keep_negative_targets(signed_log, seed):
+    frame = signed_log(LLO_ROWS)
+    paper, kept = splits.leave_last_out(frame, seed=seed), splits.leave_last_out(frame, seed=seed, validation_targets="all")
+    # the same test users and train events; validation gains exactly the users whose target is disliked
+    assert kept.test.equals(paper.test) and kept.train.equals(paper.train)
+    validation_targets = targets_of(kept, kept.validation)
+    assert set(validation_targets) == set(LLO_TARGETS) - set(targets_of(kept, kept.test))
+    assert kept.validation.filter(pl.col("user").is_in(paper.validation["user"].implode())).equals(paper.validation)
+
+
+def test_temporal_and_presplit_validation_can_keep_negative_targets(signed_log):
+    frame = signed_log(temporal_log())
+    for make in (lambda targets: splits.temporal(frame, seed=0, validation_targets=targets),
+                 lambda targets: splits.presplit(frame, frame, frame, validation_targets=targets)):
+        paper, kept = make("positive"), make("all")
+        assert kept.test.equals(paper.test)
+        negative_users = kept.validation.filter(pl.col("is_target") & ~pl.col("positive"))["user"]
+        assert negative_users.len() > 0 and not paper.validation.filter(pl.col("is_target") & ~pl.col("positive")).height
+        assert kept.validation.filter(~pl.col("user").is_in(negative_users.implode())).equals(paper.validation)

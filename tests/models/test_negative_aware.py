@@ -1,0 +1,163 @@
+"""Issue #8 options of NegSeqModule: negative-aware scoring, gated fusion, contrast with earlier dislikes only."""
+
+import math
+
+import pytest
+import torch
+
+from negseq.errors import ConfigError
+from negseq.losses import contrastive_loss, next_item_loss
+from negseq.metrics import target_ranks
+from negseq.module import GatedFusion, NegSeqModule, _state_before
+
+SIZES = dict(num_items=20, num_train_items=20, max_len=5, dim=8, dropout=0.0)
+
+# (B, L + 1) = (2, 6), left-padded, with when each item came (0 at padding)
+POSITIVES = torch.tensor([[0, 0, 3, 5, 7, 9], [0, 0, 0, 0, 2, 4]])
+POSITIVES_ORDER = torch.tensor([[0, 0, 1, 3, 5, 8], [0, 0, 0, 0, 1, 2]])
+NEGATIVES = torch.tensor([[0, 0, 11, 12, 13, 14], [0, 0, 0, 0, 0, 0]])
+NEGATIVES_ORDER = torch.tensor([[0, 0, 2, 4, 6, 7], [0, 0, 0, 0, 0, 0]])
+# user 0 in time: +3 -11 +5 -12 +7 -13 -14 +9; user 1 has no dislikes
+
+
+def make(**kwargs) -> NegSeqModule:
+    torch.manual_seed(0)
+    module = NegSeqModule(**{**SIZES, **kwargs})
+    return module.eval()
+
+
+def batch(**overrides) -> dict[str, torch.Tensor]:
+    data = {
+        "positives": POSITIVES,
+        "negatives": NEGATIVES,
+        "positives_order": POSITIVES_ORDER,
+        "negatives_order": NEGATIVES_ORDER,
+        "history": POSITIVES,
+        "history_positive": POSITIVES > 0,
+    }
+    return {**data, **overrides}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        (dict(alpha=0.0, negative_scoring=0.5), "negative_scoring"),
+        (dict(alpha=0.0, fusion="gated"), "fusion"),
+        (dict(fusion="attention"), "fusion"),
+        (dict(contrast_negatives="later"), "contrast_negatives"),
+    ],
+)
+def test_invalid_negative_aware_configurations(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        make(**kwargs)
+
+
+# -- the negative state before each label --
+
+
+def test_state_before_picks_the_newest_earlier_state():
+    states = torch.tensor([[0.0, 10.0, 20.0, 30.0]])[..., None]  # (1, 4, 1): one padding column, then three states
+    state_order = torch.tensor([[0, 3, 5, 8]])
+    label_order = torch.tensor([[2, 4, 6, 9, 0]])  # the last label is padding (order 0)
+    picked = _state_before(states, state_order, label_order)
+    assert picked[0, :, 0].tolist() == [0.0, 10.0, 20.0, 30.0, 0.0]
+
+
+def test_gated_fusion_leaves_users_without_dislikes_unchanged():
+    torch.manual_seed(0)
+    fusion = GatedFusion(8)
+    hidden = torch.randn(3, 8)
+    assert torch.equal(fusion(hidden, torch.zeros(3, 8)), hidden)
+    assert not torch.allclose(fusion(hidden, torch.randn(3, 8)), hidden)
+
+
+# -- training --
+
+
+def test_fusion_positive_loss_recomputed():
+    module = make(alpha=0.45, beta=0.0, fusion="gated")
+    terms = module.loss_terms(batch())
+    with torch.no_grad():
+        hidden = module.encode(POSITIVES[:, :-1])
+        negative_hidden = module.encode(NEGATIVES[:, :-1], module.negative_encoder)
+        state = _state_before(negative_hidden, NEGATIVES_ORDER[:, :-1], POSITIVES_ORDER[:, 1:])
+        labels = torch.where(POSITIVES[:, :-1] > 0, POSITIVES[:, 1:], 0)
+        expected = next_item_loss(module.fusion(hidden, state), labels, module.items.weight)
+    torch.testing.assert_close(terms["loss_pos"], expected)
+
+
+@pytest.mark.parametrize("option", [dict(fusion="gated", beta=0.0), dict(contrast_negatives="earlier", beta=0.25)])
+def test_dislikes_after_every_label_do_not_shape_the_liked_items_losses(option):
+    """Only earlier dislikes count: changing user 0's oldest disliked input (11, before label 5) changes the
+    loss, changing what came after the last label does not; user 1 has no dislikes."""
+    module = make(alpha=0.45, **option)
+    name = "loss_pos" if "fusion" in option else "loss_contrast"
+    with torch.no_grad():
+        reference = module.loss_terms(batch())[name]
+        # reorder user 0's last disliked input (13) after every label: it now precedes no label
+        late = module.loss_terms(batch(negatives_order=torch.tensor([[0, 0, 2, 4, 9, 10], [0] * 6])))[name]
+        swapped = module.loss_terms(batch(negatives=torch.tensor([[0, 0, 11, 12, 16, 14], [0] * 6]), negatives_order=torch.tensor([[0, 0, 2, 4, 9, 10], [0] * 6])))[name]
+        early_change = module.loss_terms(batch(negatives=torch.tensor([[0, 0, 16, 12, 13, 14], [0] * 6])))[name]
+    assert swapped.item() == pytest.approx(late.item(), abs=1e-7)  # a dislike after every label is invisible
+    assert late.item() != pytest.approx(reference.item(), abs=1e-6)  # it was visible to the last label before
+    assert early_change.item() != pytest.approx(reference.item(), abs=1e-6)
+
+
+def test_contrast_with_earlier_dislikes_by_hand():
+    module = make(alpha=0.0, beta=1.0, contrast_negatives="earlier")
+    with torch.no_grad():
+        terms = module.loss_terms(batch())
+        hidden, items = module.encode(POSITIVES[:, :-1]), module.items.weight.detach()
+
+    def lse(values):
+        top = max(values)
+        return top + math.log(sum(math.exp(v - top) for v in values))
+
+    # user 0's labels 5 (order 3), 7 (5), 9 (8) at inputs t = 2, 3, 4; disliked inputs 11 (2), 12 (4), 13 (6)
+    per_query = []
+    for t, label, earlier in ((2, 5, [11]), (3, 7, [11, 12]), (4, 9, [11, 12, 13])):
+        h = hidden[0, t]
+        positive = float(h @ items[label])
+        per_query.append(lse([positive, *(float(h @ items[m]) for m in earlier)]) - positive)
+    per_query.append(0.0)  # user 1's one label (4): no dislike at all
+    assert terms["loss_contrast"].item() == pytest.approx(sum(per_query) / 4, rel=1e-5)
+
+
+# -- negative-aware scoring --
+
+
+def test_negative_scoring_ranks_by_positive_minus_lambda_negative_logits():
+    module = make(alpha=0.45, negative_scoring=0.7)
+    sequences, negatives = POSITIVES[:, 1:], NEGATIVES[:, 1:]  # (2, L)
+    seen = torch.tensor([[3, 0], [2, 4]])
+    with torch.no_grad():
+        scores = module.score(sequences, seen, negatives)
+        z_pos = module.encode(sequences)[:, -1] @ module.items.weight.T
+        z_neg = module.encode(negatives, module.negative_encoder)[:, -1] @ module.items.weight.T
+    expected = z_pos - 0.7 * z_neg * torch.tensor([[1.0], [0.0]])  # user 1 has no dislikes: z_pos alone
+    expected[:, 0] = -math.inf
+    expected[0, 3] = expected[1, 2] = expected[1, 4] = -math.inf
+    torch.testing.assert_close(scores, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_negative_scoring_block_wise_ranks_match_the_score_matrix():
+    module = make(alpha=0.45, negative_scoring=1.0, score_block_items=6)
+    sequences, negatives, seen = POSITIVES[:, 1:], NEGATIVES[:, 1:], torch.tensor([[3, 0], [2, 4]])
+    targets = torch.tensor([8, 15])
+    with torch.no_grad():
+        ranks, _, top_items = module.rank_and_recommend(sequences, seen, targets, negatives)
+        scores = module.score(sequences, seen, negatives)
+    torch.testing.assert_close(ranks, target_ranks(scores, targets))
+    assert top_items.tolist() == [scores[row].topk(10).indices.tolist() for row in range(2)]
+
+
+def test_negative_scoring_needs_the_dislikes():
+    module = make(alpha=0.45, negative_scoring=0.5)
+    with pytest.raises(ConfigError, match="negatives"):
+        module.score(POSITIVES[:, 1:], torch.tensor([[0], [0]]))
+
+
+def test_lambda_zero_keeps_the_papers_ranking():
+    paper, aware = make(alpha=0.45), make(alpha=0.45, negative_scoring=0.0)
+    with torch.no_grad():
+        torch.testing.assert_close(paper.score(POSITIVES[:, 1:], torch.tensor([[0], [0]])), aware.score(POSITIVES[:, 1:], torch.tensor([[0], [0]]), NEGATIVES[:, 1:]))
