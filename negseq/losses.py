@@ -17,51 +17,57 @@ def _mean(values: Tensor, anchor: Tensor) -> Tensor:
 
 
 def label_log_probs(hidden: Tensor, labels: Tensor, items: Tensor, chunk_items: int = 0) -> Tensor:
-    """Full-softmax log-probability of each label.
+    """Full-softmax log-probability of each label (:class:`LabelLogProbs`).
 
     Args:
         hidden: ``(P, D)`` hidden states at labelled positions only.
         labels: ``(P,)`` item ids in 1..N.
         items: ``(N + 1, D)`` item table; row 0 (padding) is never a candidate.
-        chunk_items: if > 0, never hold more than ``P x chunk_items`` logits
-            (:class:`ChunkedLabelLogProbs`); the same values, less memory, more compute.
+        chunk_items: if > 0, never hold more than ``P x chunk_items`` logits: the same values,
+            less memory, one more matmul. 0 holds the ``(P, N)`` logits once.
     """
-    if chunk_items:
-        return ChunkedLabelLogProbs.apply(hidden, items[1:], labels - 1, chunk_items)
-    logits = hidden @ items[1:].T  # (P, N): logits only where a label exists
-    return -F.cross_entropy(logits.float(), labels - 1, reduction="none")
+    catalogue = items[1:]
+    return LabelLogProbs.apply(hidden, catalogue, labels - 1, chunk_items or len(catalogue))
 
 
-class ChunkedLabelLogProbs(torch.autograd.Function):
-    """``log softmax(hidden @ items.T)[label]`` computed over the catalogue in chunks.
+class LabelLogProbs(torch.autograd.Function):
+    """``log softmax(hidden @ items.T)[label]``, fused, over the catalogue in chunks.
 
-    The forward pass keeps a running logsumexp; the backward pass recomputes each chunk's
-    logits instead of storing them: ``d log p_y / d logit_j = [j = y] - softmax_j``. Memory is
-    ``P x chunk`` instead of ``P x N``, at the price of one more ``(P x N x D)`` matmul.
+    The forward pass keeps a running logsumexp; the backward pass uses
+    ``d log p_y / d logit_j = [j = y] - softmax_j`` directly. With one chunk the logits are kept
+    for the backward pass, which then costs one read of them: unlike ``cross_entropy`` this
+    writes no ``(P, N)`` log-softmax output and no ``(P, N)`` zero-filled gradient (this matters
+    on memory-bound CPUs). With several chunks each chunk's logits are recomputed instead of
+    stored: memory ``P x chunk`` instead of ``P x N``, at the price of one more matmul.
+    The logits are fp32 whatever the autocast state, as ``cross_entropy`` under autocast.
     """
 
     @staticmethod
     def forward(ctx, hidden: Tensor, items: Tensor, labels: Tensor, chunk: int) -> Tensor:
-        hidden32, items32 = hidden.float(), items.float()
-        logsumexp = hidden32.new_full((len(hidden),), float("-inf"))
-        for start in range(0, len(items), chunk):
-            logits = hidden32 @ items32[start : start + chunk].T  # (P, C)
-            logsumexp = torch.logaddexp(logsumexp, logits.logsumexp(dim=1))
-        ctx.save_for_backward(hidden, items, labels, logsumexp)
-        ctx.chunk = chunk
-        return (hidden32 * items32[labels]).sum(-1) - logsumexp
+        with torch.autocast(device_type=hidden.device.type, enabled=False):
+            hidden32, items32 = hidden.float(), items.float()
+            logsumexp = hidden32.new_full((len(hidden),), float("-inf"))
+            for start in range(0, len(items), chunk):
+                logits = hidden32 @ items32[start : start + chunk].T  # (P, C)
+                logsumexp = torch.logaddexp(logsumexp, logits.logsumexp(dim=1))
+            ctx.save_for_backward(hidden, items, labels, logsumexp)
+            ctx.chunk, ctx.logits = chunk, logits if chunk >= len(items) else None
+            return (hidden32 * items32[labels]).sum(-1) - logsumexp
 
     @staticmethod
     def backward(ctx, grad_output: Tensor):
         hidden, items, labels, logsumexp = ctx.saved_tensors
-        hidden32, items32 = hidden.float(), items.float()
-        grad_hidden = (grad_output[:, None] * items32[labels]).clone()  # the label's own logit
-        grad_items = torch.zeros_like(items32).index_add_(0, labels, grad_output[:, None] * hidden32)
-        for start in range(0, len(items), ctx.chunk):
-            chunk = items32[start : start + ctx.chunk]  # (C, D)
-            weights = (hidden32 @ chunk.T - logsumexp[:, None]).exp() * grad_output[:, None]  # (P, C): softmax x grad
-            grad_hidden -= weights @ chunk
-            grad_items[start : start + ctx.chunk] -= weights.T @ hidden32
+        with torch.autocast(device_type=hidden.device.type, enabled=False):
+            hidden32, items32 = hidden.float(), items.float()
+            grad_hidden = (grad_output[:, None] * items32[labels]).clone()  # the label's own logit
+            grad_items = torch.zeros_like(items32).index_add_(0, labels, grad_output[:, None] * hidden32)
+            for start in range(0, len(items), ctx.chunk):
+                chunk = items32[start : start + ctx.chunk]  # (C, D)
+                logits = ctx.logits if ctx.logits is not None else hidden32 @ chunk.T  # (P, C)
+                ctx.logits = None  # overwritten just below: a second backward (retain_graph) recomputes them
+                weights = logits.sub_(logsumexp[:, None]).exp_().mul_(grad_output[:, None])  # (P, C): softmax x grad, in place
+                grad_hidden -= weights @ chunk
+                grad_items[start : start + ctx.chunk] -= weights.T @ hidden32
         return grad_hidden.to(hidden.dtype), grad_items.to(items.dtype), None, None
 
 
@@ -98,6 +104,7 @@ def next_item_loss(
     candidates: Tensor | None = None,
     log_q: Tensor | None = None,
     chunk_items: int = 0,
+    extra_log_mass: Tensor | None = None,
 ) -> Tensor:
     """Cross-entropy of the next item at every position with a label (label id > 0).
 
@@ -112,12 +119,17 @@ def next_item_loss(
         candidates: sampled item ids: a sampled softmax (:func:`sampled_label_log_probs`) instead of the full one.
         log_q: with ``candidates``, log sampling probabilities for the logQ correction.
         chunk_items: full softmax in catalogue chunks of this size (see :func:`label_log_probs`).
+        extra_log_mass: ``(B, T)`` log of mass added to each position's softmax denominator
+            (``-inf``: none), e.g. extra copies of the user's disliked items as hard negatives.
     """
     labelled = labels > 0  # (B, T)
     if candidates is None:
         log_probs = label_log_probs(hidden[labelled], labels[labelled], items, chunk_items)  # (P,)
     else:
         log_probs = sampled_label_log_probs(hidden[labelled], labels[labelled], items, candidates, log_q)  # (P,)
+    if extra_log_mass is not None:
+        label_logits = (hidden[labelled] * items[labels[labelled]]).sum(-1).float()  # log p = z_y - log Z, so log Z = z_y - log p
+        log_probs = label_logits - torch.logaddexp(label_logits - log_probs, extra_log_mass[labelled].float())
     if disliked is None or unlikelihood_weight == 0.0:
         return _mean(-log_probs, hidden)
     away = disliked[labelled]

@@ -22,6 +22,7 @@ too, ``fusion`` lets the user representation read the negative encoder's state, 
 
 from __future__ import annotations
 
+import math
 import random
 from typing import Any, Literal
 
@@ -117,6 +118,8 @@ class NegSeqModule(L.LightningModule):
             ``python -m negseq.fit --select_negative_scoring [..]`` picks it on validation.
         contrast_negatives: ``all`` (the paper) contrasts each next liked item with every disliked
             item of the user's training sequence; ``earlier`` only with those disliked before it.
+        hard_negative_weight: ``w > 0`` counts each of the user's disliked items ``1 + w`` times in
+            the CE_pos softmax (hard negatives); 0 (the paper) counts them once, as any other item.
         fusion: ``gated`` adds to the positive encoder's state a gated projection of the negative
             encoder's state (at each position, the one after the last dislike before the label), so
             the user representation itself knows what the user rejected; ``none`` is the paper.
@@ -145,6 +148,7 @@ class NegSeqModule(L.LightningModule):
         ce_chunk_items: int = 0,
         negative_scoring: float = 0.0,
         contrast_negatives: Literal["all", "earlier"] = "all",
+        hard_negative_weight: float = 0.0,
         fusion: Literal["none", "gated"] = "none",
     ) -> None:
         super().__init__()
@@ -166,6 +170,10 @@ class NegSeqModule(L.LightningModule):
             raise ConfigError(f"`temperature` must be positive, got {temperature}")
         if contrast_negatives not in ("all", "earlier"):
             raise ConfigError(f"`contrast_negatives` must be 'all' or 'earlier', got {contrast_negatives!r}")
+        if hard_negative_weight < 0:
+            raise ConfigError(f"`hard_negative_weight` must be 0 (off) or positive, got {hard_negative_weight}")
+        if hard_negative_weight and history != "positives":
+            raise ConfigError("`hard_negative_weight` applies to history='positives', whose CE_pos has the user's disliked items apart")
         if fusion not in ("none", "gated"):
             raise ConfigError(f"`fusion` must be 'none' or 'gated', got {fusion!r}")
         for name, value in (("negative_scoring", negative_scoring), ("fusion", fusion != "none")):
@@ -281,7 +289,8 @@ class NegSeqModule(L.LightningModule):
                 negative_hidden = self.encode(negatives, self.negative_encoder)
                 if self.fusion is not None:
                     hidden = self.fusion(hidden, _state_before(negative_hidden, negative_order, label_order))
-            terms = {"loss_pos": next_item_loss(hidden, labels, items, **sampled)}
+            hard_negatives = self._hard_negative_log_mass(hidden, negatives) if hp.hard_negative_weight else None
+            terms = {"loss_pos": next_item_loss(hidden, labels, items, **sampled, extra_log_mass=hard_negatives)}
             if self.negative_encoder is not None:
                 terms["loss_neg"] = hp.alpha * next_item_loss(negative_hidden, negative_labels, items, **sampled)
             if hp.beta:
@@ -302,6 +311,12 @@ class NegSeqModule(L.LightningModule):
                 terms["loss_contrast"] = hp.beta * self._history_infonce(hidden, batch["history"], liked)
         terms["loss"] = sum(terms.values())
         return terms
+
+    def _hard_negative_log_mass(self, hidden: Tensor, negatives: Tensor) -> Tensor:
+        """``(B, T)``: ``log(w * sum_m exp(z_m))`` over the user's disliked inputs ``m``, ``-inf`` for a user with none."""
+        logits = torch.einsum("btd,bmd->btm", hidden, self.items(negatives)).float()  # (B, T, M)
+        logits = logits.masked_fill(~(negatives > 0)[:, None, :], float("-inf"))
+        return math.log(self.hparams.hard_negative_weight) + logits.logsumexp(dim=-1)
 
     def _sample_candidates(self) -> dict[str, Tensor]:
         """Candidates of a sampled softmax, drawn once per step and shared by the batch (none for the full softmax)."""

@@ -1,22 +1,23 @@
-"""The chunked full softmax gives the values and gradients of the one-piece one."""
+"""The fused full softmax, in one piece or in chunks, gives the values and gradients of ``cross_entropy``."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from negseq.losses import label_log_probs
 
 
-@pytest.mark.parametrize("chunk", [1, 3, 7, 50])
-def test_chunked_log_probs_and_gradients_match_the_full_softmax(chunk):
+@pytest.mark.parametrize("chunk", [0, 1, 3, 7, 50])
+def test_fused_log_probs_and_gradients_match_cross_entropy(chunk):
     torch.manual_seed(0)
     items = torch.randn(12, 5, dtype=torch.float64, requires_grad=True)
     hidden = torch.randn(9, 5, dtype=torch.float64, requires_grad=True)
     labels = torch.tensor([1, 11, 4, 4, 7, 2, 9, 1, 5])
     weights = torch.randn(9, dtype=torch.float64)  # a non-uniform upstream gradient
 
-    full = label_log_probs(hidden, labels, items)
+    full = -F.cross_entropy(hidden @ items[1:].T, labels - 1, reduction="none")
     (full * weights).sum().backward()
     expected = full.detach(), hidden.grad.clone(), items.grad.clone()
     hidden.grad, items.grad = None, None
@@ -27,3 +28,25 @@ def test_chunked_log_probs_and_gradients_match_the_full_softmax(chunk):
     torch.testing.assert_close(hidden.grad, expected[1], rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(items.grad, expected[2], rtol=1e-5, atol=1e-6)
     assert items.grad[0].abs().sum() == 0  # the padding row is never a candidate
+
+
+def test_a_second_backward_through_the_kept_logits_gives_the_same_gradients():
+    torch.manual_seed(0)
+    items = torch.randn(12, 5, requires_grad=True)
+    hidden = torch.randn(9, 5, requires_grad=True)
+    loss = label_log_probs(hidden, torch.randint(1, 12, (9,)), items).sum()
+    loss.backward(retain_graph=True)
+    first = hidden.grad.clone(), items.grad.clone()
+    hidden.grad, items.grad = None, None
+    loss.backward()  # the kept logits were used up in place by the first backward: recomputed here
+    torch.testing.assert_close(hidden.grad, first[0])
+    torch.testing.assert_close(items.grad, first[1])
+
+
+def test_logits_stay_fp32_under_bf16_autocast():
+    torch.manual_seed(0)
+    items, hidden, labels = torch.randn(300, 16), torch.randn(7, 16), torch.randint(1, 300, (7,))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = label_log_probs(hidden, labels, items)
+    assert mixed.dtype == torch.float32
+    torch.testing.assert_close(mixed, label_log_probs(hidden, labels, items), rtol=1e-6, atol=1e-6)

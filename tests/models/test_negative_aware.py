@@ -161,3 +161,27 @@ def test_lambda_zero_keeps_the_papers_ranking():
     paper, aware = make(alpha=0.45), make(alpha=0.45, negative_scoring=0.0)
     with torch.no_grad():
         torch.testing.assert_close(paper.score(POSITIVES[:, 1:], torch.tensor([[0], [0]])), aware.score(POSITIVES[:, 1:], torch.tensor([[0], [0]]), NEGATIVES[:, 1:]))
+
+
+# -- the user's dislikes as hard negatives in CE_pos --
+
+
+def test_hard_negatives_count_extra_in_the_positive_softmax_by_hand():
+    module = make(alpha=0.0, beta=0.0, hard_negative_weight=2.0)
+    with torch.no_grad():
+        terms = module.loss_terms(batch())
+        hidden, items = module.encode(POSITIVES[:, :-1]), module.items.weight
+    per_position = []
+    # user 0: labels 5, 7, 9 at t = 2, 3, 4 against disliked inputs 11, 12, 13 counted 1 + 2 times; user 1: label 4, no dislikes
+    for b, t, label, disliked in ((0, 2, 5, (11, 12, 13)), (0, 3, 7, (11, 12, 13)), (0, 4, 9, (11, 12, 13)), (1, 4, 4, ())):
+        logits = hidden[b, t] @ items.T
+        partition = logits[1:].exp().sum() + 2.0 * sum(logits[m].exp() for m in disliked)
+        per_position.append(float(partition.log() - logits[label]))
+    assert terms["loss_pos"].item() == pytest.approx(sum(per_position) / 4, rel=1e-5)
+
+
+def test_hard_negatives_need_the_sign_separated_sequences():
+    with pytest.raises(ConfigError, match="hard_negative_weight"):
+        make(history="all", alpha=0.0, hard_negative_weight=1.0)
+    with pytest.raises(ConfigError, match="hard_negative_weight"):
+        make(hard_negative_weight=-1.0)
