@@ -30,6 +30,11 @@ TABLE_ROWS = (
     ("Delta_NDCG@10", "test/delta_ndcg@10", +1),
     ("HR_n@10", "test/hr_n@10", -1),
     ("Coverage@10", "test/coverage@10", +1),
+    # validation (best checkpoint), what choices are made on; rows appear when the runs have them
+    ("val NDCG_p@10", "val/ndcg_p@10", +1),
+    ("val Delta_NDCG@10", "val/delta_ndcg@10", +1),
+    ("val HR_n@10", "val/hr_n@10", -1),
+    ("negative_scoring (lambda)", "negative_scoring", 0),
     ("training time, s", "fit_seconds", 0),
     ("best epoch", "best_epoch", 0),
 )
@@ -66,11 +71,15 @@ def collect(runs_dir: Path) -> pl.DataFrame:
 
 
 def results_table(runs: pl.DataFrame, order: list[str] | None = None) -> str:
-    """Markdown table: a column per config, a row per metric, mean ± sd over seeds; the best mean of each quality row in bold."""
+    """Markdown table: a column per config, a row per metric, mean ± sd over seeds; the best mean of each quality row in bold.
+
+    Rows whose metric no run has (validation metrics of runs made before they were recorded) are left out.
+    """
+    table_rows = [row for row in TABLE_ROWS if row[1] in runs.columns]
     stats = runs.group_by("config").agg(
         pl.len().alias("n"),
-        *[pl.col(key).mean().alias(f"{key}:mean") for _, key, _ in TABLE_ROWS],
-        *[pl.col(key).std().fill_null(0.0).alias(f"{key}:sd") for _, key, _ in TABLE_ROWS],
+        *[pl.col(key).mean().alias(f"{key}:mean") for _, key, _ in table_rows],
+        *[pl.col(key).std().fill_null(0.0).alias(f"{key}:sd") for _, key, _ in table_rows],
     )
     configs = [c for c in (order or sorted(stats["config"])) if c in set(stats["config"])]
     by_config = {row["config"]: row for row in stats.to_dicts()}
@@ -78,12 +87,15 @@ def results_table(runs: pl.DataFrame, order: list[str] | None = None) -> str:
         "| | " + " | ".join(f"{c} (n={by_config[c]['n']})" for c in configs) + " |",
         "|---|" + "---|" * len(configs),
     ]
-    for label, key, direction in TABLE_ROWS:
+    for label, key, direction in table_rows:
         means = [by_config[c][f"{key}:mean"] for c in configs]
-        best = max(means, key=lambda m: direction * m) if direction else None
-        digits = 4 if direction else 1
+        best = max((m for m in means if m is not None), key=lambda m: direction * m, default=None) if direction else None
+        digits = 4 if direction or key == "negative_scoring" else 1
         cells = []
         for config, mean in zip(configs, means):
+            if mean is None:  # runs of this config lack the metric
+                cells.append("")
+                continue
             cell = f"{mean:.{digits}f} ± {by_config[config][f'{key}:sd']:.{digits}f}"
             cells.append(f"**{cell}**" if direction and mean == best else cell)
         lines.append(f"| {label} | " + " | ".join(cells) + " |")

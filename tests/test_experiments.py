@@ -59,6 +59,27 @@ def test_results_table_means_sds_and_bold_best():
     assert rows["HR_n@10"][1].startswith("**0.1500 ± 0.0707**")  # lower is better for HR_n
     assert rows["NDCG_p@10"][1].startswith("**0.0500 ± 0.0000**")
     assert rows["training time, s"][1].startswith("15.0 ± 7.1") and "**" not in "".join(rows["training time, s"])
+    assert not any(label.startswith("val ") for label in rows)  # these runs recorded no validation metrics
+
+
+def test_results_table_validation_rows_when_recorded():
+    runs = pl.DataFrame(
+        {
+            "config": ["a", "a", "b"],
+            "seed": [1, 2, 1],
+            **{key: [0.1, 0.2, 0.3] for key in ("test/hr_p@10", "test/ndcg_p@10", "test/delta_hr@10", "test/delta_ndcg@10", "test/hr_n@10", "test/coverage@10")},
+            "val/ndcg_p@10": [0.04, 0.06, 0.03],
+            "val/delta_ndcg@10": [0.02, 0.02, 0.01],
+            "val/hr_n@10": [None, None, 0.2],  # config a: no negative-target validation users recorded
+            "negative_scoring": [0.5, 0.25, 0.0],
+            "fit_seconds": [1.0, 1.0, 1.0],
+            "best_epoch": [1, 1, 1],
+        }
+    )
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ")[1:] for line in results_table(runs).splitlines()[2:]}
+    assert rows["val NDCG_p@10"][0] == "**0.0500 ± 0.0141**"
+    assert rows["val HR_n@10"][0].strip(" |") == "" and rows["val HR_n@10"][1].startswith("**0.2000")
+    assert rows["negative_scoring (lambda)"][0] == "0.3750 ± 0.1768"
 
 
 def test_runner_runs_every_pair_once_and_resumes(tmp_path, tiny_log):

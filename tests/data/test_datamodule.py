@@ -212,3 +212,8 @@ def test_embedded_default():
     assert data.num_items == 3650
     assert len(data.test_sequences) == 305
     assert len(data.train_sequences) == 610
+
+
+def test_unknown_validation_targets_is_a_data_error():
+    with pytest.raises(DataError, match="unknown validation_targets 'negative'; expected one of \\['positive', 'all'\\]"):
+        FeedbackDataModule(validation_targets="negative")

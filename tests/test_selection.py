@@ -1,0 +1,69 @@
+"""Choosing the negative-scoring weight on validation: the rule, its guards, and a whole run through the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import lightning as L
+import pytest
+
+from negseq.data import FeedbackDataModule
+from negseq.errors import ConfigError
+from negseq.fit import main as fit_main
+from negseq.module import NegSeqModule
+from negseq.selection import check_selection, choose
+
+FAST = ["--model.dim", "16", "--data.max_len", "10", "--trainer.max_epochs", "3", "--trainer.enable_progress_bar", "false"]
+
+
+def test_choose_takes_the_best_validation_value_and_the_smaller_weight_on_a_tie():
+    results = [{"val/m": 0.1}, {"val/m": 0.3}, {"val/m": 0.3}, {"val/m": 0.2}]
+    assert choose([0.0, 0.5, 1.0, 2.0], results, "val/m") == 1
+    assert choose([2.0, 1.0, 0.5, 0.0], results, "val/m") == 2  # the tie again: 0.5 < 1.0 wherever it is listed
+
+
+def test_choose_rejects_a_monitor_validation_does_not_log():
+    with pytest.raises(ConfigError, match="val/nope.*validation logs \\['val/m'\\]"):
+        choose([0.0, 1.0], [{"val/m": 0.1}, {"val/m": math.nan}], "val/nope")
+
+
+def test_selection_guards():
+    pnfrec, sasrec_p = NegSeqModule(20, 20, alpha=0.45), NegSeqModule(20, 20, alpha=0.0, beta=0.0)
+    check_selection([0.0, 0.5], "val/delta_ndcg@10", pnfrec, "all")
+    check_selection([0.0, 0.5], "val/ndcg_p@10", pnfrec, "positive")  # a positive-only monitor needs no negative targets
+    with pytest.raises(ConfigError, match="alpha > 0"):
+        check_selection([0.0, 0.5], "val/delta_ndcg@10", sasrec_p, "all")
+    with pytest.raises(ConfigError, match="--data.validation_targets all"):
+        check_selection([0.0, 0.5], "val/delta_ndcg@10", pnfrec, "positive")
+
+
+def test_fit_chooses_lambda_on_validation_and_tests_with_it(tmp_path, tiny_log):
+    root = tmp_path / "runs"
+    metrics = fit_main([
+        "--trainer.default_root_dir", str(root), *FAST, "--data.path", tiny_log, "--data.threshold", "4",
+        "--data.validation_targets", "all", "--select_negative_scoring", "[0.0, 0.5, 5.0]",
+    ])
+    (run_dir,) = root.iterdir()
+    selection = json.loads((run_dir / "selection.json").read_text())
+    assert selection["monitor"] == "val/delta_ndcg@10"
+    values = [candidate["val/delta_ndcg@10"] for candidate in selection["candidates"]]
+    assert len(set(values)) > 1  # lambda changes the ranking
+    chosen = selection["candidates"][values.index(max(values))]
+    assert selection["chosen"] == metrics["negative_scoring"] == chosen["negative_scoring"]
+    assert metrics["val/n_users_neg"] > 0
+    for key in ("val/ndcg_p@10", "val/hr_n@10", "val/delta_ndcg@10"):
+        assert metrics[key] == pytest.approx(chosen[key], abs=1e-7)
+
+    # the test metrics are the best checkpoint's, ranked with the chosen lambda
+    model = NegSeqModule.load_from_checkpoint(run_dir / "checkpoints" / "best.ckpt", negative_scoring=metrics["negative_scoring"], weights_only=True)
+    data = FeedbackDataModule(path=tiny_log, threshold=4, max_len=10, validation_targets="all")
+    (again,) = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False).test(model, datamodule=data, verbose=False)
+    for key in ("test/hr_p@10", "test/ndcg_n@10", "test/delta_ndcg@10"):
+        assert again[key] == pytest.approx(metrics[key], abs=1e-7)
+
+
+def test_selection_without_negative_targets_stops_before_training(tmp_path, tiny_log):
+    with pytest.raises(ConfigError, match="validation_targets all"):
+        fit_main(["--trainer.default_root_dir", str(tmp_path / "runs"), *FAST, "--data.path", tiny_log, "--select_negative_scoring", "[0.0, 1.0]"])
+    assert not list((tmp_path / "runs").glob("*/checkpoints"))
