@@ -438,6 +438,29 @@ def plot_training_time(runs: pl.DataFrame, by: str = "model", ax=None):
     return _label_bars(ax, stats, by, "training time (s, fit incl. validation)", "Training time per model")
 
 
+def plot_negative_scoring(selections: pl.DataFrame, metrics: Sequence[str] = ("val/ndcg_p@10", "val/ndcg_n@10", "val/delta_ndcg@10"), ax=None):
+    """Validation metrics against the negative-scoring weight lambda (mean ± sd over runs, from ``selection.csv``).
+
+    Each candidate lambda is labelled with how many runs chose it; lambda = 0 is the paper's ranking.
+    """
+    ax = _axes(ax)
+    stats = metric_stats(selections, list(metrics), by="negative_scoring")
+    weights = stats.get_column("negative_scoring").to_list()
+    for key in metrics:
+        ax.errorbar(weights, stats.get_column(f"{key}:mean"), yerr=stats.get_column(f"{key}:sd"), marker="o", capsize=3, label=key)
+    chosen = selections.filter("chosen").group_by("negative_scoring").len()
+    counts = dict(zip(chosen.get_column("negative_scoring").to_list(), chosen.get_column("len").to_list()))
+    ax.set_xscale("symlog", linthresh=0.1)
+    ax.set_xticks(weights, [f"{w:g}\n(chosen {counts.get(w, 0)}x)" for w in weights])
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    ax.set_xlabel("lambda in score = z_pos − lambda · z_neg (runs that chose it on validation)")
+    ax.set_ylabel("validation metric@10 (NDCG units)")
+    ax.set_title("Negative-aware ranking: validation metrics by lambda (mean ± sd over runs)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return ax
+
+
 def _label_bars(ax, stats: pl.DataFrame, by: str, ylabel: str, title: str):
     """Group names with their run counts under the bars, axis labels, title, grid and legend."""
     groups = stats.get_column(by).to_list()

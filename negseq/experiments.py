@@ -5,7 +5,8 @@
 
 Each run lives in ``OUT/runs/<config>/seed<seed>/`` and is skipped when its metrics.json exists,
 so an interrupted table run resumes where it stopped. ``OUT/runs.csv`` gets one row per finished
-run and ``OUT/RESULTS.md`` the table: one column per model, mean ± sd over seeds.
+run, ``OUT/RESULTS.md`` the table (one column per model, mean ± sd over seeds) and, for runs that
+chose ``negative_scoring`` on validation, ``OUT/selection.csv`` every candidate's validation metrics.
 """
 
 from __future__ import annotations
@@ -70,6 +71,16 @@ def collect(runs_dir: Path) -> pl.DataFrame:
     return pl.DataFrame(rows).sort("config", "seed") if rows else pl.DataFrame()
 
 
+def collect_selections(runs_dir: Path) -> pl.DataFrame:
+    """One row per (run, candidate negative-scoring weight) of the runs that chose one on validation (``selection.json``)."""
+    rows = []
+    for path in sorted(runs_dir.glob("*/seed*/selection.json")):
+        selection = json.loads(path.read_text())
+        identity = {"config": path.parent.parent.name, "seed": int(path.parent.name.removeprefix("seed"))}
+        rows += [{**identity, **candidate, "chosen": candidate["negative_scoring"] == selection["chosen"]} for candidate in selection["candidates"]]
+    return pl.DataFrame(rows).sort("config", "seed", "negative_scoring") if rows else pl.DataFrame()
+
+
 def results_table(runs: pl.DataFrame, order: list[str] | None = None) -> str:
     """Markdown table: a column per config, a row per metric, mean ± sd over seeds; the best mean of each quality row in bold.
 
@@ -124,6 +135,9 @@ def main(argv: list[str] | None = None) -> None:
             print(f"done: {run_dir}", flush=True)
     runs = collect(runs_dir)
     runs.write_csv(args.out / "runs.csv")
+    selections = collect_selections(runs_dir)
+    if not selections.is_empty():
+        selections.write_csv(args.out / "selection.csv")
     table = results_table(runs, order=[config.stem for config in args.configs])
     command = shlex.join(["python", "-m", "negseq.experiments", *(sys.argv[1:] if len(sys.argv) > 1 else [])])
     header = f"# Results\n\nMean ± sd over seeds of the test metrics. Regenerate (finished runs are reused):\n\n    {command}\n\n"

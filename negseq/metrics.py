@@ -48,10 +48,13 @@ def count_ahead(scores: Tensor, target_scores: Tensor, targets: Tensor, first_id
     item_ids = torch.arange(first_id, first_id + scores.shape[1], device=scores.device)[None, :]  # (1, C)
     target_scores, targets = target_scores[:, None], targets[:, None]  # (B, 1)
     tolerance = TIE_TOLERANCE * target_scores.abs().clamp(min=1.0)  # (B, 1)
-    # the target's own score is within the tolerance of itself, so only the tie term could count it, and id < target excludes it
-    higher = torch.count_nonzero(scores > target_scores + tolerance, dim=1)
-    tied_before = torch.count_nonzero((scores >= target_scores - tolerance) & (scores <= target_scores + tolerance) & (item_ids < targets), dim=1)
-    return higher + tied_before
+    # ahead: a score above the tie band, or, for a smaller id, at or above its bottom (the largest float below it, so ">"
+    # means ">="). The target itself (its id is not smaller) is never counted. One comparison against a per-item bar
+    # and an int32 count: this pass is memory-bound, and count_nonzero would widen the mask to int64 first.
+    above_band = target_scores + tolerance
+    from_band = torch.nextafter(target_scores - tolerance, torch.tensor(float("-inf"), device=scores.device))
+    bar = torch.where(item_ids < targets, from_band, above_band)  # (B, C)
+    return (scores > bar).sum(dim=1, dtype=torch.int32).long()
 
 
 def target_ranks(scores: Tensor, targets: Tensor) -> Tensor:

@@ -36,7 +36,7 @@ def block_top_keys(block: Tensor, first_id: int, k: int) -> Tensor:
     scores, positions = block.topk(k, dim=1)  # (B, k)
     keys = order_keys(scores, item_ids[positions])
     kth = scores[:, -1:]  # (B, 1)
-    ambiguous = torch.count_nonzero(block == kth, dim=1) > torch.count_nonzero(scores == kth, dim=1)  # more tied items than slots
+    ambiguous = (block == kth).sum(dim=1, dtype=torch.int32) > (scores == kth).sum(dim=1, dtype=torch.int32)  # more tied items than slots
     if ambiguous.any():
         keys[ambiguous] = order_keys(block[ambiguous], item_ids).topk(k, dim=1).values
     return keys

@@ -8,7 +8,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from negseq.experiments import collect, main as run_experiments, results_table
+from negseq.experiments import collect, collect_selections, main as run_experiments, results_table
 from negseq.fit import main as fit_main
 
 ROOT = Path(__file__).parents[1]
@@ -100,3 +100,15 @@ def test_runner_runs_every_pair_once_and_resumes(tmp_path, tiny_log):
     run_experiments([*configs, "--seeds", "2", "--out", str(out), "--", "--data.path", tiny_log, *TINY])
     assert {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/seed*/metrics.json")} == finished
     assert collect(out / "runs").height == 4
+
+
+def test_collect_selections_one_row_per_candidate(tmp_path):
+    for seed, chosen in ((1, 0.5), (2, 0.0)):
+        run = tmp_path / "runs" / "negative_scoring" / f"seed{seed}"
+        run.mkdir(parents=True)
+        candidates = [{"negative_scoring": w, "val/delta_ndcg@10": 0.1 * (w == chosen)} for w in (0.0, 0.5)]
+        (run / "selection.json").write_text(json.dumps({"monitor": "val/delta_ndcg@10", "chosen": chosen, "candidates": candidates}))
+    (tmp_path / "runs" / "pnfrec" / "seed1").mkdir(parents=True)  # a run without a selection adds no row
+    frame = collect_selections(tmp_path / "runs")
+    assert frame.select("seed", "negative_scoring", "chosen").rows() == [(1, 0.0, False), (1, 0.5, True), (2, 0.0, True), (2, 0.5, False)]
+    assert frame.filter("chosen")["val/delta_ndcg@10"].to_list() == [0.1, 0.1]
