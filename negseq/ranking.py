@@ -33,11 +33,10 @@ def block_top_keys(block: Tensor, first_id: int, k: int) -> Tensor:
     """
     k = min(k, block.shape[1])
     item_ids = torch.arange(first_id, first_id + block.shape[1], device=block.device)
-    scores, positions = block.topk(k, dim=1)  # (B, k)
-    keys = order_keys(scores, item_ids[positions])
-    kth = scores[:, -1:]  # (B, 1)
-    ambiguous = (block == kth).sum(dim=1, dtype=torch.int32) > (scores == kth).sum(dim=1, dtype=torch.int32)  # more tied items than slots
-    if ambiguous.any():
+    scores, positions = block.topk(min(k + 1, block.shape[1]), dim=1)  # (B, k + 1): one more, to see a tie at the k-th
+    keys = order_keys(scores[:, :k], item_ids[positions[:, :k]])
+    ambiguous = scores[:, k] == scores[:, k - 1] if scores.shape[1] > k else torch.zeros(len(block), dtype=torch.bool, device=block.device)
+    if ambiguous.any():  # the item after the k-th ties with it: more tied items than slots
         keys[ambiguous] = order_keys(block[ambiguous], item_ids).topk(k, dim=1).values
     return keys
 
