@@ -22,3 +22,18 @@ def test_block_top_keys_picks_the_smallest_ids_among_ties_at_the_cut():
     block = torch.tensor([[1.0, 5.0, 1.0, 1.0, 1.0, 0.5]])  # ids 10..15; top-3 = 11 then two of the four tied 1.0s
     scores, items = decode_keys(block_top_keys(block, first_id=10, k=3))
     assert items.tolist() == [[11, 10, 12]] and scores.tolist() == [[5.0, 1.0, 1.0]]
+
+
+def test_block_top_keys_against_sorting_every_key():
+    """Rows with ties inside the top-k, across the cut, filling it exactly, -inf slots, and a block narrower than k + 1."""
+    block = torch.tensor([
+        [2.0, 2.0, 1.0, 0.0, -1.0],  # ties inside the top-3 only
+        [3.0, 1.0, 1.0, 1.0, 0.0],  # three tied items for two slots
+        [1.0, 1.0, 1.0, 0.5, 0.5],  # three tied items filling three slots exactly
+        [-float("inf")] * 4 + [0.0],  # one recommendable item
+    ])
+    for width, k in ((5, 3), (3, 3), (2, 3)):
+        part = block[:, :width]
+        ids = torch.arange(20, 20 + width)
+        expected = order_keys(part, ids).sort(dim=1, descending=True).values[:, :k]
+        assert torch.equal(block_top_keys(part, first_id=20, k=k), expected), (width, k)
