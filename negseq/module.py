@@ -207,9 +207,9 @@ class NegSeqModule(L.LightningModule):
 
     # -- representations --
 
-    def encode(self, sequences: Tensor, encoder: CausalEncoder | None = None) -> Tensor:
-        """``(B, T)`` left-padded item ids -> ``(B, T, D)`` hidden states."""
-        return (encoder or self.encoder)(self.items(sequences), sequences > 0)
+    def encode(self, sequences: Tensor, encoder: CausalEncoder | None = None, last_only: bool = False) -> Tensor:
+        """``(B, T)`` left-padded item ids -> ``(B, T, D)`` hidden states (``(B, 1, D)``, the newest, with ``last_only``)."""
+        return (encoder or self.encoder)(self.items(sequences), sequences > 0, last_only)
 
     def _user_vectors(self, sequences: Tensor, negatives: Tensor | None = None) -> Tensor:
         """``(B, D)`` fp32 user representations: the hidden state at the newest position.
@@ -217,12 +217,12 @@ class NegSeqModule(L.LightningModule):
         With fusion or negative scoring, ``negatives`` (the user's last disliked items) feed the
         negative encoder; ``h_pos - lambda * h_neg`` scores every item as ``z_pos - lambda * z_neg``.
         """
-        hidden = self.encode(sequences)[:, -1]
+        hidden = self.encode(sequences, last_only=True)[:, -1]
         if self.fusion is None and not self.hparams.negative_scoring:
             return hidden.float()
         if negatives is None:
             raise ConfigError("fusion and negative_scoring need the users' disliked items (batch key 'negatives')")
-        negative_state = self.encode(negatives, self.negative_encoder)[:, -1] * (negatives[:, -1:] > 0)  # 0: no dislikes
+        negative_state = self.encode(negatives, self.negative_encoder, last_only=True)[:, -1] * (negatives[:, -1:] > 0)  # 0: no dislikes
         if self.fusion is not None:
             hidden = self.fusion(hidden, negative_state)
         return hidden.float() - self.hparams.negative_scoring * negative_state.float()

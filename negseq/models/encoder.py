@@ -25,11 +25,14 @@ class CausalSelfAttention(nn.Module):
         self.out = nn.Linear(dim, dim)
         self.dropout = dropout
 
-    def forward(self, x: Tensor, allowed: Tensor) -> Tensor:
+    def forward(self, x: Tensor, allowed: Tensor, last_only: bool = False) -> Tensor:
+        """``(B, T, D)`` -> ``(B, T, D)``, or ``(B, 1, D)`` for the newest position only with ``last_only``."""
         batch, length, dim = x.shape
         q, k, v = self.qkv(x).view(batch, length, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)  # 3 x (B, H, T, D/H)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=self.dropout if self.training else 0.0)  # (B, H, T, D/H)
-        return self.out(y.transpose(1, 2).reshape(batch, length, dim))  # (B, T, D)
+        if last_only:
+            q, allowed = q[:, :, -1:], allowed[..., -1:, :]
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=self.dropout if self.training else 0.0)  # (B, H, T', D/H)
+        return self.out(y.transpose(1, 2).reshape(batch, q.shape[2], dim))  # (B, T', D)
 
 
 class Block(nn.Module):
@@ -43,8 +46,9 @@ class Block(nn.Module):
         self.feed_forward = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(dim, dim), nn.Dropout(dropout))
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, allowed: Tensor) -> Tensor:
-        x = x + self.dropout(self.attention(self.attention_norm(x), allowed))
+    def forward(self, x: Tensor, allowed: Tensor, last_only: bool = False) -> Tensor:
+        attended = self.attention(self.attention_norm(x), allowed, last_only)
+        x = (x[:, -1:] if last_only else x) + self.dropout(attended)
         return x + self.feed_forward(self.feed_forward_norm(x))
 
 
@@ -67,8 +71,13 @@ class CausalEncoder(nn.Module):
         self.final_norm = nn.LayerNorm(dim)
         self.scale = math.sqrt(dim)
 
-    def forward(self, item_embeddings: Tensor, valid: Tensor) -> Tensor:
-        """``item_embeddings`` (B, T, D) and ``valid`` (B, T, bool, False at padding) -> (B, T, D)."""
+    def forward(self, item_embeddings: Tensor, valid: Tensor, last_only: bool = False) -> Tensor:
+        """``item_embeddings`` (B, T, D) and ``valid`` (B, T, bool, False at padding) -> (B, T, D).
+
+        ``last_only`` returns ``(B, 1, D)``, the newest position's state, computing the last block
+        for that position alone: evaluation ranks from it, and the last block's attention and
+        feed-forward over every position would be wasted there.
+        """
         length = item_embeddings.shape[1]
         positions = self.positions.weight[-length:]  # (T, D): right-aligned, like the sequences
         x = self.dropout(item_embeddings * self.scale + positions) * valid[..., None]  # (B, T, D)
@@ -76,6 +85,7 @@ class CausalEncoder(nn.Module):
         own = torch.eye(length, dtype=torch.bool, device=x.device)
         # a query sees earlier real items and always itself, so an all-padding row stays finite
         allowed = (causal & (valid[:, None, :] | own))[:, None]  # (B, 1, T, T)
-        for block in self.blocks:
-            x = block(x, allowed) * valid[..., None]
-        return self.final_norm(x)
+        for index, block in enumerate(self.blocks):
+            x = block(x, allowed, last_only and index == len(self.blocks) - 1)
+            x = x * valid[:, -x.shape[1] :, None]  # the last block may have kept the newest position alone
+        return self.final_norm(x[:, -1:] if last_only else x)

@@ -135,3 +135,16 @@ def test_eval_is_deterministic_and_train_applies_dropout():
         torch.manual_seed(1)
         b = encoder(x, valid)
     assert not torch.allclose(a, b)
+
+
+@pytest.mark.parametrize("blocks", [0, 1, 2])
+def test_last_only_is_the_newest_state_of_the_full_pass(blocks):
+    torch.manual_seed(0)
+    encoder = CausalEncoder(max_len=6, dim=8, blocks=blocks, heads=2, dropout=0.0).eval()
+    items = torch.tensor([[0, 0, 3, 5, 7, 9], [0, 0, 0, 0, 0, 4], [0, 0, 0, 0, 0, 0]])
+    embeddings = torch.randn(3, 6, 8) * (items > 0)[..., None]
+    with torch.no_grad():
+        full = encoder(embeddings, items > 0)
+        last = encoder(embeddings, items > 0, last_only=True)
+    assert last.shape == (3, 1, 8)
+    torch.testing.assert_close(last, full[:, -1:], rtol=1e-5, atol=1e-6)
