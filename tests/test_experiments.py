@@ -12,7 +12,7 @@ from negseq.experiments import collect, collect_selections, main as run_experime
 from negseq.fit import main as fit_main
 
 ROOT = Path(__file__).parents[1]
-CONFIGS = sorted((ROOT / "experiments" / "ml-latest-small").glob("*.yaml"))
+CONFIGS = sorted((ROOT / "experiments" / "ml-latest-small").glob("*.yaml")) + sorted((ROOT / "experiments" / "ml-latest-small" / "beyond").glob("*.yaml"))
 TINY = ["--model.dim", "16", "--data.max_len", "10", "--trainer.max_epochs", "1", "--trainer.enable_model_summary", "false"]
 
 

@@ -188,7 +188,7 @@ def test_compare_marks_the_held_out_item_and_pick_user_finds_one(runs_root):
 
 
 def test_notebooks_are_committed_without_outputs():
-    assert [path.name for path in NOTEBOOKS] == ["01_results.ipynb", "02_recommendations.ipynb"]
+    assert [path.name for path in NOTEBOOKS] == ["01_results.ipynb", "02_recommendations.ipynb", "03_negative_feedback.ipynb"]
     for path in NOTEBOOKS:
         notebook = nbformat.read(path, as_version=4)
         nbformat.validate(notebook)
@@ -227,3 +227,11 @@ def test_recommendations_notebook_runs_headless(monkeypatch, runs_root):
     assert "-> disliked" in text
     html = "".join(out["data"].get("text/html", "") for out in outputs(notebook, "text/html"))
     assert "PNFRec top-10" in html and "SASRec top-10" in html
+
+
+def test_negative_feedback_notebook_runs_on_the_committed_results(monkeypatch, runs_root):
+    notebook = execute(ROOT / "notebooks" / "03_negative_feedback.ipynb", monkeypatch, runs_root)
+    configs = pl.read_csv(ROOT / "experiments" / "ml-latest-small" / "beyond" / "selection.csv")["config"].n_unique()
+    assert len(outputs(notebook, "image/png")) == 1 + configs + 2  # scatter, a lambda plot per config that chose lambda, synthetic x 2
+    tables = [out["data"]["text/markdown"] for out in outputs(notebook, "text/markdown")]
+    assert len(tables) == 2 and all("| HR_p@10 |" in table for table in tables)
