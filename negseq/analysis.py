@@ -443,7 +443,7 @@ def plot_negative_scoring(selections: pl.DataFrame, metrics: Sequence[str] = ("v
 
     Each candidate lambda is labelled with how many runs chose it; lambda = 0 is the paper's ranking.
     """
-    ax = _axes(ax)
+    ax = _axes(ax, figsize=(9, 5))
     stats = metric_stats(selections, list(metrics), by="negative_scoring")
     weights = stats.get_column("negative_scoring").to_list()
     for key in metrics:
@@ -451,10 +451,10 @@ def plot_negative_scoring(selections: pl.DataFrame, metrics: Sequence[str] = ("v
     chosen = selections.filter("chosen").group_by("negative_scoring").len()
     counts = dict(zip(chosen.get_column("negative_scoring").to_list(), chosen.get_column("len").to_list()))
     ax.set_xscale("symlog", linthresh=0.1)
-    ax.set_xticks(weights, [f"{w:g}\n(chosen {counts.get(w, 0)}x)" for w in weights])
+    ax.set_xticks(weights, [f"{w:g}\n({counts.get(w, 0)}x)" for w in weights])
     ax.axhline(0.0, color="black", linewidth=0.8)
-    ax.set_xlabel("lambda in score = z_pos − lambda · z_neg (runs that chose it on validation)")
-    ax.set_ylabel("validation metric@10 (NDCG units)")
+    ax.set_xlabel("lambda in score = z_pos − lambda · z_neg (in brackets: runs that chose it on validation)")
+    ax.set_ylabel("validation metric@10")
     ax.set_title("Negative-aware ranking: validation metrics by lambda (mean ± sd over runs)")
     ax.grid(alpha=0.3)
     ax.legend()
