@@ -33,12 +33,13 @@ def label_log_probs(hidden: Tensor, labels: Tensor, items: Tensor, chunk_items: 
 class LabelLogProbs(torch.autograd.Function):
     """``log softmax(hidden @ items.T)[label]``, fused, over the catalogue in chunks.
 
-    The forward pass keeps a running logsumexp; the backward pass uses
-    ``d log p_y / d logit_j = [j = y] - softmax_j`` directly. With one chunk the logits are kept
-    for the backward pass, which then costs one read of them: unlike ``cross_entropy`` this
-    writes no ``(P, N)`` log-softmax output and no ``(P, N)`` zero-filled gradient (this matters
-    on memory-bound CPUs). With several chunks each chunk's logits are recomputed instead of
-    stored: memory ``P x chunk`` instead of ``P x N``, at the price of one more matmul.
+    The backward pass uses ``d log p_y / d logit_j = [j = y] - softmax_j`` directly. With one
+    chunk the forward pass turns the logits in place into ``exp(logit - row max)`` and keeps
+    them: the softmax up to its row sums, which the backward pass scales in place. Unlike
+    ``cross_entropy`` this writes no ``(P, N)`` log-softmax output, no zero-filled ``(P, N)``
+    gradient and no second ``(P, N)`` tensor (this matters on memory-bound CPUs). With several
+    chunks the forward pass keeps a running logsumexp and the backward pass recomputes each
+    chunk's logits: memory ``P x chunk`` instead of ``P x N``, at the price of one more matmul.
     The logits are fp32 whatever the autocast state, as ``cross_entropy`` under autocast.
     """
 
@@ -46,12 +47,19 @@ class LabelLogProbs(torch.autograd.Function):
     def forward(ctx, hidden: Tensor, items: Tensor, labels: Tensor, chunk: int) -> Tensor:
         with torch.autocast(device_type=hidden.device.type, enabled=False):
             hidden32, items32 = hidden.float(), items.float()
-            logsumexp = hidden32.new_full((len(hidden),), float("-inf"))
-            for start in range(0, len(items), chunk):
-                logits = hidden32 @ items32[start : start + chunk].T  # (P, C)
-                logsumexp = torch.logaddexp(logsumexp, logits.logsumexp(dim=1))
+            ctx.chunk, ctx.unnormalised = chunk, None
+            if chunk >= len(items):
+                logits = hidden32 @ items32.T  # (P, N)
+                top = logits.amax(dim=1, keepdim=True)  # (P, 1)
+                unnormalised = logits.sub_(top).exp_()  # (P, N) in place: softmax x row sum, every value <= 1
+                sums = unnormalised.sum(dim=1)  # (P,)
+                logsumexp = top[:, 0] + sums.log()
+                ctx.unnormalised, ctx.row_sums = unnormalised, sums
+            else:
+                logsumexp = hidden32.new_full((len(hidden),), float("-inf"))
+                for start in range(0, len(items), chunk):
+                    logsumexp = torch.logaddexp(logsumexp, (hidden32 @ items32[start : start + chunk].T).logsumexp(dim=1))
             ctx.save_for_backward(hidden, items, labels, logsumexp)
-            ctx.chunk, ctx.logits = chunk, logits if chunk >= len(items) else None
             return (hidden32 * items32[labels]).sum(-1) - logsumexp
 
     @staticmethod
@@ -61,11 +69,13 @@ class LabelLogProbs(torch.autograd.Function):
             hidden32, items32 = hidden.float(), items.float()
             grad_hidden = (grad_output[:, None] * items32[labels]).clone()  # the label's own logit
             grad_items = torch.zeros_like(items32).index_add_(0, labels, grad_output[:, None] * hidden32)
+            kept, ctx.unnormalised = ctx.unnormalised, None  # scaled in place below: a second backward (retain_graph) recomputes
             for start in range(0, len(items), ctx.chunk):
                 chunk = items32[start : start + ctx.chunk]  # (C, D)
-                logits = ctx.logits if ctx.logits is not None else hidden32 @ chunk.T  # (P, C)
-                ctx.logits = None  # overwritten just below: a second backward (retain_graph) recomputes them
-                weights = logits.sub_(logsumexp[:, None]).exp_().mul_(grad_output[:, None])  # (P, C): softmax x grad, in place
+                if kept is not None:  # softmax x grad = exp(logit - max) x grad / row sum
+                    weights = kept.mul_((grad_output / ctx.row_sums)[:, None])
+                else:
+                    weights = (hidden32 @ chunk.T).sub_(logsumexp[:, None]).exp_().mul_(grad_output[:, None])  # (P, C)
                 grad_hidden -= weights @ chunk
                 grad_items[start : start + ctx.chunk] -= weights.T @ hidden32
         return grad_hidden.to(hidden.dtype), grad_items.to(items.dtype), None, None
