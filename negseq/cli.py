@@ -21,6 +21,7 @@ from negseq.data import FeedbackDataModule
 from negseq.errors import NegSeqError
 from negseq.module import NegSeqModule
 from negseq.results import EpochHistory
+from negseq.selection import DEFAULT_MONITOR
 from negseq.tracking import SaveConfigToLoggers
 
 MONITOR = "val/ndcg_p@10"
@@ -77,6 +78,12 @@ class NegSeqCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument("--run_dir", type=Optional[str], default=None, help="Directory of this run (default: a new one under trainer.default_root_dir).")
         parser.add_argument("--run_name", type=Optional[str], default=None, help="Run name (default: the last config file's name).")
+        # read by `python -m negseq.fit` only; every subcommand accepts them, so that a fit's config.yaml loads anywhere
+        parser.add_argument(
+            "--select_negative_scoring", type=Optional[list[float]], default=None,
+            help="Candidate lambdas of --model.negative_scoring, chosen after the fit on --select_monitor (validation only).",
+        )
+        parser.add_argument("--select_monitor", type=str, default=DEFAULT_MONITOR, help="Validation metric that --select_negative_scoring maximises.")
         parser.add_lightning_class_args(EarlyStopping, "early_stopping")
         parser.set_defaults({"early_stopping.monitor": MONITOR, "early_stopping.mode": "max", "early_stopping.patience": 10})
         parser.add_lightning_class_args(BestAndLastCheckpoint, "checkpoint")

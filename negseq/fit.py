@@ -17,7 +17,7 @@ import torch
 
 from negseq.cli import NegSeqCLI, run_cli
 from negseq.results import best_epoch, format_table, recommendations_frame, write_metrics, write_selection
-from negseq.selection import DEFAULT_MONITOR, check_selection, choose, validate_each
+from negseq.selection import check_selection, choose, validate_each
 from negseq.tracking import finish_wandb, log_test_summary
 
 
@@ -25,11 +25,6 @@ class FitCLI(NegSeqCLI):
     def add_arguments_to_parser(self, parser) -> None:
         super().add_arguments_to_parser(parser)
         parser.add_argument("--ckpt_path", type=Optional[str], default=None, help="Resume training from this checkpoint ('last' = the run's last.ckpt).")
-        parser.add_argument(
-            "--select_negative_scoring", type=Optional[list[float]], default=None,
-            help="Candidate lambdas of --model.negative_scoring, chosen after the fit on --select_monitor (validation only).",
-        )
-        parser.add_argument("--select_monitor", type=str, default=DEFAULT_MONITOR, help="Validation metric that --select_negative_scoring maximises.")
 
 
 def gather(trainer, predictions: list) -> list:
