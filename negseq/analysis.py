@@ -83,7 +83,8 @@ def read_config(run_dir: "str | os.PathLike") -> dict:
 
 
 def model_label(model: Mapping[str, Any]) -> str:
-    """The paper's name of the model a ``model:`` configuration describes (see negseq.module)."""
+    """The paper's name of the model a ``model:`` configuration describes (see negseq.module), with the
+    options beyond the paper it turns on, so that runs of different models never share a label."""
     history = model.get("history", "positives")  # missing keys: NegSeqModule's defaults
     alpha, beta = float(model.get("alpha", 0.45) or 0), float(model.get("beta", 0.25) or 0)
     if history == "all":
@@ -91,10 +92,19 @@ def model_label(model: Mapping[str, Any]) -> str:
             return "SASRec_c"
         return "SASRec+unlikelihood" if float(model.get("unlikelihood_weight") or 0) else "SASRec"
     if alpha and beta:
-        return "PNFRec"
-    if alpha:
-        return "PNFRec CE+CE"
-    return "PNFRec CE+contrast" if beta else "SASRec_p"
+        name = "PNFRec"
+    elif alpha:
+        name = "PNFRec CE+CE"
+    else:
+        name = "PNFRec CE+contrast" if beta else "SASRec_p"
+    beyond = [
+        "cosine contrast" if beta and model.get("cosine") else "",
+        "contrast with earlier dislikes" if beta and model.get("contrast_negatives", "all") != "all" else "",
+        "hard negatives" if float(model.get("hard_negative_weight") or 0) else "",
+        f"{model['fusion']} fusion" if model.get("fusion", "none") != "none" else "",
+        "negative scoring" if float(model.get("negative_scoring") or 0) else "",
+    ]
+    return " + ".join([name, *filter(None, beyond)])
 
 
 def _identity(config: Mapping[str, Any], fallback_name: str) -> dict[str, Any]:

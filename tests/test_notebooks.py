@@ -108,7 +108,8 @@ def test_experiments_layout_and_runs_dir_lookup(runs_root, tmp_path, monkeypatch
 @pytest.mark.parametrize(
     "config, label",
     [("pnfrec", "PNFRec"), ("pnfrec_ce", "PNFRec CE+CE"), ("pnfrec_cl", "PNFRec CE+contrast"), ("sasrec", "SASRec"),
-     ("sasrec_c", "SASRec_c"), ("sasrec_negw", "SASRec+unlikelihood"), ("sasrec_p", "SASRec_p")],
+     ("sasrec_c", "SASRec_c"), ("sasrec_negw", "SASRec+unlikelihood"), ("sasrec_p", "SASRec_p"),
+     ("pnfrec_plus", "PNFRec + cosine contrast")],
 )
 def test_model_label_of_each_shipped_config(config, label):
     model = yaml.safe_load((ROOT / "experiments" / "ml-latest-small" / f"{config}.yaml").read_text())["model"]
@@ -235,3 +236,11 @@ def test_negative_feedback_notebook_runs_on_the_committed_results(monkeypatch, r
     assert len(outputs(notebook, "image/png")) == 1 + configs + 2  # scatter, a lambda plot per config that chose lambda, synthetic x 2
     tables = [out["data"]["text/markdown"] for out in outputs(notebook, "text/markdown")]
     assert len(tables) == 2 and all("| HR_p@10 |" in table for table in tables)
+
+
+def test_model_labels_name_the_options_beyond_the_paper():
+    assert analysis.model_label({"contrast_negatives": "earlier", "fusion": "gated", "hard_negative_weight": 1.0}) == (
+        "PNFRec + contrast with earlier dislikes + hard negatives + gated fusion"
+    )
+    assert analysis.model_label({"beta": 0.0, "negative_scoring": 0.5}) == "PNFRec CE+CE + negative scoring"
+    assert analysis.model_label({"alpha": 0.0, "beta": 0.0, "cosine": True}) == "SASRec_p"  # no contrast: cosine plays no part
