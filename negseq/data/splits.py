@@ -146,16 +146,20 @@ def _evaluation_frames(events: pl.DataFrame, seed: int, validation_targets: str)
     is liked only; ``"all"`` keeps the others too, so that negative metrics can be watched and
     selected on without looking at the test users (who are the same either way).
     """
-    targets = events.filter("is_target")
-    validation_users, test_users = _halve_users(targets["user"].to_numpy(), seed)
-    liked = targets.filter("positive")["user"].to_numpy()
+    validation_users, test_users = _halve_users(events.filter("is_target")["user"].to_numpy(), seed)
     role = np.zeros(int(events["user"].max() or 0) + 1, dtype=np.int8)  # by user code: 1 validation, 2 test (no events: max() is None)
     role[validation_users] = 1
-    if validation_targets == "positive":
-        role[np.setdiff1d(validation_users, liked, assume_unique=True)] = 0
     role[test_users] = 2
     of_user = pl.Series(role).gather(events["user"])
-    return events.filter(of_user == 1), events.filter(of_user == 2)
+    return _validation_users(events.filter(of_user == 1), validation_targets), events.filter(of_user == 2)
+
+
+def _validation_users(validation: pl.DataFrame, validation_targets: str) -> pl.DataFrame:
+    """``validation`` as is for ``"all"``; for ``"positive"`` (the paper) only the users whose target is liked, with all their events."""
+    if validation_targets == "all":
+        return validation
+    liked = validation.filter(pl.col("is_target") & pl.col("positive"))["user"]
+    return validation.filter(pl.col("user").is_in(liked.implode()))
 
 
 def leave_last_out(frame: pl.DataFrame, seed: int, validation_targets: str = "positive") -> Split:
@@ -218,7 +222,4 @@ def presplit(
         history = train_raw.filter(pl.col("user").is_in(known["user"].unique().implode())).with_columns(is_target=pl.lit(False))
         # history first: at a time tie between a train and a held-out event the held-out one is later
         frames.append(_encode(pl.concat([history, marked], how="diagonal_relaxed"), item_ids, user_ids))
-    validation = frames[0]
-    if validation_targets == "positive":
-        validation = validation.filter(pl.col("user").is_in(validation.filter(pl.col("is_target") & pl.col("positive"))["user"].implode()))
-    return Split(train, validation, frames[1], item_ids, user_ids)
+    return Split(train, _validation_users(frames[0], validation_targets), frames[1], item_ids, user_ids)
