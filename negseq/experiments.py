@@ -23,21 +23,21 @@ from pathlib import Path
 
 import polars as pl
 
-# (row label, metrics.json key, better direction: +1 higher, -1 lower, 0 none)
+# (row label, metrics.json key, better direction: +1 higher, -1 lower, 0 none, decimals shown)
 TABLE_ROWS = (
-    ("HR_p@10", "test/hr_p@10", +1),
-    ("NDCG_p@10", "test/ndcg_p@10", +1),
-    ("Delta_HR@10", "test/delta_hr@10", +1),
-    ("Delta_NDCG@10", "test/delta_ndcg@10", +1),
-    ("HR_n@10", "test/hr_n@10", -1),
-    ("Coverage@10", "test/coverage@10", +1),
+    ("HR_p@10", "test/hr_p@10", +1, 4),
+    ("NDCG_p@10", "test/ndcg_p@10", +1, 4),
+    ("Delta_HR@10", "test/delta_hr@10", +1, 4),
+    ("Delta_NDCG@10", "test/delta_ndcg@10", +1, 4),
+    ("HR_n@10", "test/hr_n@10", -1, 4),
+    ("Coverage@10", "test/coverage@10", +1, 4),
     # validation (best checkpoint), what choices are made on; rows appear when the runs have them
-    ("val NDCG_p@10", "val/ndcg_p@10", +1),
-    ("val Delta_NDCG@10", "val/delta_ndcg@10", +1),
-    ("val HR_n@10", "val/hr_n@10", -1),
-    ("negative_scoring (lambda)", "negative_scoring", 0),
-    ("training time, s", "fit_seconds", 0),
-    ("best epoch", "best_epoch", 0),
+    ("val NDCG_p@10", "val/ndcg_p@10", +1, 4),
+    ("val Delta_NDCG@10", "val/delta_ndcg@10", +1, 4),
+    ("val HR_n@10", "val/hr_n@10", -1, 4),
+    ("negative_scoring (lambda)", "negative_scoring", 0, 4),
+    ("training time, s", "fit_seconds", 0, 1),
+    ("best epoch", "best_epoch", 0, 1),
 )
 
 
@@ -89,8 +89,8 @@ def results_table(runs: pl.DataFrame, order: list[str] | None = None) -> str:
     table_rows = [row for row in TABLE_ROWS if row[1] in runs.columns]
     stats = runs.group_by("config").agg(
         pl.len().alias("n"),
-        *[pl.col(key).mean().alias(f"{key}:mean") for _, key, _ in table_rows],
-        *[pl.col(key).std().fill_null(0.0).alias(f"{key}:sd") for _, key, _ in table_rows],
+        *[pl.col(key).mean().alias(f"{key}:mean") for _, key, _, _ in table_rows],
+        *[pl.col(key).std().fill_null(0.0).alias(f"{key}:sd") for _, key, _, _ in table_rows],
     )
     configs = [c for c in (order or sorted(stats["config"])) if c in set(stats["config"])]
     by_config = {row["config"]: row for row in stats.to_dicts()}
@@ -98,10 +98,9 @@ def results_table(runs: pl.DataFrame, order: list[str] | None = None) -> str:
         "| | " + " | ".join(f"{c} (n={by_config[c]['n']})" for c in configs) + " |",
         "|---|" + "---|" * len(configs),
     ]
-    for label, key, direction in table_rows:
+    for label, key, direction, digits in table_rows:
         means = [by_config[c][f"{key}:mean"] for c in configs]
         best = max((m for m in means if m is not None), key=lambda m: direction * m, default=None) if direction else None
-        digits = 4 if direction or key == "negative_scoring" else 1
         cells = []
         for config, mean in zip(configs, means):
             if mean is None:  # runs of this config lack the metric

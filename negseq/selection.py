@@ -19,8 +19,6 @@ DEFAULT_MONITOR = "val/delta_ndcg@10"
 
 def check_selection(weights: list[float], monitor: str, model: L.LightningModule, validation_targets: str) -> None:
     """Fail before training when a selection could not be made or would be blind to what it selects on."""
-    if not weights:
-        raise ConfigError("--select_negative_scoring needs at least one weight")
     if any(weights) and model.negative_encoder is None:
         raise ConfigError("--select_negative_scoring: negative scoring reads the negative encoder, which needs history='positives' and alpha > 0")
     if len(weights) > 1 and validation_targets == "positive" and ("_n@" in monitor or "delta" in monitor):
