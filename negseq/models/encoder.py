@@ -15,6 +15,34 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
+class Dropout(nn.Module):
+    """Dropout whose keep mask comes from 16 random bits per element.
+
+    Why not ``nn.Dropout``: on CPU it draws one Bernoulli sample per element, which took a fifth
+    of a PNFRec training step; slicing 64-bit random words into four 16-bit draws is about 8x
+    cheaper. ``p`` is rounded to a multiple of 1/65536 (0.1 drops with probability 0.100006)
+    and the kept values are scaled by the exact inverse keep probability.
+    """
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {p}")
+        self.dropped_draws = round(p * 2**16)  # of the 2**16 values a 16-bit draw takes
+
+    @property
+    def active(self) -> bool:
+        return self.training and self.dropped_draws > 0
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.active:
+            return x
+        draws = torch.empty((x.numel() + 3) // 4, dtype=torch.int64, device=x.device).random_(-(2**63), 2**63 - 1)
+        draws = draws.view(torch.int16)[: x.numel()].view(x.shape)  # uniform over [-2**15, 2**15)
+        keep = draws >= self.dropped_draws - 2**15
+        return x * (keep.to(x.dtype) * (2**16 / (2**16 - self.dropped_draws)))
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, dim: int, heads: int, dropout: float) -> None:
         super().__init__()
@@ -23,7 +51,7 @@ class CausalSelfAttention(nn.Module):
         self.heads = heads
         self.qkv = nn.Linear(dim, 3 * dim)
         self.out = nn.Linear(dim, dim)
-        self.dropout = dropout
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: Tensor, allowed: Tensor, last_only: bool = False) -> Tensor:
         """``(B, T, D)`` -> ``(B, T, D)``, or ``(B, 1, D)`` for the newest position only with ``last_only``."""
@@ -31,8 +59,16 @@ class CausalSelfAttention(nn.Module):
         q, k, v = self.qkv(x).view(batch, length, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)  # 3 x (B, H, T, D/H)
         if last_only:
             q, allowed = q[:, :, -1:], allowed[..., -1:, :]
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=self.dropout if self.training else 0.0)  # (B, H, T', D/H)
+        y = self._attend(q, k, v, allowed)  # (B, H, T', D/H)
         return self.out(y.transpose(1, 2).reshape(batch, q.shape[2], dim))  # (B, T', D)
+
+    def _attend(self, q: Tensor, k: Tensor, v: Tensor, allowed: Tensor) -> Tensor:
+        """Fused attention when nothing is dropped; written out with the cheap mask otherwise
+        (``scaled_dot_product_attention``'s own dropout costs a Bernoulli draw per weight)."""
+        if not self.dropout.active:
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+        weights = (q @ k.transpose(-1, -2) * q.shape[-1] ** -0.5).masked_fill(~allowed, float("-inf")).softmax(dim=-1)
+        return self.dropout(weights) @ v
 
 
 class Block(nn.Module):
@@ -43,8 +79,8 @@ class Block(nn.Module):
         self.attention_norm = nn.LayerNorm(dim)
         self.attention = CausalSelfAttention(dim, heads, dropout)
         self.feed_forward_norm = nn.LayerNorm(dim)
-        self.feed_forward = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(dim, dim), nn.Dropout(dropout))
-        self.dropout = nn.Dropout(dropout)
+        self.feed_forward = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), Dropout(dropout), nn.Linear(dim, dim), Dropout(dropout))
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: Tensor, allowed: Tensor, last_only: bool = False) -> Tensor:
         attended = self.attention(self.attention_norm(x), allowed, last_only)
@@ -66,7 +102,7 @@ class CausalEncoder(nn.Module):
     def __init__(self, max_len: int, dim: int, blocks: int, heads: int, dropout: float) -> None:
         super().__init__()
         self.positions = nn.Embedding(max_len, dim)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.blocks = nn.ModuleList(Block(dim, heads, dropout) for _ in range(blocks))
         self.final_norm = nn.LayerNorm(dim)
         self.scale = math.sqrt(dim)

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from negseq.models.encoder import CausalEncoder
+from negseq.models.encoder import CausalEncoder, Dropout
 
 D = 8
 
@@ -148,3 +148,70 @@ def test_last_only_is_the_newest_state_of_the_full_pass(blocks):
         last = encoder(embeddings, items > 0, last_only=True)
     assert last.shape == (3, 1, 8)
     torch.testing.assert_close(last, full[:, -1:], rtol=1e-5, atol=1e-6)
+
+
+# -- dropout from 16-bit draws --
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5])
+def test_dropout_drops_each_element_with_probability_p_and_rescales_the_rest(p):
+    torch.manual_seed(0)
+    dropout = Dropout(p).train()
+    x = torch.rand(1000, 1000) + 1.0  # no zeros of its own
+    y = dropout(x)
+    dropped = y == 0
+    # the four 16-bit slices of each 64-bit random word are all uniform (a word drawn over [0, 2**63) would never drop its top slice)
+    for slice_ in range(4):
+        assert abs(dropped.view(-1)[slice_::4].float().mean().item() - p) < 0.005
+    keep_probability = 1 - round(p * 2**16) / 2**16
+    torch.testing.assert_close(y[~dropped], x[~dropped] / keep_probability)
+
+
+def test_dropout_gradient_is_the_same_mask():
+    torch.manual_seed(0)
+    x = torch.randn(64, 32, requires_grad=True)
+    y = Dropout(0.3).train()(x)
+    y.sum().backward()
+    torch.testing.assert_close(x.grad, torch.where(y == 0, 0.0, 1 / (1 - round(0.3 * 2**16) / 2**16)))
+
+
+def test_dropout_is_the_identity_in_eval_and_at_zero():
+    x = torch.randn(5, 7)
+    assert Dropout(0.5).eval()(x) is x
+    assert Dropout(0.0).train()(x) is x
+    with pytest.raises(ValueError, match="dropout"):
+        Dropout(1.0)
+
+
+def test_dropout_follows_the_global_seed():
+    dropout = Dropout(0.2).train()
+    x = torch.ones(100, 100)
+    torch.manual_seed(3)
+    first = dropout(x)
+    torch.manual_seed(3)
+    torch.testing.assert_close(dropout(x), first)
+    assert not torch.equal(dropout(x), first)
+
+
+def test_written_out_attention_equals_the_fused_one_when_nothing_is_dropped():
+    encoder = make_encoder()
+    x = embeddings(3, 6)
+    valid = torch.ones(3, 6, dtype=torch.bool)
+    valid[1, :3] = False
+    with torch.no_grad():
+        fused = encoder(x, valid)
+        encoder.train()
+        for module in encoder.modules():  # training mode (the written-out path), but keep every element
+            if isinstance(module, Dropout):
+                module.forward = lambda value: value
+        written_out = encoder(x, valid)
+    torch.testing.assert_close(written_out, fused, rtol=1e-5, atol=1e-5)
+
+
+def test_training_mode_drops_out():
+    encoder = make_encoder().train()
+    x, valid = embeddings(2, 6), torch.ones(2, 6, dtype=torch.bool)
+    torch.manual_seed(0)
+    first = encoder(x, valid)
+    torch.manual_seed(1)
+    assert (encoder(x, valid) - first).abs().max() > 1e-3
