@@ -35,9 +35,11 @@ class LabelLogProbs(torch.autograd.Function):
 
     The backward pass uses ``d log p_y / d logit_j = [j = y] - softmax_j`` directly. With one
     chunk the forward pass turns the logits in place into ``exp(logit - row max)`` and keeps
-    them: the softmax up to its row sums, which the backward pass scales in place. Unlike
+    them: the softmax up to its row sums. Unlike
     ``cross_entropy`` this writes no ``(P, N)`` log-softmax output, no zero-filled ``(P, N)``
-    gradient and no second ``(P, N)`` tensor (this matters on memory-bound CPUs). With several
+    gradient and no second ``(P, N)`` tensor (this matters on memory-bound CPUs); the backward
+    pass applies the per-row factors to the ``(P, D)`` operands of its matmuls, so it makes no
+    pass over the ``(P, N)`` tensor either. With several
     chunks the forward pass keeps a running logsumexp and the backward pass recomputes each
     chunk's logits: memory ``P x chunk`` instead of ``P x N``, at the price of one more matmul.
     The logits are fp32 whatever the autocast state, as ``cross_entropy`` under autocast.
@@ -69,15 +71,17 @@ class LabelLogProbs(torch.autograd.Function):
             hidden32, items32 = hidden.float(), items.float()
             grad_hidden = (grad_output[:, None] * items32[labels]).clone()  # the label's own logit
             grad_items = torch.zeros_like(items32).index_add_(0, labels, grad_output[:, None] * hidden32)
-            kept, ctx.unnormalised = ctx.unnormalised, None  # scaled in place below: a second backward (retain_graph) recomputes
+            # d/d logits = -softmax x grad: the per-row factor is applied to the (P, D) operands, never to the (P, N) softmax
+            row_factor = (grad_output if ctx.unnormalised is None else grad_output / ctx.row_sums)[:, None]  # (P, 1)
+            scaled_hidden = hidden32 * row_factor
             for start in range(0, len(items), ctx.chunk):
                 chunk = items32[start : start + ctx.chunk]  # (C, D)
-                if kept is not None:  # softmax x grad = exp(logit - max) x grad / row sum
-                    weights = kept.mul_((grad_output / ctx.row_sums)[:, None])
+                if ctx.unnormalised is not None:  # exp(logit - row max) = softmax x row sum
+                    softmax = ctx.unnormalised
                 else:
-                    weights = (hidden32 @ chunk.T).sub_(logsumexp[:, None]).exp_().mul_(grad_output[:, None])  # (P, C)
-                grad_hidden -= weights @ chunk
-                grad_items[start : start + ctx.chunk] -= weights.T @ hidden32
+                    softmax = (hidden32 @ chunk.T).sub_(logsumexp[:, None]).exp_()  # (P, C)
+                grad_hidden -= (softmax @ chunk) * row_factor
+                grad_items[start : start + ctx.chunk] -= softmax.T @ scaled_hidden
         return grad_hidden.to(hidden.dtype), grad_items.to(items.dtype), None, None
 
 
