@@ -251,6 +251,8 @@ class NegSeqModule(L.LightningModule):
 
         The catalogue is scored ``score_block_items`` items at a time, so a batch never holds
         more than ``B * score_block_items`` scores; slots with no recommendable item get id 0.
+        Every metric is cut at ``k``, so a row stops counting once ``k`` items are ahead of its
+        target: ranks up to ``k`` are exact, a rank above ``k`` is only a lower bound.
         """
         users = self._user_vectors(sequences, negatives)  # (B, D)
         n_items, block_size, k = self.hparams.num_items + 1, self.hparams.score_block_items, self.hparams.k
@@ -263,7 +265,8 @@ class NegSeqModule(L.LightningModule):
         for start in range(0, n_items, block_size):
             stop = min(start + block_size, n_items)
             block = self._score_block(users, seen, start, stop)  # (B, C)
-            ahead += count_ahead(block, target_scores, safe_targets, first_id=start)
+            counting = (rankable & (ahead < k)).nonzero()[:, 0]  # rows whose target may still be in the top k
+            ahead.index_add_(0, counting, count_ahead(block[counting], target_scores[counting], safe_targets[counting], first_id=start))
             block_keys = block_top_keys(block, start, k)  # (B, <= k)
             candidates = torch.cat([top_keys, block_keys], dim=1)  # (B, <= 2k)
             top_keys = candidates.topk(min(k, candidates.shape[1]), dim=1).values  # (B, k), best first

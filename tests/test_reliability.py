@@ -117,7 +117,7 @@ def test_same_seed_gives_identical_run_files(reference, log, tmp_path):
 
 def test_ranks_break_exact_ties_by_item_id():
     """All scores equal: the target's rank is 1 + the recommendable items with a smaller id, on any device."""
-    module = NegSeqModule(num_items=50, num_train_items=50, max_len=5, dim=8, dropout=0.0).eval()
+    module = NegSeqModule(num_items=50, num_train_items=50, max_len=5, dim=8, dropout=0.0, k=20).eval()  # ranks above k stop counting
     with torch.no_grad():
         module.items.weight.zero_()
         sequences = torch.tensor([[0, 0, 0, 3, 4], [0, 0, 0, 0, 7]])

@@ -352,6 +352,25 @@ def test_block_wise_ranks_and_top_k_match_the_full_score_matrix(block):
     assert torch.equal(top_items, expected_items)
 
 
+@pytest.mark.parametrize("block", [1, 7, 64, 500])
+def test_block_wise_ranks_are_exact_up_to_k_and_above_k_beyond(block):
+    from negseq.metrics import target_ranks
+
+    module = make(num_items=300, num_train_items=300, k=10, score_block_items=block).eval()
+    generator = torch.Generator().manual_seed(1)
+    sequences = torch.randint(1, 301, (64, 5), generator=generator)
+    seen = torch.randint(0, 301, (64, 8), generator=generator)
+    with torch.no_grad():
+        scores = module.score(sequences, seen)
+        targets = scores.argsort(dim=1, descending=True)[torch.arange(64), torch.arange(64) % 30]  # ranks 1..30 and beyond
+        exact = target_ranks(scores, targets)
+        ranks, _, _ = module.rank_and_recommend(sequences, seen, targets)
+    within = exact <= 10
+    assert 0 < int(within.sum()) < int(torch.isfinite(exact).sum())  # both cases occur
+    assert torch.equal(ranks[within], exact[within])
+    assert (ranks[~within] > 10).all() and (ranks[~within] <= exact[~within]).all()
+
+
 def test_block_wise_ranks_break_ties_by_item_id():
     module = make(num_items=6, num_train_items=6, k=3, score_block_items=2).eval()
     with torch.no_grad():
