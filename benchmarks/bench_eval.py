@@ -1,6 +1,6 @@
 """Time one evaluation pass on synthetic tensors; prints one JSON line last.
 
-    python benchmarks/bench_eval.py --users 5000 --items 20000 --history 200 [--batch 1000] [--precision bf16]
+    python benchmarks/bench_eval.py --users 5000 --items 20000 --history 200 [--batch 1000] [--precision bf16] [--profile]
 
 A pass is what validation/test do per user: the encoder over the last 50 liked items, scores of
 the whole catalogue, removal of H seen items, the target's rank, top-10, and every metric. The
@@ -10,6 +10,7 @@ model has random weights (speed does not depend on them).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import time
 
@@ -39,20 +40,27 @@ def main() -> None:
     parser.add_argument("--precision", choices=["32", "bf16"], default="32")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--block", type=int, default=2048, help="score_block_items: catalogue items scored at a time (the model default)")
+    parser.add_argument("--profile", action="store_true", help="print torch.profiler's table of one more pass (not timed)")
     args = parser.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = NegSeqModule(num_items=args.items, num_train_items=args.items, max_len=args.max_len, score_block_items=args.block).to(device).eval()
     batches = [{k: v.to(device) for k, v in b.items()} for b in synthetic_batches(args.users, args.items, args.history, args.max_len, args.batch)]
     timings = []
-    for _ in range(args.repeats + 1):  # the first pass warms up
+    for repeat in range(args.repeats + 1 + args.profile):  # the first pass warms up; an extra one is profiled
+        profiling = repeat > args.repeats
         started = time.perf_counter()
-        with torch.no_grad(), torch.autocast(device, dtype=torch.bfloat16, enabled=args.precision == "bf16"):
+        with torch.no_grad(), torch.autocast(device, dtype=torch.bfloat16, enabled=args.precision == "bf16"), torch.profiler.profile(
+            record_shapes=True
+        ) if profiling else contextlib.nullcontext() as profiler:
             for batch in batches:
                 model._shared_eval_step(batch, "test")
             values = {name: metric.compute() for name, metric in model.metrics["test"].items()}
         if device == "cuda":
             torch.cuda.synchronize()
-        timings.append(time.perf_counter() - started)
+        if not profiling:
+            timings.append(time.perf_counter() - started)
+        else:
+            print(profiler.key_averages(group_by_input_shape=True).table(sort_by="self_cpu_time_total", row_limit=25))
         for metric in model.metrics["test"].values():
             metric.reset()
     eval_s = min(timings[1:])
