@@ -84,9 +84,11 @@ def collect_selections(runs_dir: Path) -> pl.DataFrame:
 def results_table(runs: pl.DataFrame, order: list[str] | None = None) -> str:
     """Markdown table: a column per config, a row per metric, mean ± sd over seeds; the best mean of each quality row in bold.
 
-    Rows whose metric no run has (validation metrics of runs made before they were recorded) are left out.
+    Rows whose metric no run has (validation metrics of runs made before they were recorded) are
+    left out, and so are the other rows than the test metrics that are 0 in every run: HR_n on a
+    validation without disliked targets, lambda when no run selected one.
     """
-    table_rows = [row for row in TABLE_ROWS if row[1] in runs.columns]
+    table_rows = [row for row in TABLE_ROWS if row[1] in runs.columns and (row[1].startswith("test/") or (runs[row[1]] != 0).any())]
     stats = runs.group_by("config").agg(
         pl.len().alias("n"),
         *[pl.col(key).mean().alias(f"{key}:mean") for _, key, _, _ in table_rows],

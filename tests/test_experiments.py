@@ -82,6 +82,25 @@ def test_results_table_validation_rows_when_recorded():
     assert rows["negative_scoring (lambda)"][0] == "0.3750 ± 0.1768"
 
 
+def test_results_table_leaves_out_validation_rows_that_are_0_in_every_run():
+    runs = pl.DataFrame(
+        {
+            "config": ["a", "b"],
+            "seed": [1, 1],
+            **{key: [0.1, 0.2] for key in ("test/hr_p@10", "test/ndcg_p@10", "test/delta_hr@10", "test/delta_ndcg@10", "test/coverage@10")},
+            "test/hr_n@10": [0.0, 0.0],  # a test metric of 0 is a result: kept
+            "val/ndcg_p@10": [0.04, 0.06],
+            "val/hr_n@10": [0.0, 0.0],  # validation without disliked targets
+            "negative_scoring": [0.0, 0.0],  # no lambda selected
+            "fit_seconds": [1.0, 1.0],
+            "best_epoch": [1, 1],
+        }
+    )
+    labels = [line.split(" | ")[0].strip("| ") for line in results_table(runs).splitlines()[2:]]
+    assert "HR_n@10" in labels and "val NDCG_p@10" in labels
+    assert "val HR_n@10" not in labels and "negative_scoring (lambda)" not in labels
+
+
 def test_runner_runs_every_pair_once_and_resumes(tmp_path, tiny_log):
     configs = [str(ROOT / "experiments/ml-latest-small/sasrec_p.yaml"), str(ROOT / "experiments/ml-latest-small/pnfrec.yaml")]
     out = tmp_path / "out"

@@ -79,8 +79,10 @@ class FeedbackDataModule(L.LightningDataModule):
             also reports HR_n and Delta (needed to choose ``--model.negative_scoring`` on
             validation). The positive-target validation users, hence early stopping on
             ``val/ndcg_p@10``, and the test users are the same either way.
-        batch_size: users per training step. 128 on ml-latest-small (610 users: 5 steps an epoch) reaches
-            the quality of the paper's 500 in about half the epochs; the paper used 500 on ML-1M (6,040 users).
+        batch_size: users per training step. 64 on ml-latest-small (610 users: 10 steps an epoch) reaches
+            the validation quality of 128 in fewer epochs, and 128 that of the paper's 500 in half the
+            epochs (benchmarks/README.md); the paper used 500 on ML-1M (6,040 users): raise it for
+            logs with many thousands of users.
         eval_batch_size: users per validation/test/predict batch.
         num_workers: DataLoader workers (batches are tensor slices: 0 is usually fastest).
     """
@@ -100,7 +102,7 @@ class FeedbackDataModule(L.LightningDataModule):
         min_user_items: int = 5,
         split_seed: int = 42,
         validation_targets: Literal["positive", "all"] = "positive",
-        batch_size: int = 128,
+        batch_size: int = 64,
         eval_batch_size: int = 1000,
         num_workers: int = 0,
     ) -> None:
