@@ -38,8 +38,9 @@ class LabelLogProbs(torch.autograd.Function):
     """``log softmax(hidden @ items.T)[label]``, fused, over the catalogue in chunks.
 
     The backward pass uses ``d log p_y / d logit_j = [j = y] - softmax_j`` directly. With one
-    chunk the forward pass turns the logits in place into ``exp(logit - row max)`` and keeps
-    them: the softmax up to its row sums. Unlike
+    chunk the forward pass turns the logits in place into ``exp(logit - shift)`` (the row max,
+    or 0 when a bound on the logits shows none is needed) and keeps them: the softmax up to its
+    row sums. Unlike
     ``cross_entropy`` this writes no ``(P, N)`` log-softmax output, no zero-filled ``(P, N)``
     gradient and no second ``(P, N)`` tensor (this matters on memory-bound CPUs); the backward
     pass applies the per-row factors to the ``(P, D)`` operands of its matmuls, so it makes no
@@ -87,7 +88,7 @@ class LabelLogProbs(torch.autograd.Function):
             scaled_hidden = hidden32 * row_factor
             for start in range(0, len(items), ctx.chunk):
                 chunk = items32[start : start + ctx.chunk]  # (C, D)
-                if ctx.unnormalised is not None:  # exp(logit - row max) = softmax x row sum
+                if ctx.unnormalised is not None:  # exp(logit - shift) = softmax x row sum
                     softmax = ctx.unnormalised
                 else:
                     softmax = (hidden32 @ chunk.T).sub_(logsumexp[:, None]).exp_()  # (P, C)
