@@ -56,11 +56,20 @@ class CausalSelfAttention(nn.Module):
     def forward(self, x: Tensor, allowed: Tensor, last_only: bool = False) -> Tensor:
         """``(B, T, D)`` -> ``(B, T, D)``, or ``(B, 1, D)`` for the newest position only with ``last_only``."""
         batch, length, dim = x.shape
-        q, k, v = self.qkv(x).view(batch, length, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)  # 3 x (B, H, T, D/H)
-        if last_only:
-            q, allowed = q[:, :, -1:], allowed[..., -1:, :]
+        if last_only:  # the newest position's query alone, the keys and values of every position
+            (q,) = self._split_heads(F.linear(x[:, -1:], self.qkv.weight[:dim], self.qkv.bias[:dim]))
+            k, v = self._split_heads(F.linear(x, self.qkv.weight[dim:], self.qkv.bias[dim:]))
+            allowed = allowed[..., -1:, :]
+        else:
+            q, k, v = self._split_heads(self.qkv(x))
         y = self._attend(q, k, v, allowed)  # (B, H, T', D/H)
         return self.out(y.transpose(1, 2).reshape(batch, q.shape[2], dim))  # (B, T', D)
+
+    def _split_heads(self, projected: Tensor) -> Tensor:
+        """``(B, T, n * D)`` -> ``(n, B, H, T, D / H)``: n of query, key and value, split into heads."""
+        batch, length, width = projected.shape
+        dim = self.out.in_features
+        return projected.view(batch, length, width // dim, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
 
     def _attend(self, q: Tensor, k: Tensor, v: Tensor, allowed: Tensor) -> Tensor:
         """Fused attention when nothing is dropped; written out with the cheap mask otherwise
