@@ -256,5 +256,18 @@ def test_cli_stops_on_unusable_logs_with_one_line(tmp_path, capsys, rows, messag
     assert not (run_dir / "metrics.json").exists()
 
 
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [(["--model.dropout", "1.0"], "`dropout` must be in [0, 1), got 1.0"), (["--model.heads", "3"], "`dim` (8) must be divisible by `heads` (3)")],
+)
+def test_cli_stops_on_bad_encoder_settings_with_one_line(tmp_path, capsys, tiny_log, setting, message):
+    run_dir = tmp_path / "run"
+    with pytest.raises(SystemExit) as stopped:
+        run_cli(fit_main, ["--data.path", tiny_log, "--run_dir", str(run_dir), *FAST, *setting])
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"error: {message}"
+    assert not (run_dir / "metrics.json").exists()
+
+
 def test_errors_are_negseq_errors():
     assert issubclass(DataError, NegSeqError)

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from negseq.errors import ConfigError
+
 
 class Dropout(nn.Module):
     """Dropout whose keep mask comes from 16 random bits per element.
@@ -27,7 +29,7 @@ class Dropout(nn.Module):
     def __init__(self, p: float) -> None:
         super().__init__()
         if not 0.0 <= p < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {p}")
+            raise ConfigError(f"`dropout` must be in [0, 1), got {p}")
         self.dropped_draws = round(p * 2**16)  # of the 2**16 values a 16-bit draw takes
 
     @property
@@ -47,7 +49,7 @@ class CausalSelfAttention(nn.Module):
     def __init__(self, dim: int, heads: int, dropout: float) -> None:
         super().__init__()
         if dim % heads:
-            raise ValueError(f"`dim` ({dim}) must be divisible by `heads` ({heads})")
+            raise ConfigError(f"`dim` ({dim}) must be divisible by `heads` ({heads})")
         self.heads = heads
         self.qkv = nn.Linear(dim, 3 * dim)
         self.out = nn.Linear(dim, dim)

@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from negseq.errors import ConfigError
 from negseq.models.encoder import CausalEncoder, Dropout
 
 D = 8
@@ -179,7 +180,7 @@ def test_dropout_is_the_identity_in_eval_and_at_zero():
     x = torch.randn(5, 7)
     assert Dropout(0.5).eval()(x) is x
     assert Dropout(0.0).train()(x) is x
-    with pytest.raises(ValueError, match="dropout"):
+    with pytest.raises(ConfigError, match=r"`dropout` must be in \[0, 1\), got 1.0"):
         Dropout(1.0)
 
 
