@@ -17,6 +17,7 @@ from typing import Optional
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+from negseq.allocator import keep_freed_memory
 from negseq.data import FeedbackDataModule
 from negseq.errors import NegSeqError
 from negseq.module import NegSeqModule
@@ -69,6 +70,7 @@ class NegSeqCLI(LightningCLI):
     """LightningCLI for :class:`NegSeqModule` and :class:`FeedbackDataModule` with per-run directories."""
 
     def __init__(self, *args, **kwargs) -> None:
+        keep_freed_memory()  # this process trains: reuse the big logit blocks instead of page-faulting them in each step
         kwargs.setdefault("trainer_defaults", TRAINER_DEFAULTS)
         kwargs.setdefault("save_config_callback", SaveConfigToLoggers)
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
