@@ -31,7 +31,27 @@ def label_log_probs(hidden: Tensor, labels: Tensor, items: Tensor, chunk_items: 
             less memory, one more matmul. 0 holds the ``(P, N)`` logits once.
     """
     catalogue = items[1:]
-    return LabelLogProbs.apply(hidden, catalogue, labels - 1, chunk_items or len(catalogue))
+    return LabelLogProbs.apply(hidden, catalogue, labels - 1, chunk_items or len(catalogue), _matmul_dtype(hidden.device.type))
+
+
+def _matmul_dtype(device_type: str) -> torch.dtype:
+    """bf16 under bf16 autocast, as a plain ``hidden @ items.T`` would be; else fp32.
+
+    Only bf16 (fp32's exponent range): under fp16, ``exp`` of the kept logits could overflow.
+    """
+    if torch.is_autocast_enabled(device_type) and torch.get_autocast_dtype(device_type) == torch.bfloat16:
+        return torch.bfloat16
+    return torch.float32
+
+
+def _bucket(rows: int) -> int:
+    """``rows`` rounded up to a multiple of 1/16 of the power of two below it: 16 sizes an octave, <= 6.25 % more."""
+    step = 1 << max(rows.bit_length() - 5, 0)
+    return -(-rows // step) * step
+
+
+def _pad_rows(tensor: Tensor, rows: int) -> Tensor:
+    return tensor if len(tensor) == rows else F.pad(tensor, (0, 0, 0, rows - len(tensor)))
 
 
 class LabelLogProbs(torch.autograd.Function):
@@ -47,54 +67,69 @@ class LabelLogProbs(torch.autograd.Function):
     pass over the ``(P, N)`` tensor either. With several
     chunks the forward pass keeps a running logsumexp and the backward pass recomputes each
     chunk's logits: memory ``P x chunk`` instead of ``P x N``, at the price of one more matmul.
-    The logits are fp32 whatever the autocast state, as ``cross_entropy`` under autocast.
+
+    ``dtype`` is that of the three ``(P, N)`` matmuls and of the kept ``exp`` values: fp32, or
+    bf16 under bf16 autocast (as autocast would run ``hidden @ items.T``; half the bytes, and
+    CPUs with bf16 units run these matmuls several times faster). Row sums, logsumexp, the
+    label's logit and the gradients' accumulation stay fp32, as ``cross_entropy`` under autocast.
+    In bf16 the positions are padded with zero rows to :func:`_bucket` sizes: oneDNN compiles a
+    bf16 matmul for every new shape (~20 ms on a CPU, more than the matmul), and the number of
+    labelled positions changes with every batch.
     """
 
     @staticmethod
-    def forward(ctx, hidden: Tensor, items: Tensor, labels: Tensor, chunk: int) -> Tensor:
+    def forward(ctx, hidden: Tensor, items: Tensor, labels: Tensor, chunk: int, dtype: torch.dtype) -> Tensor:
         with torch.autocast(device_type=hidden.device.type, enabled=False):
+            rows = len(hidden)
             hidden32, items32 = hidden.float(), items.float()
-            ctx.chunk, ctx.unnormalised = chunk, None
+            ctx.padded = rows if dtype == torch.float32 else _bucket(rows)
+            hidden_mm, items_mm = _pad_rows(hidden.to(dtype), ctx.padded), items.to(dtype)
+            ctx.chunk, ctx.dtype, ctx.unnormalised = chunk, dtype, None
             if chunk >= len(items):
-                logits = hidden32 @ items32.T  # (P, N)
-                # |logit| <= |h| max|e| (Cauchy-Schwarz): when that keeps exp and its row sums inside fp32's normal
-                # range, the row max, two passes over (P, N), need not be subtracted (trained PNFRec: bound ~7)
-                bound = hidden32.norm(dim=1).max() * items32.norm(dim=1).max() + math.log(len(items)) if len(hidden) else 0.0
+                logits = hidden_mm @ items_mm.T  # (P, N), P padded
+                # |logit| <= |h| max|e| (Cauchy-Schwarz): when that keeps exp and its row sums inside fp32's (and bf16's)
+                # normal range, the row max, two passes over (P, N), need not be subtracted (trained PNFRec: bound ~7)
+                bound = hidden32.norm(dim=1).max() * items32.norm(dim=1).max() + math.log(len(items)) if rows else 0.0
                 if bound > _EXP_SAFE:
                     top = logits.amax(dim=1, keepdim=True)  # (P, 1)
                     logits.sub_(top)
+                    top = top[:rows, 0].float()
                 else:
-                    top = logits.new_zeros(len(logits), 1)
+                    top = hidden32.new_zeros(rows)
                 unnormalised = logits.exp_()  # (P, N) in place: softmax x row sum
-                sums = unnormalised.sum(dim=1)  # (P,)
-                logsumexp = top[:, 0] + sums.log()
+                sums = unnormalised[:rows].sum(dim=1).float()  # (P,); accumulated in fp32 even for bf16 (sum(dtype=) is far slower)
+                logsumexp = top + sums.log()
                 ctx.unnormalised, ctx.row_sums = unnormalised, sums
             else:
-                logsumexp = hidden32.new_full((len(hidden),), float("-inf"))
+                logsumexp = hidden32.new_full((rows,), float("-inf"))
                 for start in range(0, len(items), chunk):
-                    logsumexp = torch.logaddexp(logsumexp, (hidden32 @ items32[start : start + chunk].T).logsumexp(dim=1))
+                    chunk_logits = (hidden_mm @ items_mm[start : start + chunk].T)[:rows].float()
+                    logsumexp = torch.logaddexp(logsumexp, chunk_logits.logsumexp(dim=1))
             ctx.save_for_backward(hidden, items, labels, logsumexp)
-            return (hidden32 * items32[labels]).sum(-1) - logsumexp
+            label_logits = (hidden_mm[:rows].float() * items_mm[labels].float()).sum(-1)  # the matmul's own inputs
+            return label_logits - logsumexp
 
     @staticmethod
     def backward(ctx, grad_output: Tensor):
         hidden, items, labels, logsumexp = ctx.saved_tensors
         with torch.autocast(device_type=hidden.device.type, enabled=False):
-            hidden32, items32 = hidden.float(), items.float()
+            rows, padded, dtype = len(hidden), ctx.padded, ctx.dtype
+            hidden32, items32, items_mm = hidden.float(), items.float(), items.to(dtype)
             grad_hidden = (grad_output[:, None] * items32[labels]).clone()  # the label's own logit
             grad_items = torch.zeros_like(items32).index_add_(0, labels, grad_output[:, None] * hidden32)
             # d/d logits = -softmax x grad: the per-row factor is applied to the (P, D) operands, never to the (P, N) softmax
             row_factor = (grad_output if ctx.unnormalised is None else grad_output / ctx.row_sums)[:, None]  # (P, 1)
-            scaled_hidden = hidden32 * row_factor
+            scaled_hidden = _pad_rows((hidden32 * row_factor).to(dtype), padded)  # padding rows: 0, no gradient
             for start in range(0, len(items), ctx.chunk):
-                chunk = items32[start : start + ctx.chunk]  # (C, D)
+                chunk = items_mm[start : start + ctx.chunk]  # (C, D)
                 if ctx.unnormalised is not None:  # exp(logit - shift) = softmax x row sum
                     softmax = ctx.unnormalised
                 else:
-                    softmax = (hidden32 @ chunk.T).sub_(logsumexp[:, None]).exp_()  # (P, C)
-                grad_hidden -= (softmax @ chunk) * row_factor
-                grad_items[start : start + ctx.chunk] -= softmax.T @ scaled_hidden
-        return grad_hidden.to(hidden.dtype), grad_items.to(items.dtype), None, None
+                    logits = _pad_rows(hidden.to(dtype), padded) @ chunk.T
+                    softmax = logits.float().sub_(_pad_rows(logsumexp[:, None], padded)).exp_().to(dtype)  # (P, C)
+                grad_hidden -= (softmax @ chunk)[:rows].float() * row_factor
+                grad_items[start : start + ctx.chunk] -= (softmax.T @ scaled_hidden).float()
+        return grad_hidden.to(hidden.dtype), grad_items.to(items.dtype), None, None, None
 
 
 def sampled_label_log_probs(hidden: Tensor, labels: Tensor, items: Tensor, candidates: Tensor, log_q: Tensor | None = None) -> Tensor:
