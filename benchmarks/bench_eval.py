@@ -4,7 +4,8 @@
 
 A pass is what validation/test do per user: the encoder over the last 50 liked items, scores of
 the whole catalogue, removal of H seen items, the target's rank, top-10, and every metric. The
-model has random weights (speed does not depend on them).
+model has random weights (speed does not depend on them). The process keeps large freed blocks
+(``negseq.allocator``) as every process of the CLI does; ``--glibc_malloc`` leaves glibc's default.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import time
 
 import torch
 
+from negseq.allocator import keep_freed_memory
 from negseq.module import NegSeqModule
 
 
@@ -41,7 +43,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--block", type=int, default=2048, help="score_block_items: catalogue items scored at a time (the model default)")
     parser.add_argument("--profile", action="store_true", help="print torch.profiler's table of one more pass (not timed)")
+    parser.add_argument("--glibc_malloc", action="store_true", help="leave glibc's default malloc policy (the CLI changes it)")
     args = parser.parse_args()
+    if not args.glibc_malloc:
+        keep_freed_memory()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = NegSeqModule(num_items=args.items, num_train_items=args.items, max_len=args.max_len, score_block_items=args.block).to(device).eval()
     batches = [{k: v.to(device) for k, v in b.items()} for b in synthetic_batches(args.users, args.items, args.history, args.max_len, args.batch)]
