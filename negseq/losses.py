@@ -120,13 +120,14 @@ class LabelLogProbs(torch.autograd.Function):
             # d/d logits = -softmax x grad: the per-row factor is applied to the (P, D) operands, never to the (P, N) softmax
             row_factor = (grad_output if ctx.unnormalised is None else grad_output / ctx.row_sums)[:, None]  # (P, 1)
             scaled_hidden = _pad_rows((hidden32 * row_factor).to(dtype), padded)  # padding rows: 0, no gradient
+            if ctx.unnormalised is None:  # the chunks' logits are recomputed from these
+                hidden_mm, shift = _pad_rows(hidden.to(dtype), padded), _pad_rows(logsumexp[:, None], padded)
             for start in range(0, len(items), ctx.chunk):
                 chunk = items_mm[start : start + ctx.chunk]  # (C, D)
                 if ctx.unnormalised is not None:  # exp(logit - shift) = softmax x row sum
                     softmax = ctx.unnormalised
                 else:
-                    logits = _pad_rows(hidden.to(dtype), padded) @ chunk.T
-                    softmax = logits.float().sub_(_pad_rows(logsumexp[:, None], padded)).exp_().to(dtype)  # (P, C)
+                    softmax = (hidden_mm @ chunk.T).float().sub_(shift).exp_().to(dtype)  # (P, C)
                 grad_hidden -= (softmax @ chunk)[:rows].float() * row_factor
                 grad_items[start : start + ctx.chunk] -= (softmax.T @ scaled_hidden).float()
         return grad_hidden.to(hidden.dtype), grad_items.to(items.dtype), None, None, None
