@@ -20,9 +20,9 @@ import time
 
 import torch
 
-import negseq.allocator as allocator
+from negseq.allocator import M_MMAP_MAX, M_TRIM_THRESHOLD, keep_freed_memory
+from negseq.fit import FitCLI
 
-M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
 GLIBC_DEFAULTS = {M_MMAP_MAX: 65536, M_TRIM_THRESHOLD: 128 * 1024}
 
 
@@ -38,10 +38,6 @@ def main() -> None:
     parser.add_argument("--config", required=True)
     parser.add_argument("--rounds", type=int, default=5)
     args, overrides = parser.parse_known_args()
-    allocator_on = allocator.keep_freed_memory
-    allocator.keep_freed_memory = lambda: False  # the CLI would switch it on for good; here the loop switches
-    from negseq.fit import FitCLI
-
     with tempfile.TemporaryDirectory() as run_dir:
         cli = FitCLI(run=False, args=["--config", args.config, "--run_dir", run_dir, "--trainer.logger", "false", *overrides])
     model, data = cli.model, cli.datamodule
@@ -59,7 +55,7 @@ def main() -> None:
             optimizer.step()
         return time.perf_counter() - started, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
 
-    policies = {"glibc_default": use_glibc_defaults, "keep_freed_memory": allocator_on}
+    policies = {"glibc_default": use_glibc_defaults, "keep_freed_memory": keep_freed_memory}  # set before every measured epoch
     measured = {name: [] for name in policies}
     for round_ in range(args.rounds):
         for name in sorted(policies, reverse=round_ % 2 == 1):  # alternate which policy goes first

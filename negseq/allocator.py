@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import ctypes
 
-_M_TRIM_THRESHOLD = -1  # glibc's malloc.h
-_M_MMAP_MAX = -4
+M_TRIM_THRESHOLD = -1  # mallopt parameters, from glibc's malloc.h
+M_MMAP_MAX = -4
 _KEEP_UP_TO = 2**30  # freed memory at the top of the heap beyond this much still goes back to the OS
 
 
@@ -26,4 +26,4 @@ def keep_freed_memory() -> bool:
     except (OSError, AttributeError, TypeError):  # not glibc (musl, macOS, Windows)
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, _KEEP_UP_TO))
+    return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, _KEEP_UP_TO))
