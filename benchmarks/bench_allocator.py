@@ -21,7 +21,7 @@ import time
 import torch
 
 from negseq.allocator import M_MMAP_MAX, M_TRIM_THRESHOLD, keep_freed_memory
-from negseq.fit import FitCLI
+from negseq.cli import NegSeqCLI
 
 GLIBC_DEFAULTS = {M_MMAP_MAX: 65536, M_TRIM_THRESHOLD: 128 * 1024}
 
@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     args, overrides = parser.parse_known_args()
     with tempfile.TemporaryDirectory() as run_dir:
-        cli = FitCLI(run=False, args=["--config", args.config, "--run_dir", run_dir, "--trainer.logger", "false", *overrides])
+        cli = NegSeqCLI(run=False, args=["--config", args.config, "--run_dir", run_dir, "--trainer.logger", "false", *overrides])
     model, data = cli.model, cli.datamodule
     data.setup("fit")
     model.setup("fit")

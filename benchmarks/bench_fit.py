@@ -19,7 +19,7 @@ from pathlib import Path
 
 import lightning as L
 
-from negseq.fit import FitCLI
+from negseq.cli import NegSeqCLI
 
 
 def main() -> None:
@@ -29,7 +29,7 @@ def main() -> None:
     parser.add_argument("--precision", default="32-true")
     args, overrides = parser.parse_known_args()
     with tempfile.TemporaryDirectory() as run_dir:
-        cli = FitCLI(  # accepts python -m negseq.fit configs; the lambda selection is not part of the benchmark
+        cli = NegSeqCLI(  # accepts python -m negseq.fit configs; the lambda selection is not part of the benchmark
             run=False,
             args=[
                 "--config", args.config, "--run_dir", run_dir, "--trainer.max_epochs", str(args.epochs),

@@ -1,8 +1,11 @@
-"""The LightningCLI shared by ``python -m negseq`` (subcommands) and ``python -m negseq.fit``.
+"""The LightningCLI shared by ``python -m negseq`` (subcommands) and ``python -m negseq.fit`` (= ``fit``).
 
-It adds early stopping and checkpointing on validation NDCG_p@k, links data-derived sizes
-into the model, and gives every run its own directory under ``--trainer.default_root_dir``
-(or ``--run_dir``): checkpoints, config.yaml, W&B files and results all land there.
+It adds early stopping and checkpointing on validation NDCG_p@k (k = ``--model.k``), links
+data-derived sizes into the model, and gives every run its own directory under
+``--trainer.default_root_dir`` (or ``--run_dir``): checkpoints, config.yaml, history, W&B files
+and results all land there, whatever the logger. After ``fit`` its ``after_fit`` hook runs the
+rest of the job (:func:`negseq.job.finish_fit`): choose ``--select_negative_scoring`` on
+validation, test, predict, write the run's files; the last line printed is the run directory.
 """
 
 from __future__ import annotations
@@ -14,19 +17,21 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+from negseq import layout
 from negseq.allocator import keep_freed_memory
+from negseq.callbacks import BestAndLastCheckpoint, EpochHistory, RandomStateCheckpoint
 from negseq.data import FeedbackDataModule
-from negseq.errors import NegSeqError
+from negseq.errors import ConfigError, NegSeqError
+from negseq.job import finish_fit
 from negseq.module import NegSeqModule
-from negseq.results import EpochHistory
-from negseq.selection import DEFAULT_MONITOR
+from negseq.selection import check_selection
 from negseq.tracking import SaveConfigToLoggers
 
-MONITOR = "val/ndcg_p@10"
-DEFAULT_ROOT = "runs"
+DEFAULT_ROOT = layout.DEFAULT_ROOT
+K = "k"  # a monitor's cutoff that --model.k fills in
 RUN_DIR_ENV = "NEGSEQ_RUN_DIR"  # rank 0's run directory, for the processes Lightning starts for the other devices
 
 TRAINER_DEFAULTS = {
@@ -36,34 +41,6 @@ TRAINER_DEFAULTS = {
     "num_sanity_val_steps": 0,
     "logger": {"class_path": "negseq.tracking.WandbLogger", "init_args": {"project": "negseq"}},
 }
-
-
-class BestAndLastCheckpoint(ModelCheckpoint):
-    """``ModelCheckpoint`` whose ``last.ckpt`` is the state at the end of every epoch.
-
-    Lightning 2.6 writes ``last.ckpt`` only when a new top-k checkpoint is written, so once the
-    monitored metric stops improving it stays at the best epoch and ``--ckpt_path last`` would
-    redo every epoch since. This writes it at each epoch end that saved nothing else.
-    """
-
-    @property
-    def state_key(self) -> str:
-        # keep ModelCheckpoint's key, so checkpoints written by either class restore this callback's state
-        return super().state_key.replace(type(self).__qualname__, ModelCheckpoint.__qualname__, 1)
-
-    def on_train_epoch_end(self, trainer, pl_module) -> None:
-        super().on_train_epoch_end(trainer, pl_module)
-        if self._should_save_on_train_epoch_end(trainer):
-            self._save_missed_last(trainer)
-
-    def on_validation_end(self, trainer, pl_module) -> None:
-        super().on_validation_end(trainer, pl_module)
-        if not self._should_save_on_train_epoch_end(trainer):
-            self._save_missed_last(trainer)
-
-    def _save_missed_last(self, trainer) -> None:
-        if self.save_last and not self._should_skip_saving_checkpoint(trainer):  # skipped also when saved at this step
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
 
 class NegSeqCLI(LightningCLI):
@@ -80,16 +57,19 @@ class NegSeqCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument("--run_dir", type=Optional[str], default=None, help="Directory of this run (default: a new one under trainer.default_root_dir).")
         parser.add_argument("--run_name", type=Optional[str], default=None, help="Run name (default: the last config file's name).")
-        # read by `python -m negseq.fit` only; every subcommand accepts them, so that a fit's config.yaml loads anywhere
+        # read by `fit` only; every subcommand accepts them, so that a fit's config.yaml loads anywhere
         parser.add_argument(
             "--select_negative_scoring", type=Optional[list[float]], default=None,
             help="Candidate lambdas of --model.negative_scoring, chosen after the fit on --select_monitor (validation only).",
         )
-        parser.add_argument("--select_monitor", type=str, default=DEFAULT_MONITOR, help="Validation metric that --select_negative_scoring maximises.")
+        # a monitor ending in "@k" follows --model.k: val/ndcg_p@k is val/ndcg_p@5 with --model.k 5
+        parser.add_argument(
+            "--select_monitor", type=str, default=layout.selection_monitor(K), help="Validation metric that --select_negative_scoring maximises."
+        )
         parser.add_lightning_class_args(EarlyStopping, "early_stopping")
-        parser.set_defaults({"early_stopping.monitor": MONITOR, "early_stopping.mode": "max", "early_stopping.patience": 10})
+        parser.set_defaults({"early_stopping.monitor": layout.monitor(K), "early_stopping.mode": "max", "early_stopping.patience": 10})
         parser.add_lightning_class_args(BestAndLastCheckpoint, "checkpoint")
-        parser.set_defaults({"checkpoint.monitor": MONITOR, "checkpoint.mode": "max", "checkpoint.filename": "best", "checkpoint.save_last": True})
+        parser.set_defaults({"checkpoint.monitor": layout.monitor(K), "checkpoint.mode": "max", "checkpoint.filename": "best", "checkpoint.save_last": True})
         parser.link_arguments("data.max_len", "model.max_len")
         parser.link_arguments("data.num_items", "model.num_items", apply_on="instantiate")
         parser.link_arguments("data.num_train_items", "model.num_train_items", apply_on="instantiate")
@@ -116,13 +96,41 @@ class NegSeqCLI(LightningCLI):
         os.environ[RUN_DIR_ENV] = str(run_dir)  # inherited by the processes DDP starts for the other devices
         run_dir.mkdir(parents=True, exist_ok=True)
         config.trainer.default_root_dir = str(run_dir)
-        config.checkpoint.dirpath = config.checkpoint.dirpath or str(run_dir / "checkpoints")
-        logger = config.trainer.logger
-        if getattr(logger, "class_path", "").endswith("WandbLogger"):
-            if logger.init_args.get("save_dir") in (None, "."):  # Lightning's default "." would mix runs
-                logger.init_args.save_dir = str(run_dir)
-            logger.init_args.name = logger.init_args.name or name
-        self.history = EpochHistory(run_dir / "history.jsonl")
+        config.checkpoint.dirpath = config.checkpoint.dirpath or str(run_dir / layout.CHECKPOINT_DIR)
+        self._set_monitors(config)
+        loggers = config.trainer.logger if isinstance(config.trainer.logger, list) else [config.trainer.logger]
+        for logger in loggers:
+            init_args = getattr(logger, "init_args", None)
+            if init_args is not None and "save_dir" in init_args and init_args.save_dir in (None, "."):  # Lightning's "." would mix runs
+                init_args.save_dir = str(run_dir)
+            if getattr(logger, "class_path", "").endswith("WandbLogger"):
+                init_args.name = init_args.name or name
+        self.history = EpochHistory(run_dir / layout.HISTORY_FILE)
+
+    @staticmethod
+    def _set_monitors(config) -> None:
+        """Monitors ending in ``@k`` get ``--model.k``; a monitor naming a validation metric that is not logged is an error."""
+        k, ks = config.model.k, config.model.ks or ()
+        logged = layout.metric_keys("val", k, ks)
+        for argument in ("early_stopping.monitor", "checkpoint.monitor", "select_monitor"):
+            value = config.get(argument)
+            if value.endswith(f"@{K}"):
+                value = value.removesuffix(K) + str(k)
+            if value.startswith("val/") and value not in logged:
+                raise ConfigError(f"--{argument} {value} is not logged with --model.k {k} (ks {list(ks)}): use one of {list(logged)}")
+            config[argument] = value
+
+    def before_fit(self) -> None:
+        """Fail before training when the negative-scoring choice could not be made; start the fit clock."""
+        config = self.active_config
+        self.selection_weights = config.select_negative_scoring or [self.model.hparams.negative_scoring]
+        check_selection(self.selection_weights, config.select_monitor, self.model, self.datamodule.validation_targets)
+        self._fit_started = time.perf_counter()
+
+    def after_fit(self) -> None:
+        """The rest of the job: choose on validation, test, predict, write the run's files, print the run directory last."""
+        fit_seconds = time.perf_counter() - self._fit_started
+        self.metrics = finish_fit(self.trainer, self.model, self.datamodule, self.run_dir, self.selection_weights, self.active_config.select_monitor, fit_seconds)
 
     def instantiate_classes(self) -> None:
         # the data is read here (the model needs its sizes): a data error leaves no empty run directory behind
@@ -137,7 +145,7 @@ class NegSeqCLI(LightningCLI):
         # a `callbacks` keyword replaces the configured ones in LightningCLI: start from --trainer.callbacks
         callbacks = kwargs.get("callbacks", self._get(self.config_init, "trainer", default={}).get("callbacks"))
         callbacks = [] if callbacks is None else list(callbacks) if isinstance(callbacks, (list, tuple)) else [callbacks]
-        kwargs["callbacks"] = [*callbacks, self.history]
+        kwargs["callbacks"] = [*callbacks, self.history, RandomStateCheckpoint()]
         return super().instantiate_trainer(**kwargs)
 
     @property

@@ -6,7 +6,9 @@ MRR_n), which measure how readily the model recommends what the user then reject
 
 Each metric is a pure function of the target's rank plus a thin torchmetrics class whose
 states are sums (or a max-reduced bitmap for coverage): memory does not grow with the number
-of users and the values are exact under DDP without gathering predictions.
+of users and the values are exact under DDP without gathering predictions. States are float32
+(MPS has no float64; a float32 count is exact up to 2**24 users). A group with no user has no
+mean: its metric and the Delta are NaN, never 0.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
+from negseq.ranking import count_ahead
+
 __all__ = [
-    "count_ahead",
     "target_ranks",
     "hit_gain",
     "ndcg_gain",
@@ -28,33 +31,6 @@ __all__ = [
     "MRR",
     "Coverage",
 ]
-
-
-TIE_TOLERANCE = 1e-5
-
-
-def count_ahead(scores: Tensor, target_scores: Tensor, targets: Tensor, first_id: int = 0) -> Tensor:
-    """Items of a block of the catalogue ranked before each row's target: a higher score, or a tied score and a smaller id.
-
-    Scores within ``TIE_TOLERANCE`` (relative, at least absolute) of the target's are ties: the
-    same dot product computed by two kernels (a block matmul, a per-row dot) or two devices can
-    differ in the last bits, and the rank must not depend on that.
-
-    Args:
-        scores: ``(B, C)`` scores of items ``first_id .. first_id + C - 1``.
-        target_scores: ``(B,)`` score of each row's target.
-        targets: ``(B,)`` target item ids; the target itself is never counted.
-    """
-    item_ids = torch.arange(first_id, first_id + scores.shape[1], device=scores.device)[None, :]  # (1, C)
-    target_scores, targets = target_scores[:, None], targets[:, None]  # (B, 1)
-    tolerance = TIE_TOLERANCE * target_scores.abs().clamp(min=1.0)  # (B, 1)
-    # ahead: a score above the tie band, or, for a smaller id, at or above its bottom (the largest float below it, so ">"
-    # means ">="). The target itself (its id is not smaller) is never counted. One comparison against a per-item bar
-    # and an int32 count: this pass is memory-bound, and count_nonzero would widen the mask to int64 first.
-    above_band = target_scores + tolerance
-    from_band = torch.nextafter(target_scores - tolerance, torch.tensor(float("-inf"), device=scores.device))
-    bar = torch.where(item_ids < targets, from_band, above_band)  # (B, C)
-    return (scores > bar).sum(dim=1, dtype=torch.int32).long()
 
 
 def target_ranks(scores: Tensor, targets: Tensor) -> Tensor:
@@ -109,7 +85,7 @@ class _SignedRankMetric(Metric):
             raise ValueError(f"`k` must be a positive integer, got {k!r}")
         self.k = k
         for name in ("gain_pos", "gain_neg", "n_pos", "n_neg"):
-            self.add_state(name, default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+            self.add_state(name, default=torch.tensor(0.0), dist_reduce_fx="sum")
 
     @staticmethod
     def gain(ranks: Tensor, k: int) -> Tensor:
@@ -119,7 +95,7 @@ class _SignedRankMetric(Metric):
         """Add users: ``ranks`` from :func:`target_ranks`, ``positive`` True where the target was liked."""
         if ranks.shape != positive.shape:
             raise ValueError(f"`ranks` and `positive` must have the same shape, got {tuple(ranks.shape)} and {tuple(positive.shape)}")
-        gains = self.gain(ranks, self.k).to(torch.float64)
+        gains = self.gain(ranks, self.k)
         positive = positive.bool()
         self.gain_pos += gains[positive].sum()
         self.gain_neg += gains[~positive].sum()
@@ -127,10 +103,10 @@ class _SignedRankMetric(Metric):
         self.n_neg += (~positive).sum()
 
     def compute(self) -> dict[str, Tensor]:
-        """``pos`` and ``neg`` means (0 for a group with no user) and ``delta = pos - neg``."""
-        pos = self.gain_pos / self.n_pos.clamp(min=1)
-        neg = self.gain_neg / self.n_neg.clamp(min=1)
-        return {"pos": pos.float(), "neg": neg.float(), "delta": (pos - neg).float()}
+        """``pos`` and ``neg`` means (NaN for a group with no user) and ``delta = pos - neg`` (NaN if either is)."""
+        pos = torch.where(self.n_pos > 0, self.gain_pos / self.n_pos.clamp(min=1), torch.nan)
+        neg = torch.where(self.n_neg > 0, self.gain_neg / self.n_neg.clamp(min=1), torch.nan)
+        return {"pos": pos, "neg": neg, "delta": pos - neg}
 
 
 class HitRate(_SignedRankMetric):

@@ -1,8 +1,10 @@
-"""Exact top-k order by (score descending, item id ascending), block by block, on any device.
+"""Ranking the catalogue for user vectors: block-wise scores, exact top-k, and each target's rank.
 
 ``torch.topk`` orders exactly tied scores as its kernel happens to (differently on CPU and
-CUDA). Packing a score and an item id into one int64 key makes the order total, so the
-recommendations, like the ranks (:func:`negseq.metrics.count_ahead`), do not depend on the device.
+CUDA). Packing a score and an item id into one int64 key makes the order total (score
+descending, item id ascending), so the recommendations and the ranks do not depend on the device.
+A target's rank is its position in those same recommendations, so a target in the exported
+top-k always counts at the rank it is shown at.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import torch
 from torch import Tensor
 
 _ID_BITS = 0x7FFFFFFF
+TIE_TOLERANCE = 1e-5
 
 
 def order_keys(scores: Tensor, item_ids: Tensor) -> Tensor:
@@ -46,3 +49,82 @@ def decode_keys(keys: Tensor) -> tuple[Tensor, Tensor]:
     monotone = keys >> 32
     bits = torch.where(monotone < 0, monotone ^ _ID_BITS, monotone).to(torch.int32)
     return bits.view(torch.float32), _ID_BITS - (keys & 0xFFFFFFFF)
+
+
+def count_ahead(scores: Tensor, target_scores: Tensor, targets: Tensor, first_id: int = 0) -> Tensor:
+    """Items of a block of the catalogue ranked before each row's target: a higher score, or a tied score and a smaller id.
+
+    Scores within ``TIE_TOLERANCE`` (relative, at least absolute) of the target's are ties: the
+    same dot product computed by two kernels (a block matmul, a per-row dot) or two devices can
+    differ in the last bits, and the rank must not depend on that.
+
+    Args:
+        scores: ``(B, C)`` scores of items ``first_id .. first_id + C - 1``.
+        target_scores: ``(B,)`` score of each row's target.
+        targets: ``(B,)`` target item ids; the target itself is never counted.
+    """
+    item_ids = torch.arange(first_id, first_id + scores.shape[1], device=scores.device)[None, :]  # (1, C)
+    target_scores, targets = target_scores[:, None], targets[:, None]  # (B, 1)
+    tolerance = TIE_TOLERANCE * target_scores.abs().clamp(min=1.0)  # (B, 1)
+    # ahead: a score above the tie band, or, for a smaller id, at or above its bottom (the largest float below it, so ">"
+    # means ">="). The target itself (its id is not smaller) is never counted. One comparison against a per-item bar
+    # and an int32 count: this pass is memory-bound, and count_nonzero would widen the mask to int64 first.
+    above_band = target_scores + tolerance
+    from_band = torch.nextafter(target_scores - tolerance, torch.tensor(float("-inf"), device=scores.device))
+    bar = torch.where(item_ids < targets, from_band, above_band)  # (B, C)
+    return (scores > bar).sum(dim=1, dtype=torch.int32).long()
+
+
+def score_block(users: Tensor, items: Tensor, seen: Tensor, start: int, stop: int) -> Tensor:
+    """``(B, stop - start)`` fp32 scores of items ``start..stop-1``; padding and ``seen`` items are ``-inf``.
+
+    Args:
+        users: ``(B, D)`` user vectors.
+        items: ``(N + 1, D)`` item table (row 0 is padding).
+        seen: ``(B, S)`` item ids that may not be recommended (0 = none).
+    """
+    with torch.autocast(device_type=users.device.type, enabled=False):
+        # fp32 so that bf16 rounding does not create ties among thousands of items
+        block = users.float() @ items[start:stop].float().T  # (B, C)
+    local = seen - start  # (B, S)
+    inside = (local >= 0) & (local < stop - start) & (seen > 0)
+    rows = torch.arange(len(seen), device=seen.device)[:, None].expand_as(seen)
+    block[rows[inside], local[inside]] = float("-inf")
+    if start == 0:
+        block[:, 0] = float("-inf")
+    return block
+
+
+def top_k(users: Tensor, items: Tensor, seen: Tensor, k: int, block_items: int = 2048) -> tuple[Tensor, Tensor]:
+    """Top-``k`` ``(scores, item ids)``, each ``(B, k)`` best first, scoring ``block_items`` items at a time.
+
+    A batch never holds more than ``B * block_items`` scores; slots with no recommendable item
+    (a catalogue smaller than ``k`` plus the seen items) get id 0 and score ``-inf``.
+    """
+    top_keys = seen.new_empty(len(users), 0)
+    for start in range(0, len(items), block_items):
+        stop = min(start + block_items, len(items))
+        block_keys = block_top_keys(score_block(users, items, seen, start, stop), start, k)  # (B, <= k)
+        candidates = torch.cat([top_keys, block_keys], dim=1)  # (B, <= 2k)
+        top_keys = candidates.topk(min(k, candidates.shape[1]), dim=1).values  # (B, <= k), best first
+    scores, ids = decode_keys(top_keys)
+    return scores, torch.where(torch.isfinite(scores), ids, 0)
+
+
+def ranks_in(top_items: Tensor, targets: Tensor) -> Tensor:
+    """``(B,)`` float 1-based position of each target in its row of ``top_items`` (B, k); ``inf`` when absent.
+
+    Ranks are exact up to k and only say "beyond k" above it, which is all a metric cut at k
+    needs; a seen, padding or unknown target is never in the top-k, so it counts as a miss.
+    """
+    found = (top_items == targets[:, None]) & (targets[:, None] > 0)  # (B, k)
+    positions = torch.arange(1, top_items.shape[1] + 1, device=top_items.device, dtype=torch.float32)  # (k,)
+    return torch.where(found, positions, torch.inf).amin(dim=1)
+
+
+def rank_and_recommend(
+    users: Tensor, items: Tensor, seen: Tensor, targets: Tensor, k: int, block_items: int = 2048
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Each target's rank (:func:`ranks_in`) and the top-k ``(scores, item ids)`` of user vectors ``(B, D)`` over ``items``."""
+    scores, top_items = top_k(users, items, seen, k, block_items)
+    return ranks_in(top_items, targets), scores, top_items

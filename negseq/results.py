@@ -1,103 +1,69 @@
 """The plain files every run leaves in its directory, so that notebooks and tables read files.
 
-``history.jsonl`` (one line per epoch), ``metrics.json`` (final test metrics),
-``recommendations.parquet`` (top-k per test user, original ids); ``config.yaml`` and the
-checkpoints are written by Lightning's own callbacks.
+``metrics.json`` (final metrics), ``recommendations.parquet`` (top-k per test user, original
+ids), ``per_user.parquet`` (each test user's target and its rank), ``selection.json``;
+``history.jsonl`` is written by :class:`negseq.callbacks.EpochHistory`, ``config.yaml`` and the
+checkpoints by Lightning's callbacks. File names are :mod:`negseq.layout`'s.
 """
 
 from __future__ import annotations
 
 import json
-import time
+import math
 from pathlib import Path
 
-import lightning as L
 import polars as pl
 import torch
 
-# metric names as logged under "val/" and "test/"
-METRIC_KEYS = (
-    "hr_p@10",
-    "ndcg_p@10",
-    "mrr_p@10",
-    "hr_n@10",
-    "ndcg_n@10",
-    "mrr_n@10",
-    "delta_hr@10",
-    "delta_ndcg@10",
-    "coverage@10",
-)
-
-
-class EpochHistory(L.Callback):
-    """Appends each epoch's epoch-level metrics (train loss terms, validation metrics) and duration to ``history.jsonl``."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self._started = 0.0
-        self._first_epoch = True
-
-    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._first_epoch = True
-
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self._first_epoch and trainer.is_global_zero and self.path.is_file():
-            # the first epoch this fit runs (a resumed fit: the one after its checkpoint's) and the later
-            # ones are run now: forget the rows of a previous process that got that far. Decided here, not
-            # at fit start, where Lightning has not yet moved past an epoch that the checkpoint completed.
-            rows = [line for line in self.path.read_text().splitlines() if json.loads(line)["epoch"] <= trainer.current_epoch]
-            self.path.write_text("".join(row + "\n" for row in rows))
-        self._first_epoch = False
-        self._started = time.perf_counter()
-
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # runs after this epoch's validation, so the row holds both
-        if not trainer.is_global_zero or trainer.sanity_checking:
-            return
-        row = {"epoch": trainer.current_epoch + 1, "epoch_seconds": time.perf_counter() - self._started}
-        for name, value in trainer.callback_metrics.items():
-            if not name.endswith("_step"):
-                row[name.removesuffix("_epoch")] = float(value)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a") as file:
-            file.write(json.dumps(row) + "\n")
-
+from negseq import layout
 
 def best_epoch(checkpoint_path: str | Path) -> int:
     """1-based number of the epoch whose weights a Lightning checkpoint holds."""
     return int(torch.load(checkpoint_path, map_location="cpu", weights_only=True)["epoch"]) + 1
 
 
+def _number(key: str, value: float) -> float | int | None:
+    """A metric as JSON: user counts as integers; a metric over an empty group (NaN) as null."""
+    value = float(value)
+    if key.rsplit("/", 1)[-1] in layout.USER_COUNTS:
+        return int(value)
+    return None if math.isnan(value) else value
+
+
 def write_metrics(
-    run_dir: Path, val_results: dict[str, float], test_results: dict[str, float], best: int, fit_seconds: float, negative_scoring: float
+    run_dir: Path, val_results: dict[str, float], test_results: dict[str, float], best: int, fit_seconds: float, negative_scoring: float,
+    k: int = layout.DEFAULT_K, ks: tuple[int, ...] = (),
 ) -> dict:
-    """``metrics.json``: test metrics under their fixed names and user counts, the same on validation (best
-    checkpoint, as ranked for the test), best epoch, fit time and the negative-scoring weight used."""
+    """``metrics.json``: every test metric (:func:`negseq.layout.metric_keys` of ``k`` and ``ks``) and user count, the
+    same on validation (best checkpoint, as ranked for the test), best epoch, fit time and the negative-scoring weight
+    used. A metric over a group with no user (no disliked validation target) is null."""
     metrics = {}
     for stage, results in (("test", test_results), ("val", val_results)):
-        metrics.update({f"{stage}/{key}": float(results[f"{stage}/{key}"]) for key in METRIC_KEYS})
-        metrics[f"{stage}/n_users_pos"] = int(results[f"{stage}/n_users_pos"])
-        metrics[f"{stage}/n_users_neg"] = int(results[f"{stage}/n_users_neg"])
+        metrics.update({key: _number(key, results[key]) for key in layout.metric_keys(stage, k, ks)})
     metrics["best_epoch"] = best
     metrics["fit_seconds"] = round(fit_seconds, 3)
     metrics["negative_scoring"] = float(negative_scoring)
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    (run_dir / layout.METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
 
 
 def write_selection(run_dir: Path, weights: list[float], results: list[dict[str, float]], monitor: str, chosen: int) -> None:
     """``selection.json``: each candidate negative-scoring weight's validation metrics, and the one chosen on ``monitor``."""
-    candidates = [{"negative_scoring": weight, **result} for weight, result in zip(weights, results)]
-    (run_dir / "selection.json").write_text(json.dumps({"monitor": monitor, "chosen": weights[chosen], "candidates": candidates}, indent=2) + "\n")
+    candidates = [{"negative_scoring": weight, **{key: _number(key, value) for key, value in result.items()}} for weight, result in zip(weights, results)]
+    (run_dir / layout.SELECTION_FILE).write_text(json.dumps({"monitor": monitor, "chosen": weights[chosen], "candidates": candidates}, indent=2) + "\n")
+
+
+def _in_user_order(predictions: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """``predict_step`` outputs concatenated and sorted by user, whatever process (each with every n-th user under DDP) made a batch."""
+    users = torch.cat([batch["user"] for batch in predictions])  # (U,)
+    order = users.argsort(stable=True)
+    return {name: torch.cat([batch[name] for batch in predictions])[order] for name in predictions[0]}
 
 
 def recommendations_frame(predictions: list[dict[str, torch.Tensor]], datamodule) -> pl.DataFrame:
     """Long frame ``user_id, item_id, rank, score`` in original ids from ``predict_step`` outputs."""
-    users = torch.cat([batch["user"] for batch in predictions])  # (U,)
-    order = users.argsort(stable=True)  # user order, whatever process (each with every n-th user under DDP) made a batch
-    users = users[order]
-    items = torch.cat([batch["items"] for batch in predictions])[order]  # (U, k)
-    scores = torch.cat([batch["scores"] for batch in predictions])[order]  # (U, k)
+    columns = _in_user_order(predictions)
+    users, items, scores = columns["user"], columns["items"], columns["scores"]  # (U,), (U, k), (U, k)
     k = items.shape[1]
     ranks = torch.arange(1, k + 1).repeat(len(users))
     keep = items.flatten() > 0  # a slot with no recommendable item
@@ -105,10 +71,22 @@ def recommendations_frame(predictions: list[dict[str, torch.Tensor]], datamodule
     return decoded.with_columns(rank=pl.Series(ranks[keep].tolist(), dtype=pl.Int32), score=pl.Series(scores.flatten()[keep].tolist(), dtype=pl.Float32))
 
 
+def per_user_frame(predictions: list[dict[str, torch.Tensor]], datamodule) -> pl.DataFrame:
+    """``user_id, item_id, positive, rank``: each test user's held-out item (original ids), whether it was liked,
+    and its rank in the user's recommendations (Int32 1..k, the same as in recommendations.parquet; null when absent)."""
+    columns = _in_user_order(predictions)
+    ranks = columns["rank"]  # (U,) float, inf when not in the top k
+    return datamodule.decode(columns["user"].tolist(), columns["target"].tolist()).with_columns(
+        positive=pl.Series(columns["target_positive"].tolist(), dtype=pl.Boolean),
+        rank=pl.Series([int(r) if math.isfinite(r) else None for r in ranks.tolist()], dtype=pl.Int32),
+    )
+
+
 def format_table(metrics: dict) -> str:
     """A plain two-column table of the final metrics for the terminal."""
     width = max(len(key) for key in metrics)
     lines = [f"{'metric':<{width}}  value", f"{'-' * width}  ------"]
     for key, value in metrics.items():
-        lines.append(f"{key:<{width}}  {value:.4f}" if isinstance(value, float) else f"{key:<{width}}  {value}")
+        shown = f"{value:.4f}" if isinstance(value, float) else "n/a (no user)" if value is None else value
+        lines.append(f"{key:<{width}}  {shown}")
     return "\n".join(lines)

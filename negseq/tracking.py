@@ -12,8 +12,8 @@ What a run sends (see :class:`WandbLogger`, :class:`SaveConfigToLoggers`, :func:
   the sizes linked from the data into ``model``), once;
 - per epoch, Lightning's own logging: every ``train/loss*`` term and every ``val/*`` metric;
 - at the end: the test metrics (metrics.json) as the run summary, the best validation
-  NDCG_p@10 as ``val/best_ndcg_p@10`` (what experiments/sweep.yaml optimises) and a
-  ``test/recommendations`` table: the top-10 of a sample of test users, with titles when the
+  NDCG_p@k as ``val/best_ndcg_p@k`` (what experiments/sweep.yaml optimises) and a
+  ``test/recommendations`` table: the top-k of a sample of test users, with titles when the
   data has them.
 
 The W&B run id of a run directory is kept in its ``wandb-id`` file, so re-running with the
@@ -37,10 +37,11 @@ from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger as _LightningWandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
+from negseq import layout
+
 DEFAULT_HOST = "https://api.wandb.ai"
-ID_FILE = "wandb-id"
-TABLE_KEY = "test/recommendations"
-BEST_KEY = "val/best_ndcg_p@10"
+ID_FILE = layout.WANDB_ID_FILE
+TABLE_KEY = layout.WANDB_TABLE_KEY
 PROBE_SECONDS = 2.0
 
 
@@ -161,14 +162,21 @@ class WandbLogger(_LightningWandbLogger):
 
 
 class SaveConfigToLoggers(SaveConfigCallback):
-    """Write the resolved config to ``config.yaml`` and send the whole of it to every logger, once.
+    """Write the resolved config to the run directory's ``config.yaml`` and send the whole of it to every logger, once.
 
     The sizes linked from the data at instantiation (``model.num_items``,
     ``model.num_train_items``) are not in the parsed config; they are taken from the module's
     hyper-parameters so that the logged config describes the model completely.
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **{**kwargs, "save_to_log_dir": False})  # config.yaml goes to the run directory, not the logger's
+
     def save_config(self, trainer, pl_module, stage: str) -> None:
+        # the CLI made the trainer's default_root_dir the run directory, whatever the logger (or none) writes where
+        path = Path(trainer.default_root_dir) / self.config_filename
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.parser.save(self.config, str(path), skip_none=False, overwrite=self.overwrite, multifile=self.multifile)
         config = _plain(self.config.as_dict())
         model = config.get("model")
         if isinstance(model, dict):
@@ -216,7 +224,9 @@ def recommendations_table_rows(
     return rows.select("user_id", "rank", "item_id", *(["title"] if titles is not None else []), "score", "held_out").sort("user_id", "rank")
 
 
-def log_test_summary(trainer, metrics: Mapping[str, Any], recommendations: "pl.DataFrame | str | os.PathLike", data, n_users: int = 20) -> None:
+def log_test_summary(
+    trainer, metrics: Mapping[str, Any], recommendations: "pl.DataFrame | str | os.PathLike", data, n_users: int = 20, k: int = layout.DEFAULT_K
+) -> None:
     """End of a fit: test metrics as the W&B run summary, best validation score, and the recommendations table.
 
     ``recommendations`` is the run's recommendations frame or the path of its parquet file. Ids
@@ -235,7 +245,7 @@ def log_test_summary(trainer, metrics: Mapping[str, Any], recommendations: "pl.D
     logged: dict[str, Any] = {TABLE_KEY: wandb.Table(columns=rows.columns, data=[list(row) for row in rows.iter_rows()])}
     callback = trainer.checkpoint_callback
     if callback is not None and callback.best_model_score is not None:
-        logged[BEST_KEY] = float(callback.best_model_score)
+        logged[layout.best_monitor_key(k)] = float(callback.best_model_score)
     run.log(logged)  # logged values are also the summary's
 
 

@@ -1,0 +1,56 @@
+"""What a fit does after training: choose the negative-scoring weight on validation, test, predict, write the run's files.
+
+Called by the CLI's ``after_fit`` hook, so ``python -m negseq fit`` and ``python -m negseq.fit``
+do the same job. Every process takes part in the validation, test and prediction passes; only
+the main one writes files and prints.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import torch
+
+from negseq import layout
+from negseq.results import best_epoch, format_table, per_user_frame, recommendations_frame, write_metrics, write_selection
+from negseq.selection import choose, load_weights, record_choice, validate_each
+from negseq.tracking import finish_wandb, log_test_summary
+
+
+def gather(trainer: L.Trainer, predictions: list) -> list:
+    """Every process's prediction batches, on every process (a no-op on one device)."""
+    if trainer.world_size == 1:
+        return predictions
+    parts = [None] * trainer.world_size
+    torch.distributed.all_gather_object(parts, predictions)
+    return [batch for part in parts for batch in part]
+
+
+def finish_fit(trainer: L.Trainer, model: L.LightningModule, data, run_dir: Path, weights: list[float], monitor: str, fit_seconds: float) -> dict:
+    """Restore the best checkpoint, pick the weight among ``weights`` on ``monitor``, test and predict with it, write
+    metrics.json, recommendations.parquet, per_user.parquet (and selection.json when there was a choice), fill the W&B
+    summary, and print the metrics table then the run directory as the last line. Returns the metrics (empty off rank 0)."""
+    best = trainer.checkpoint_callback.best_model_path
+    load_weights(model, best)
+    validation = validate_each(trainer, model, data, weights)
+    chosen = choose(weights, validation, monitor)
+    if trainer.is_global_zero:
+        record_choice(best, weights[chosen])
+    trainer.strategy.barrier()
+    (test_results,) = trainer.test(model, datamodule=data, ckpt_path=best, weights_only=True)
+    predictions = gather(trainer, trainer.predict(model, datamodule=data, ckpt_path=best, weights_only=True))
+    if not trainer.is_global_zero:
+        return {}
+    recommendations = recommendations_frame(predictions, data)
+    recommendations.write_parquet(run_dir / layout.RECOMMENDATIONS_FILE)
+    per_user_frame(predictions, data).write_parquet(run_dir / layout.PER_USER_FILE)
+    hp = model.hparams
+    metrics = write_metrics(run_dir, validation[chosen], test_results, best_epoch(best), fit_seconds, weights[chosen], hp.k, hp.ks)
+    if len(weights) > 1:
+        write_selection(run_dir, weights, validation, monitor, chosen)
+    log_test_summary(trainer, metrics, recommendations, data, k=hp.k)
+    finish_wandb()
+    print(format_table(metrics))
+    print(run_dir)
+    return metrics

@@ -1,0 +1,122 @@
+"""The recommender as a plain ``nn.Module``: item table, causal encoders, optional gated fusion, user vectors.
+
+One item table is shared by the positive encoder, the negative encoder (PNFRec's CE_neg) and
+the output layer, so an item's score for a user is the dot product of the user vector with
+the item's row. Training objectives (:mod:`negseq.objectives`) read the per-position states of
+:meth:`SequentialRecommender.encode`; ranking (:mod:`negseq.ranking`) reads the user vectors of
+:meth:`SequentialRecommender.forward` and :attr:`SequentialRecommender.items`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from negseq.errors import ConfigError
+from negseq.models.encoder import CausalEncoder
+from negseq.ranking import rank_and_recommend, score_block, top_k
+
+
+class GatedFusion(nn.Module):
+    """``h + sigmoid(W_g [h; n]) * W_n n``: the positive state ``h`` reads the negative state ``n`` through a gate.
+
+    ``W_n`` has no bias, so a user with no dislikes (``n = 0``) keeps ``h`` exactly.
+    """
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.gate = nn.Linear(2 * dim, dim)
+        self.project = nn.Linear(dim, dim, bias=False)
+
+    def forward(self, hidden: Tensor, negative_state: Tensor) -> Tensor:
+        gate = torch.sigmoid(self.gate(torch.cat([hidden, negative_state], dim=-1)))
+        return hidden + gate * self.project(negative_state)
+
+
+class SequentialRecommender(nn.Module):
+    """Item table + causal encoder(s) -> ``(B, D)`` user vectors that score every item by a dot product.
+
+    Args:
+        num_items: catalogue size N (item ids 1..N, 0 is padding).
+        max_len: longest sequence an encoder reads.
+        dim, blocks, heads, dropout: sizes of the table and the encoders.
+        negative_encoder: build the negative encoder (reads the user's disliked items).
+        fusion: the positive state reads the negative encoder's state through :class:`GatedFusion`.
+        negative_scoring: lambda of ``score = z_pos - lambda * z_neg``; a buffer, so a checkpoint
+            carries the weight the run ranked with (chosen on validation or given).
+    """
+
+    def __init__(
+        self,
+        num_items: int,
+        max_len: int,
+        dim: int = 64,
+        blocks: int = 2,
+        heads: int = 1,
+        dropout: float = 0.1,
+        negative_encoder: bool = True,
+        fusion: bool = False,
+        negative_scoring: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if (fusion or negative_scoring) and not negative_encoder:
+            raise ConfigError("fusion and negative_scoring read the negative encoder, which needs history='positives' and alpha > 0")
+        self.items = nn.Embedding(num_items + 1, dim, padding_idx=0)
+        self.encoder = CausalEncoder(max_len, dim, blocks, heads, dropout)
+        self.negative_encoder = CausalEncoder(max_len, dim, blocks, heads, dropout) if negative_encoder else None
+        self.fusion = GatedFusion(dim) if fusion else None
+        self.register_buffer("negative_scoring", torch.tensor(float(negative_scoring)))
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        """Xavier-normal matrices, as SASRec; the padding row stays zero."""
+        for parameter in self.parameters():
+            if parameter.dim() > 1:
+                nn.init.xavier_normal_(parameter)
+        with torch.no_grad():
+            self.items.weight[0].zero_()
+
+    @property
+    def num_items(self) -> int:
+        return self.items.num_embeddings - 1
+
+    def set_negative_scoring(self, weight: float) -> None:
+        """Rank with ``z_pos - weight * z_neg`` from now on (the weights do not change)."""
+        if weight and self.negative_encoder is None:
+            raise ConfigError("negative_scoring reads the negative encoder, which needs history='positives' and alpha > 0")
+        self.negative_scoring.fill_(float(weight))
+
+    def encode(self, sequences: Tensor, encoder: CausalEncoder | None = None, last_only: bool = False) -> Tensor:
+        """``(B, T)`` left-padded item ids -> ``(B, T, D)`` hidden states (``(B, 1, D)``, the newest, with ``last_only``)."""
+        return (encoder or self.encoder)(self.items(sequences), sequences > 0, last_only)
+
+    def forward(self, positives: Tensor, negatives: Tensor | None = None) -> Tensor:
+        """``(B, D)`` fp32 user vectors from ``(B, L)`` left-padded histories: the hidden state at the newest position.
+
+        With fusion or negative scoring, ``negatives`` (the user's last disliked items) feed the
+        negative encoder; ``h_pos - lambda * h_neg`` scores every item as ``z_pos - lambda * z_neg``.
+        """
+        hidden = self.encode(positives, last_only=True)[:, -1]  # (B, D)
+        weight = float(self.negative_scoring)
+        if self.fusion is None and not weight:
+            return hidden.float()
+        if negatives is None:
+            raise ConfigError("fusion and negative_scoring need the users' disliked items (batch key 'negatives')")
+        negative_state = self.encode(negatives, self.negative_encoder, last_only=True)[:, -1] * (negatives[:, -1:] > 0)  # (B, D), 0: no dislikes
+        if self.fusion is not None:
+            hidden = self.fusion(hidden, negative_state)
+        return hidden.float() - weight * negative_state.float()
+
+    def score(self, positives: Tensor, seen: Tensor, negatives: Tensor | None = None) -> Tensor:
+        """``(B, N + 1)`` fp32 scores of every item; padding and ``seen`` items are ``-inf``."""
+        return score_block(self(positives, negatives), self.items.weight, seen, 0, self.num_items + 1)
+
+    def recommend(self, positives: Tensor, seen: Tensor, k: int, negatives: Tensor | None = None, block_items: int = 2048) -> tuple[Tensor, Tensor]:
+        """Top-``k`` ``(scores, item ids)``, each ``(B, k)`` best first, seen items excluded (see :func:`negseq.ranking.top_k`)."""
+        return top_k(self(positives, negatives), self.items.weight, seen, k, block_items)
+
+    def rank_and_recommend(
+        self, positives: Tensor, seen: Tensor, targets: Tensor, k: int, negatives: Tensor | None = None, block_items: int = 2048
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Each target's rank in the top-``k`` (``inf`` beyond) and the top-``k`` ``(scores, item ids)``."""
+        return rank_and_recommend(self(positives, negatives), self.items.weight, seen, targets, k, block_items)
