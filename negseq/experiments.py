@@ -23,23 +23,7 @@ from pathlib import Path
 
 import polars as pl
 
-# (row label, metrics.json key, better direction: +1 higher, -1 lower, 0 none, decimals shown)
-TABLE_ROWS = (
-    ("HR_p@10", "test/hr_p@10", +1, 4),
-    ("NDCG_p@10", "test/ndcg_p@10", +1, 4),
-    ("Delta_HR@10", "test/delta_hr@10", +1, 4),
-    ("Delta_NDCG@10", "test/delta_ndcg@10", +1, 4),
-    ("HR_n@10", "test/hr_n@10", -1, 4),
-    ("Coverage@10", "test/coverage@10", +1, 4),
-    # validation (best checkpoint), what choices are made on; rows appear when the runs have them
-    ("val NDCG_p@10", "val/ndcg_p@10", +1, 4),
-    ("val Delta_NDCG@10", "val/delta_ndcg@10", +1, 4),
-    ("val HR_n@10", "val/hr_n@10", -1, 4),
-    ("negative_scoring (lambda)", "negative_scoring", 0, 4),
-    ("training time, s", "fit_seconds", 0, 1),
-    ("best epoch", "best_epoch", 0, 1),
-)
-
+from negseq import layout
 
 def run_one(config: Path, seed: int, run_dir: Path, overrides: list[str], threads: int | None) -> Path:
     """Fit and test one (config, seed) in a subprocess; a run without metrics.json is started afresh."""
@@ -81,18 +65,40 @@ def collect_selections(runs_dir: Path) -> pl.DataFrame:
     return pl.DataFrame(rows).sort("config", "seed", "negative_scoring") if rows else pl.DataFrame()
 
 
-def results_table(runs: pl.DataFrame, order: list[str] | None = None) -> str:
+def _number(key: str) -> pl.Expr:
+    """A metric column as floats with NaN (an empty group, as older metrics.json wrote it) as null, which means skip."""
+    return pl.col(key).cast(pl.Float64).fill_nan(None)
+
+
+def _without_empty_groups(runs: pl.DataFrame) -> pl.DataFrame:
+    """Null the negative-target metrics and the Deltas of runs whose stage had no user with a disliked target
+    (runs written before such metrics were null said 0 there, and a Delta equal to the positive metric)."""
+    for stage in layout.STAGES:
+        count = f"{stage}/n_users_neg"
+        if count not in runs.columns:
+            continue
+        empty = [c for c in runs.columns if c.startswith(f"{stage}/") and ("_n@" in c or c.startswith(f"{stage}/delta_"))]
+        runs = runs.with_columns(pl.when(pl.col(count) > 0).then(pl.col(c)).otherwise(None).alias(c) for c in empty)
+    return runs
+
+
+def results_table(runs: pl.DataFrame, order: list[str] | None = None, k: int | None = None) -> str:
     """Markdown table: a column per config, a row per metric, mean ± sd over seeds; the best mean of each quality row in bold.
 
-    Rows whose metric no run has (validation metrics of runs made before they were recorded) are
-    left out, and so are the other rows than the test metrics that are 0 in every run: HR_n on a
-    validation without disliked targets, lambda when no run selected one.
+    Rows are :func:`negseq.layout.table_rows` of ``k`` (default: the runs' cutoff). A run's metric over a group with
+    no user is null in metrics.json and left out of the mean; a row that no run has a value for (validation
+    metrics of runs made before they were recorded, HR_n on a validation without disliked targets) is left
+    out, and so is lambda when no run selected one.
     """
-    table_rows = [row for row in TABLE_ROWS if row[1] in runs.columns and (row[1].startswith("test/") or (runs[row[1]] != 0).any())]
+    k = k or layout.run_cutoff(runs.columns)
+    runs = _without_empty_groups(runs)
+    present = [row for row in layout.table_rows(k) if row[1] in runs.columns and runs[row[1]].is_not_null().any()]
+    # other rows than the test metrics that are 0 in every run: runs written before empty groups were null, or no lambda selected
+    table_rows = [row for row in present if row[1].startswith("test/") or (runs[row[1]] != 0).any()]
     stats = runs.group_by("config").agg(
         pl.len().alias("n"),
-        *[pl.col(key).mean().alias(f"{key}:mean") for _, key, _, _ in table_rows],
-        *[pl.col(key).std().fill_null(0.0).alias(f"{key}:sd") for _, key, _, _ in table_rows],
+        *[_number(key).mean().alias(f"{key}:mean") for _, key, _, _ in table_rows],
+        *[_number(key).std().fill_null(0.0).alias(f"{key}:sd") for _, key, _, _ in table_rows],
     )
     configs = [c for c in (order or sorted(stats["config"])) if c in set(stats["config"])]
     by_config = {row["config"]: row for row in stats.to_dicts()}

@@ -38,6 +38,7 @@ from lightning.pytorch.loggers import WandbLogger as _LightningWandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 from negseq import layout
+from negseq.analysis import attach_titles, item_titles, test_targets
 
 DEFAULT_HOST = "https://api.wandb.ai"
 ID_FILE = layout.WANDB_ID_FILE
@@ -211,8 +212,6 @@ def recommendations_table_rows(
     Columns: ``user_id, rank, item_id, title`` (only when the data has titles), ``score``,
     ``held_out``: ``liked``/``disliked`` when the item is the user's held-out test item, else empty.
     """
-    from negseq.analysis import attach_titles, item_titles, test_targets
-
     users = recommendations.get_column("user_id").unique().sort()
     if users.len() > n_users:
         users = users.sample(n_users, seed=seed).sort()

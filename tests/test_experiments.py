@@ -101,6 +101,22 @@ def test_results_table_leaves_out_validation_rows_that_are_0_in_every_run():
     assert "val HR_n@10" not in labels and "negative_scoring (lambda)" not in labels
 
 
+def test_results_table_has_no_number_for_a_group_without_users():
+    """Runs whose validation had no disliked target: no HR_n and no Delta there (null now, 0 and Delta = positive before)."""
+    base = {"config": ["a", "a", "b"], "seed": [1, 2, 1], "test/hr_p@10": [0.1, 0.3, 0.2], "test/n_users_neg": [3, 3, 3]}
+    old = pl.DataFrame({**base, "val/ndcg_p@10": [0.04, 0.06, 0.05], "val/delta_ndcg@10": [0.04, 0.06, 0.05],
+                        "val/hr_n@10": [0.0, 0.0, 0.0], "val/n_users_neg": [0, 0, 0]})
+    new = old.with_columns(pl.lit(None, dtype=pl.Float64).alias(c) for c in ("val/delta_ndcg@10", "val/hr_n@10"))
+    for runs in (old, new):
+        lines = results_table(runs).splitlines()
+        labels = [line.split(" | ")[0].strip("| ") for line in lines[2:]]
+        assert labels == ["HR_p@10", "val NDCG_p@10"], labels
+        assert "0.2000 ± 0.1414" in lines[2]  # config a: mean and sd of 0.1 and 0.3
+    one_empty = old.with_columns(pl.Series("val/n_users_neg", [0, 4, 4]), pl.Series("val/hr_n@10", [0.0, 0.5, 0.25]))
+    (row,) = [line for line in results_table(one_empty).splitlines() if line.startswith("| val HR_n@10")]
+    assert row.split(" | ")[1:] == ["0.5000 ± 0.0000", "**0.2500 ± 0.0000** |"]  # seed 1 of a has no user there: not a 0 in the mean; lower is better
+
+
 def test_runner_runs_every_pair_once_and_resumes(tmp_path, tiny_log):
     configs = [str(ROOT / "experiments/ml-latest-small/sasrec_p.yaml"), str(ROOT / "experiments/ml-latest-small/pnfrec.yaml")]
     out = tmp_path / "out"
