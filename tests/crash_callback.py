@@ -54,4 +54,4 @@ class PoisonLoss(L.Callback):
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
         if trainer.current_epoch + 1 == self.epoch and batch_idx == self.batch:
             with torch.no_grad():
-                pl_module.items.weight.fill_(float("nan"))
+                pl_module.model.items.weight.fill_(float("nan"))

@@ -151,15 +151,15 @@ def check_model(data: FeedbackDataModule, model_kwargs: dict) -> None:
     with torch.no_grad():
         for stage, loader, sequences in (("val", data.val_dataloader(), data.validation_sequences), ("test", data.test_dataloader(), data.test_sequences)):
             for batch in loader:
-                ranks, _, _ = model.rank_and_recommend(model._input(batch), batch["seen"], batch["target"])
+                ranks, _, _ = model.rank_batch(batch)
                 assert bool(((ranks >= 1) & (ranks <= data.num_items)).logical_or(ranks == math.inf).all())
                 model._shared_eval_step(batch, stage)
             metrics = model.metrics[stage]
-            hr = metrics["hr"].compute()
-            assert int(metrics["hr"].n_pos + metrics["hr"].n_neg) == len(sequences)
+            hr = metrics["hr@10"].compute()
+            assert int(metrics["hr@10"].n_pos + metrics["hr@10"].n_neg) == len(sequences)
             assert all(0.0 <= float(hr[name]) <= 1.0 for name in ("pos", "neg"))
             # items seen only as held-out targets can be recommended too: coverage can pass 1
-            assert 0.0 <= float(metrics["coverage"].compute()) <= data.num_items / data.num_train_items + 1e-6
+            assert 0.0 <= float(metrics["coverage@10"].compute()) <= data.num_items / data.num_train_items + 1e-6
         predictions = [model.predict_step(batch, index) for index, batch in enumerate(data.predict_dataloader())]
     recommendations = recommendations_frame(predictions, data)
     test = data.test_sequences.take(torch.arange(len(data.test_sequences)))

@@ -30,6 +30,11 @@ from negseq.fit import main as fit_main
 from negseq.metrics import target_ranks
 from negseq.module import NegSeqModule
 
+
+def rank(module, sequences, seen, targets, negatives=None):
+    """The module's ranking of ``targets`` among its top ``k`` (ranks, top scores, top ids), as its eval steps rank."""
+    return module.model.rank_and_recommend(sequences, seen, targets, module.hparams.k, negatives, module.hparams.score_block_items)
+
 ROOT = Path(__file__).parents[1]
 TESTS = Path(__file__).parent
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false", "--trainer.logger", "false"]
@@ -119,20 +124,20 @@ def test_ranks_break_exact_ties_by_item_id():
     """All scores equal: the target's rank is 1 + the recommendable items with a smaller id, on any device."""
     module = NegSeqModule(num_items=50, num_train_items=50, max_len=5, dim=8, dropout=0.0, k=20).eval()  # ranks above k stop counting
     with torch.no_grad():
-        module.items.weight.zero_()
+        module.model.items.weight.zero_()
         sequences = torch.tensor([[0, 0, 0, 3, 4], [0, 0, 0, 0, 7]])
         seen = torch.tensor([[3, 4], [7, 0]])
         targets = torch.tensor([20, 2])
-        ranks, _, _ = module.rank_and_recommend(sequences, seen, targets)
+        ranks, _, _ = rank(module, sequences, seen, targets)
         assert ranks.tolist() == [18.0, 2.0]  # items 1..19 without the seen 3 and 4; item 1
-        assert target_ranks(module.score(sequences, seen), targets).tolist() == [18.0, 2.0]
+        assert target_ranks(module.model.score(sequences, seen), targets).tolist() == [18.0, 2.0]
 
 
 def test_top_k_breaks_exact_ties_by_item_id():
     module = NegSeqModule(num_items=50, num_train_items=50, max_len=5, dim=8, dropout=0.0).eval()
     with torch.no_grad():
-        module.items.weight.zero_()
-        _, _, items = module.rank_and_recommend(torch.tensor([[0, 0, 0, 3, 4]]), torch.tensor([[3, 4]]), torch.tensor([20]))
+        module.model.items.weight.zero_()
+        _, _, items = rank(module, torch.tensor([[0, 0, 0, 3, 4]]), torch.tensor([[3, 4]]), torch.tensor([20]))
     assert items.tolist() == [[1, 2, 5, 6, 7, 8, 9, 10, 11, 12]]
 
 
@@ -279,7 +284,7 @@ def test_degenerate_batches_give_finite_losses_gradients_and_ranks(kwargs):
     module.eval()
     with torch.no_grad():
         inputs = torch.tensor([[0] * 5, [0, 0, 0, 0, 3], [1, 2, 3, 4, 5]])
-        ranks, scores, _ = module.rank_and_recommend(inputs, torch.tensor([[0], [3], [5]]), torch.tensor([1, 3, 6]))
+        ranks, scores, _ = rank(module, inputs, torch.tensor([[0], [3], [5]]), torch.tensor([1, 3, 6]))
     assert ranks[0] >= 1 and torch.isfinite(ranks[0]) and ranks[1] == float("inf") and torch.isfinite(ranks[2])  # item 3 was seen: a miss
     assert torch.isfinite(scores).all()
 

@@ -176,22 +176,30 @@ def test_signed_metric_batches_equal_one_concatenated_update(cls):
 
 
 @pytest.mark.parametrize("cls", [HitRate, NDCG, MRR])
-def test_signed_metric_empty_group_gives_zero_not_nan(cls):
+def test_signed_metric_empty_group_gives_nan_not_zero(cls):
+    """A group with no user has no mean: NaN, and so is the Delta (never the other group's value)."""
     only_pos = cls(k=2)
     only_pos.update(torch.tensor([1.0, 5.0]), torch.tensor([True, True]))
     got = values(only_pos)
-    assert got["neg"] == 0.0
+    assert math.isnan(got["neg"]) and math.isnan(got["delta"])
     assert got["pos"] == pytest.approx(0.5)
-    assert got["delta"] == pytest.approx(0.5)
 
     only_neg = cls(k=2)
     only_neg.update(torch.tensor([1.0]), torch.tensor([False]))
     got = values(only_neg)
-    assert got == {"pos": 0.0, "neg": 1.0, "delta": -1.0}
+    assert math.isnan(got["pos"]) and math.isnan(got["delta"]) and got["neg"] == 1.0
 
     nobody = cls(k=2)
     nobody.update(torch.tensor([]), torch.tensor([], dtype=torch.bool))
-    assert values(nobody) == {"pos": 0.0, "neg": 0.0, "delta": 0.0}
+    assert all(math.isnan(value) for value in values(nobody).values())
+
+
+def test_signed_metric_states_are_float32():
+    """MPS has no float64: every state, and the result, is float32."""
+    metric = NDCG(k=3)
+    metric.update(RANKS, POSITIVE)
+    assert {state.dtype for state in (metric.gain_pos, metric.gain_neg, metric.n_pos, metric.n_neg)} == {torch.float32}
+    assert {value.dtype for value in metric.compute().values()} == {torch.float32}
 
 
 def test_signed_metric_positive_flag_accepts_integers():
@@ -207,7 +215,7 @@ def test_signed_metric_reset():
     metric.reset()
     assert metric.n_pos.item() == 0 and metric.n_neg.item() == 0
     metric.update(torch.tensor([3.0]), torch.tensor([True]))
-    assert values(metric) == {"pos": 0.0, "neg": 0.0, "delta": 0.0}
+    assert values(metric)["pos"] == 0.0 and math.isnan(values(metric)["neg"])
     metric.update(torch.tensor([1.0]), torch.tensor([True]))
     assert values(metric)["pos"] == pytest.approx(0.5)
 

@@ -8,7 +8,14 @@ import torch
 from negseq.errors import ConfigError
 from negseq.losses import contrastive_loss, next_item_loss
 from negseq.metrics import target_ranks
-from negseq.module import GatedFusion, NegSeqModule, _state_before
+from negseq.models.recommender import GatedFusion
+from negseq.module import NegSeqModule
+from negseq.objectives import state_before as _state_before
+
+
+def rank(module, sequences, seen, targets, negatives=None):
+    """The module's ranking of ``targets`` among its top ``k`` (ranks, top scores, top ids), as its eval steps rank."""
+    return module.model.rank_and_recommend(sequences, seen, targets, module.hparams.k, negatives, module.hparams.score_block_items)
 
 SIZES = dict(num_items=20, num_train_items=20, max_len=5, dim=8, dropout=0.0)
 
@@ -78,11 +85,11 @@ def test_fusion_positive_loss_recomputed():
     module = make(alpha=0.45, beta=0.0, fusion="gated")
     terms = module.loss_terms(batch())
     with torch.no_grad():
-        hidden = module.encode(POSITIVES[:, :-1])
-        negative_hidden = module.encode(NEGATIVES[:, :-1], module.negative_encoder)
+        hidden = module.model.encode(POSITIVES[:, :-1])
+        negative_hidden = module.model.encode(NEGATIVES[:, :-1], module.model.negative_encoder)
         state = _state_before(negative_hidden, NEGATIVES_ORDER[:, :-1], POSITIVES_ORDER[:, 1:])
         labels = torch.where(POSITIVES[:, :-1] > 0, POSITIVES[:, 1:], 0)
-        expected = next_item_loss(module.fusion(hidden, state), labels, module.items.weight)
+        expected = next_item_loss(module.model.fusion(hidden, state), labels, module.model.items.weight)
     torch.testing.assert_close(terms["loss_pos"], expected)
 
 
@@ -107,7 +114,7 @@ def test_contrast_with_earlier_dislikes_by_hand():
     module = make(alpha=0.0, beta=1.0, contrast_negatives="earlier")
     with torch.no_grad():
         terms = module.loss_terms(batch())
-        hidden, items = module.encode(POSITIVES[:, :-1]), module.items.weight.detach()
+        hidden, items = module.model.encode(POSITIVES[:, :-1]), module.model.items.weight.detach()
 
     def lse(values):
         top = max(values)
@@ -123,6 +130,37 @@ def test_contrast_with_earlier_dislikes_by_hand():
     assert terms["loss_contrast"].item() == pytest.approx(sum(per_query) / 4, rel=1e-5)
 
 
+@pytest.mark.parametrize("option", ["all", "all_with_last"])
+def test_contrast_with_the_newest_dislike_only_when_asked(option):
+    """The paper (``all``) contrasts with the negative sequence's inputs: never the newest dislike, so a user with one
+    training dislike gets no contrast; ``all_with_last`` contrasts with every disliked item."""
+    one_dislike = torch.tensor([[0, 0, 11, 12, 13, 14], [0, 0, 0, 0, 0, 15]])
+    module = make(alpha=0.0, beta=1.0, contrast_negatives=option)
+    with torch.no_grad():
+        terms = module.loss_terms(batch(negatives=one_dislike))
+        hidden, items = module.model.encode(POSITIVES[:, :-1]), module.model.items.weight.detach()
+
+    def lse(values):
+        top = max(values)
+        return top + math.log(sum(math.exp(v - top) for v in values))
+
+    contrasted = {0: [11, 12, 13], 1: []} if option == "all" else {0: [11, 12, 13, 14], 1: [15]}
+    per_query = []
+    for b, t, label in ((0, 2, 5), (0, 3, 7), (0, 4, 9), (1, 4, 4)):
+        positive = float(hidden[b, t] @ items[label])
+        per_query.append(lse([positive, *(float(hidden[b, t] @ items[m]) for m in contrasted[b])]) - positive)
+    assert terms["loss_contrast"].item() == pytest.approx(sum(per_query) / 4, rel=1e-5)
+    assert (per_query[3] == 0.0) == (option == "all")
+
+
+@pytest.mark.parametrize("softmax", ["uniform", "popularity"])
+def test_hard_negatives_are_refused_with_a_sampled_softmax(softmax):
+    """The extra mass of the disliked items would be on another scale than the sampled denominator (1/Q of the label)."""
+    with pytest.raises(ConfigError, match="hard_negative_weight.*softmax='full'"):
+        make(alpha=0.0, hard_negative_weight=1.0, softmax=softmax)
+    make(alpha=0.0, hard_negative_weight=1.0, softmax="full")
+
+
 # -- negative-aware scoring --
 
 
@@ -131,9 +169,9 @@ def test_negative_scoring_ranks_by_positive_minus_lambda_negative_logits():
     sequences, negatives = POSITIVES[:, 1:], NEGATIVES[:, 1:]  # (2, L)
     seen = torch.tensor([[3, 0], [2, 4]])
     with torch.no_grad():
-        scores = module.score(sequences, seen, negatives)
-        z_pos = module.encode(sequences)[:, -1] @ module.items.weight.T
-        z_neg = module.encode(negatives, module.negative_encoder)[:, -1] @ module.items.weight.T
+        scores = module.model.score(sequences, seen, negatives)
+        z_pos = module.model.encode(sequences)[:, -1] @ module.model.items.weight.T
+        z_neg = module.model.encode(negatives, module.model.negative_encoder)[:, -1] @ module.model.items.weight.T
     expected = z_pos - 0.7 * z_neg * torch.tensor([[1.0], [0.0]])  # user 1 has no dislikes: z_pos alone
     expected[:, 0] = -math.inf
     expected[0, 3] = expected[1, 2] = expected[1, 4] = -math.inf
@@ -145,8 +183,8 @@ def test_negative_scoring_block_wise_ranks_match_the_score_matrix():
     sequences, negatives, seen = POSITIVES[:, 1:], NEGATIVES[:, 1:], torch.tensor([[3, 0], [2, 4]])
     targets = torch.tensor([8, 15])
     with torch.no_grad():
-        ranks, _, top_items = module.rank_and_recommend(sequences, seen, targets, negatives)
-        scores = module.score(sequences, seen, negatives)
+        ranks, _, top_items = rank(module, sequences, seen, targets, negatives)
+        scores = module.model.score(sequences, seen, negatives)
     assert target_ranks(scores, targets).tolist() == [13.0, 17.0]
     assert ranks[0] == 13.0 and ranks[1] > 15  # above k, the block-wise count stops: a lower bound only
     assert top_items.tolist() == [scores[row].topk(15).indices.tolist() for row in range(2)]
@@ -155,13 +193,13 @@ def test_negative_scoring_block_wise_ranks_match_the_score_matrix():
 def test_negative_scoring_needs_the_dislikes():
     module = make(alpha=0.45, negative_scoring=0.5)
     with pytest.raises(ConfigError, match="negatives"):
-        module.score(POSITIVES[:, 1:], torch.tensor([[0], [0]]))
+        module.model.score(POSITIVES[:, 1:], torch.tensor([[0], [0]]))
 
 
 def test_lambda_zero_keeps_the_papers_ranking():
     paper, aware = make(alpha=0.45), make(alpha=0.45, negative_scoring=0.0)
     with torch.no_grad():
-        torch.testing.assert_close(paper.score(POSITIVES[:, 1:], torch.tensor([[0], [0]])), aware.score(POSITIVES[:, 1:], torch.tensor([[0], [0]]), NEGATIVES[:, 1:]))
+        torch.testing.assert_close(paper.model.score(POSITIVES[:, 1:], torch.tensor([[0], [0]])), aware.model.score(POSITIVES[:, 1:], torch.tensor([[0], [0]]), NEGATIVES[:, 1:]))
 
 
 # -- the user's dislikes as hard negatives in CE_pos --
@@ -171,7 +209,7 @@ def test_hard_negatives_count_extra_in_the_positive_softmax_by_hand():
     module = make(alpha=0.0, beta=0.0, hard_negative_weight=2.0)
     with torch.no_grad():
         terms = module.loss_terms(batch())
-        hidden, items = module.encode(POSITIVES[:, :-1]), module.items.weight
+        hidden, items = module.model.encode(POSITIVES[:, :-1]), module.model.items.weight
     per_position = []
     # user 0: labels 5, 7, 9 at t = 2, 3, 4 against disliked inputs 11, 12, 13 counted 1 + 2 times; user 1: label 4, no dislikes
     for b, t, label, disliked in ((0, 2, 5, (11, 12, 13)), (0, 3, 7, (11, 12, 13)), (0, 4, 9, (11, 12, 13)), (1, 4, 4, ())):
