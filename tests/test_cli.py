@@ -65,7 +65,13 @@ def test_the_shipped_config_is_the_default(tmp_path):
         [sys.executable, "-m", "negseq.fit", "--config", str(root / "experiments/ml-latest-small/pnfrec.yaml"), *args],
         capture_output=True, text=True, check=True,
     ).stdout
-    strip = lambda text: {k: v for k, v in yaml.safe_load(text).items() if k not in ("config", "run_name")}  # noqa: E731
+
+    def strip(text: str) -> dict:
+        config = {k: v for k, v in yaml.safe_load(text).items() if k not in ("config", "run_name")}
+        for section in ("early_stopping", "checkpoint"):  # "@k" is the model's k, as the CLI resolves it
+            config[section]["monitor"] = config[section]["monitor"].replace("@k", f"@{config['model']['k']}")
+        return config
+
     assert strip(default) == strip(shipped)
 
 
@@ -97,3 +103,78 @@ def test_default_job_on_embedded_data_offline_wandb(tmp_path):
     assert metrics["test/n_users_pos"] + metrics["test/n_users_neg"] == 305
     assert 0.0 <= metrics["test/hr_p@10"] <= 1.0
     assert list((run_dir / "wandb").glob("offline-run-*")), "the offline W&B run should land in the run directory"
+
+
+def run_module(module: str, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    result = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def test_negseq_fit_and_negseq_dot_fit_are_one_job(tmp_path, tiny_log):
+    """`python -m negseq fit` runs the post-fit job too: the same files, the same metrics, the run directory last."""
+    args = ["--data.path", tiny_log, "--trainer.max_epochs", "2", "--data.validation_targets", "all", "--select_negative_scoring", "[0.0, 1.0]", *FAST]
+    outputs = {}
+    for name, command in (("alias", ["negseq.fit"]), ("subcommand", ["negseq", "fit"])):
+        result = run_module(*command, *args, "--run_dir", str(tmp_path / name))
+        assert result.stdout.strip().splitlines()[-1] == str(tmp_path / name)
+        outputs[name] = tmp_path / name
+    files = {name: sorted(p.relative_to(d).as_posix() for p in d.rglob("*") if p.is_file()) for name, d in outputs.items()}
+    assert files["alias"] == files["subcommand"]
+    assert {"metrics.json", "recommendations.parquet", "per_user.parquet", "selection.json", "config.yaml", "history.jsonl"} <= set(files["alias"])
+    metrics = {name: json.loads((d / "metrics.json").read_text()) for name, d in outputs.items()}
+    for key in metrics["alias"]:
+        if key != "fit_seconds":
+            assert metrics["alias"][key] == metrics["subcommand"][key], key
+    for name in ("recommendations.parquet", "per_user.parquet"):
+        assert pl.read_parquet(outputs["alias"] / name).equals(pl.read_parquet(outputs["subcommand"] / name))
+
+
+def test_any_cutoff_end_to_end_on_the_shipped_data(tmp_path):
+    """--model.k 5 names every metric, monitor and file column by 5; --model.ks adds cutoffs from the same ranking."""
+    result = run_module(
+        "negseq.fit", "--model.k", "5", "--model.ks", "[3, 20]", "--trainer.max_epochs", "1", "--model.dim", "16",
+        "--run_dir", str(tmp_path / "run"), "--trainer.enable_progress_bar", "false",
+    )
+    run_dir = Path(result.stdout.strip().splitlines()[-1])
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert not [key for key in metrics if key.endswith("@10")]
+    for c in (3, 5, 20):
+        assert {f"test/hr_p@{c}", f"test/ndcg_n@{c}", f"test/delta_hr@{c}", f"test/coverage@{c}", f"val/ndcg_p@{c}"} <= set(metrics)
+    assert metrics["test/hr_p@3"] <= metrics["test/hr_p@5"] <= metrics["test/hr_p@20"]
+    assert metrics["test/n_users_pos"] + metrics["test/n_users_neg"] == 305
+    assert metrics["val/hr_n@5"] is None and metrics["val/delta_hr@5"] is None  # validation has no disliked target: no number
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert config["early_stopping"]["monitor"] == config["checkpoint"]["monitor"] == "val/ndcg_p@5"
+    history = json.loads((run_dir / "history.jsonl").read_text().splitlines()[0])
+    assert "val/ndcg_p@5" in history and "val/ndcg_p@20" in history
+
+    # the exported top-5 and the ranks the metrics counted agree, user by user
+    recommendations = pl.read_parquet(run_dir / "recommendations.parquet")
+    assert recommendations.get_column("rank").max() == 5
+    per_user = pl.read_parquet(run_dir / "per_user.parquet")
+    assert per_user.schema == pl.Schema({"user_id": pl.Int64, "item_id": pl.Int64, "positive": pl.Boolean, "rank": pl.Int32})
+    shown = per_user.join(recommendations.select("user_id", "item_id", shown="rank"), on=["user_id", "item_id"], how="left")
+    assert shown.get_column("rank").eq_missing(shown.get_column("shown")).all()
+    hit_rate = per_user.group_by("positive").agg(pl.col("rank").is_not_null().mean()).sort("positive").get_column("rank").to_list()
+    assert hit_rate == pytest.approx([metrics["test/hr_n@5"], metrics["test/hr_p@5"]], abs=1e-6)
+
+
+def test_a_monitor_that_is_not_logged_is_one_clean_line(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "negseq.fit", "--model.k", "5", "--early_stopping.monitor", "val/ndcg_p@10", "--run_dir", str(tmp_path / "r")],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "error: --early_stopping.monitor val/ndcg_p@10 is not logged with --model.k 5" in result.stderr
+
+
+@pytest.mark.parametrize("logger", ["lightning.pytorch.loggers.CSVLogger", "false"])
+def test_any_logger_keeps_the_run_files_in_the_run_directory(tmp_path, tiny_log, logger):
+    run_dir = tmp_path / "run"
+    fit_main(["--data.path", tiny_log, "--trainer.max_epochs", "1", "--trainer.logger", logger, "--run_dir", str(run_dir), *FAST])
+    assert {"config.yaml", "history.jsonl", "metrics.json", "recommendations.parquet", "per_user.parquet"} <= {p.name for p in run_dir.iterdir()}
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["data"]["path"] == tiny_log
+    if logger != "false":
+        assert list(run_dir.rglob("metrics.csv")), "the CSV logger writes under the run directory too"

@@ -55,8 +55,9 @@ def test_fit_chooses_lambda_on_validation_and_tests_with_it(tmp_path, tiny_log):
     for key in ("val/ndcg_p@10", "val/hr_n@10", "val/delta_ndcg@10"):
         assert metrics[key] == pytest.approx(chosen[key], abs=1e-7)
 
-    # the test metrics are the best checkpoint's, ranked with the chosen lambda
-    model = NegSeqModule.load_from_checkpoint(run_dir / "checkpoints" / "best.ckpt", negative_scoring=metrics["negative_scoring"], weights_only=True)
+    # the test metrics are the best checkpoint's, ranked with the chosen lambda, which the checkpoint carries
+    model = NegSeqModule.load_from_checkpoint(run_dir / "checkpoints" / "best.ckpt", weights_only=True)
+    assert float(model.model.negative_scoring) == metrics["negative_scoring"] and model.hparams.negative_scoring == 0.0
     data = FeedbackDataModule(path=tiny_log, threshold=4, max_len=10, validation_targets="all")
     (again,) = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False).test(model, datamodule=data, verbose=False)
     for key in ("test/hr_p@10", "test/ndcg_n@10", "test/delta_ndcg@10"):

@@ -15,7 +15,7 @@ import polars as pl
 import pytest
 import yaml
 
-from negseq import analysis, tracking
+from negseq import analysis, layout, tracking
 from negseq.offline_runs import read_offline_run
 from negseq.fit import main as fit_main
 
@@ -171,7 +171,7 @@ def test_every_loss_term_and_validation_metric_per_epoch(offline_run):
     history = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
     expected = {("train/loss_epoch" if k == "train/loss" else k) for k in history[0] if k.startswith(("train/", "val/"))}
     assert {"train/loss_epoch", "train/loss_pos", "train/loss_neg", "train/loss_contrast", "val/ndcg_p@10", "val/hr_n@10", "val/coverage@10"} <= expected
-    assert per_epoch.pop(tracking.BEST_KEY) == [None]  # logged once, at the end
+    assert per_epoch.pop(layout.best_monitor_key(10)) == [None]  # logged once, at the end
     assert set(per_epoch) == expected
     assert all(epochs == [0, 1] for epochs in per_epoch.values())  # Lightning's 0-based epoch: once per epoch each
 
@@ -182,7 +182,7 @@ def test_summary_holds_the_test_metrics_and_the_best_validation_score(offline_ru
     for key, value in metrics.items():
         assert run["summary"][key] == pytest.approx(value), key
     history = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
-    assert run["summary"][tracking.BEST_KEY] == pytest.approx(max(row["val/ndcg_p@10"] for row in history))
+    assert run["summary"][layout.best_monitor_key(10)] == pytest.approx(max(row["val/ndcg_p@10"] for row in history))
 
 
 def test_recommendations_table_of_sampled_test_users(offline_run):
@@ -327,7 +327,7 @@ def test_sweep_calls_the_fit_with_arguments_it_accepts():
     sweep = yaml.safe_load((ROOT / "experiments" / "sweep.yaml").read_text())
     parameters = sweep["parameters"]
     assert set(parameters) == {"model.alpha", "model.beta", "model.dim", "model.dropout", "model.lr"}
-    assert sweep["metric"] == {"name": tracking.BEST_KEY, "goal": "maximize"}
+    assert sweep["metric"] == {"name": layout.best_monitor_key(10), "goal": "maximize"}
     # what `wandb agent` runs: ${args} become --name=value (wandb_agent / sweeps utils)
     values = {"model.alpha": 0.3, "model.beta": 0.7, "model.dim": 32, "model.dropout": 0.2, "model.lr": 0.0005}
     for name, value in values.items():
