@@ -85,6 +85,7 @@ class NegSeqCLI(LightningCLI):
             config.weights_only = True  # checkpoints hold tensors and plain values only: never unpickle code
         if self.subcommand not in (None, "fit"):  # `test --config runs/<run>/config.yaml` keeps the fit's config.yaml
             self.save_config_kwargs = {**self.save_config_kwargs, "config_filename": f"config-{self.subcommand}.yaml"}
+        self._set_monitors(config)
         name = config.run_name or (Path(str(config.config[-1])).stem if config.get("config") else "negseq")
         config.run_name = name
         if not config.run_dir and int(os.environ.get("LOCAL_RANK", "0")) > 0:
@@ -97,7 +98,6 @@ class NegSeqCLI(LightningCLI):
         run_dir.mkdir(parents=True, exist_ok=True)
         config.trainer.default_root_dir = str(run_dir)
         config.checkpoint.dirpath = config.checkpoint.dirpath or str(run_dir / layout.CHECKPOINT_DIR)
-        self._set_monitors(config)
         loggers = config.trainer.logger if isinstance(config.trainer.logger, list) else [config.trainer.logger]
         for logger in loggers:
             init_args = getattr(logger, "init_args", None)

@@ -22,5 +22,6 @@ def main(args: Optional[list[str]] = None) -> dict:
 
 
 if __name__ == "__main__":
-    sys.argv.insert(1, "fit")  # the command line of `python -m negseq fit`
+    if sys.argv[1:2] != ["fit"]:  # processes started for other devices re-run this command line, "fit" included
+        sys.argv.insert(1, "fit")  # the command line of `python -m negseq fit`
     run_cli(main)

@@ -80,6 +80,6 @@ def table_rows(k: int) -> tuple[tuple[str, str, int, int], ...]:
 
 
 def run_cutoff(metrics: Iterable[str]) -> int:
-    """The main cutoff k of a run, read from its metrics' keys (the one of ``test/hr_p@k``, else the default)."""
-    found = sorted(int(key.rsplit("@", 1)[1]) for key in metrics if key.startswith("test/hr_p@"))
-    return found[0] if len(found) == 1 else DEFAULT_K if DEFAULT_K in found or not found else found[0]
+    """The main cutoff k of a run, read from its metrics' keys in their order: metrics.json writes k's first
+    (:func:`metric_keys`), so the first ``test/hr_p@c`` is k; the default when there is none."""
+    return next((int(key.rsplit("@", 1)[1]) for key in metrics if key.startswith("test/hr_p@")), DEFAULT_K)

@@ -168,6 +168,7 @@ def test_a_monitor_that_is_not_logged_is_one_clean_line(tmp_path):
     )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "error: --early_stopping.monitor val/ndcg_p@10 is not logged with --model.k 5" in result.stderr
+    assert not (tmp_path / "r").exists(), "nothing is left behind"
 
 
 @pytest.mark.parametrize("logger", ["lightning.pytorch.loggers.CSVLogger", "false"])

@@ -157,7 +157,8 @@ def check_model(data: FeedbackDataModule, model_kwargs: dict) -> None:
             metrics = model.metrics[stage]
             hr = metrics["hr@10"].compute()
             assert int(metrics["hr@10"].n_pos + metrics["hr@10"].n_neg) == len(sequences)
-            assert all(0.0 <= float(hr[name]) <= 1.0 for name in ("pos", "neg"))
+            for name, count in (("pos", metrics["hr@10"].n_pos), ("neg", metrics["hr@10"].n_neg)):  # a group with no user: NaN
+                assert 0.0 <= float(hr[name]) <= 1.0 if count else math.isnan(hr[name])
             # items seen only as held-out targets can be recommended too: coverage can pass 1
             assert 0.0 <= float(metrics["coverage@10"].compute()) <= data.num_items / data.num_train_items + 1e-6
         predictions = [model.predict_step(batch, index) for index, batch in enumerate(data.predict_dataloader())]
@@ -231,7 +232,8 @@ def test_cli_run_on_a_one_item_catalogue(tmp_path):
     rows = [(f"u{user}", "é", float(rating), step) for user in range(6) for step, rating in enumerate([5, 2, 4])]
     path, run_dir, args = cli_fit(tmp_path, pl.DataFrame(rows, schema=["user_id", "item_id", "rating", "timestamp"], orient="row"), "log.csv")
     metrics = fit_main(args)
-    assert metrics["test/hr_p@10"] == metrics["test/hr_n@10"] == 0.0 and metrics["test/coverage@10"] == 0.0
+    assert metrics["test/hr_p@10"] == 0.0 and metrics["test/coverage@10"] == 0.0
+    assert metrics["test/n_users_neg"] == 0 and metrics["test/hr_n@10"] is None and metrics["test/delta_hr@10"] is None  # no user: no number
     assert pl.read_parquet(run_dir / "recommendations.parquet").height == 0  # nothing left to recommend
     assert json.loads((run_dir / "metrics.json").read_text()) == metrics
 

@@ -38,3 +38,32 @@ def test_block_top_keys_against_sorting_every_key():
         expected = order_keys(part, ids).sort(dim=1, descending=True).values[:, :k]
         keys = block_top_keys(part, first_id=20, k=k).sort(dim=1, descending=True).values  # the top-k set; the caller orders it
         assert torch.equal(keys, expected), (width, k)
+
+
+def test_a_target_in_the_top_k_counts_at_the_rank_it_is_shown_at():
+    """A near-tie below the target by a smaller id: the tolerance count put it ahead (rank 11) while the exact keys
+    showed the target 10th; the rank is now the position in the recommendations."""
+    from negseq.ranking import count_ahead, rank_and_recommend
+
+    scores = torch.tensor([0.0] + [10.0] * 9 + [1.0 - 1e-6, 1.0, -5.0])  # items 1..9 far ahead, 10 just below 11 (the target)
+    items = scores[:, None]  # (N + 1, 1): with the user vector [1.0], each item's score is its row
+    users, seen, target = torch.ones(1, 1), torch.zeros(1, 1, dtype=torch.long), torch.tensor([11])
+    assert int(count_ahead(scores[None], scores[11:12], target)) == 10  # the tolerance's view: rank 11
+    for block in (1, 4, 13):
+        ranks, _, top_items = rank_and_recommend(users, items, seen, target, k=10, block_items=block)
+        assert top_items[0, 9].item() == 11 and ranks.tolist() == [10.0]
+
+
+def test_ranks_are_the_positions_in_the_top_k_and_inf_elsewhere():
+    from negseq.ranking import rank_and_recommend
+
+    generator = torch.Generator().manual_seed(3)
+    users, items = torch.randn(32, 4, generator=generator), torch.randn(41, 4, generator=generator)
+    seen = torch.randint(0, 41, (32, 3), generator=generator)
+    targets = torch.cat([seen[:4, 0], torch.randint(0, 41, (28,), generator=generator)])  # some seen (or padding) targets
+    ranks, _, top_items = rank_and_recommend(users, items, seen, targets, k=7, block_items=5)
+    for row in range(32):
+        shown = top_items[row].tolist()
+        expected = shown.index(targets[row].item()) + 1 if targets[row].item() in shown and targets[row] > 0 else float("inf")
+        assert ranks[row].item() == expected
+    assert torch.isinf(ranks[:4]).all()  # a seen item is never recommended, so never ranked
