@@ -461,3 +461,18 @@ def test_chunked_cross_entropy_gives_the_same_loss_terms():
     chunked = make(ce_chunk_items=6).loss_terms(batch())
     for name, value in reference.items():
         torch.testing.assert_close(chunked[name], value, rtol=1e-5, atol=1e-6)
+
+
+def test_checkpoints_written_before_the_model_was_its_own_module_still_load(tmp_path):
+    """Older checkpoints name the weights without the ``model.`` prefix and have no negative_scoring buffer."""
+    torch.manual_seed(0)
+    module = NegSeqModule(num_items=20, num_train_items=20, max_len=5, dim=8, negative_scoring=0.5)
+    older = {key.removeprefix("model."): value for key, value in module.state_dict().items() if key != "model.negative_scoring"}
+    path = tmp_path / "older.ckpt"
+    torch.save({"state_dict": older, "hyper_parameters": dict(module.hparams), "pytorch-lightning_version": "2.6.0"}, path)
+    loaded = NegSeqModule.load_from_checkpoint(path, weights_only=True)
+    assert loaded.state_dict().keys() == module.state_dict().keys()
+    assert all(torch.equal(value, module.state_dict()[key]) for key, value in loaded.state_dict().items())
+    assert float(loaded.model.negative_scoring) == 0.5  # from the hyper-parameters it was trained with
+    with pytest.raises(ConfigError, match="num_items=20 but this run has num_items=30"):
+        NegSeqModule.load_from_checkpoint(path, weights_only=True, num_items=30)
