@@ -237,7 +237,7 @@ def log_test_summary(
         return
     import wandb
 
-    run.summary.update(dict(metrics))
+    run.summary.update({key: value for key, value in metrics.items() if value is not None})  # a group with no user: absent
     if not isinstance(recommendations, pl.DataFrame):
         recommendations = pl.read_parquet(recommendations)
     rows = recommendations_table_rows(recommendations, data, n_users).with_columns(pl.col("user_id", "item_id").cast(pl.String))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -202,6 +203,8 @@ def test_notebooks_are_committed_without_outputs():
 def execute(path: Path, monkeypatch, runs_root: Path) -> nbformat.NotebookNode:
     monkeypatch.setenv(analysis.ENV_RUNS_DIR, str(runs_root))
     monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's inline backend renders the figures into the outputs
+    # the kernel imports this checkout's negseq, not whichever copy the environment has installed
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     notebook = nbformat.read(path, as_version=4)
     NotebookClient(notebook, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
     return notebook

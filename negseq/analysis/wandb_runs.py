@@ -10,7 +10,7 @@ from typing import Any, Mapping, Optional
 import polars as pl
 
 from negseq import layout
-from negseq.analysis.runs import _frame, _identity
+from negseq.analysis.runs import RUN_COLUMNS, _frame, _identity
 
 # -- the same from a W&B project (online) --
 
