@@ -1,7 +1,7 @@
 """Read an offline W&B run back from its ``.wandb`` file: config, history and summary.
 
-wandb 0.31 ships no reader for its transaction logs; this one is for the tests and for
-looking at an offline run without uploading it.
+wandb 0.31 ships no reader for its transaction logs (a private format); this one is for the tests:
+they check what a run logged without uploading it. It lives under tests/, not in the package.
 """
 
 from __future__ import annotations
