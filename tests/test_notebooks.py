@@ -43,7 +43,7 @@ def runs_root(tmp_path_factory) -> Path:
         patch.setenv("WANDB_MODE", "disabled")
         patch.setenv("WANDB_SILENT", "true")
         fit_main(["--data.path", str(log), "--trainer.default_root_dir", str(root), *FAST])
-        fit_main(["--config", str(ROOT / "experiments/ml-latest-small/sasrec.yaml"), "--data.path", str(log), "--trainer.default_root_dir", str(root), *FAST])
+        fit_main(["--config", str(ROOT / "experiments/data/ml-latest-small.yaml"), "--config", str(ROOT / "experiments/models/sasrec.yaml"), "--data.path", str(log), "--trainer.default_root_dir", str(root), *FAST])
     return root
 
 
