@@ -1,6 +1,6 @@
 """Training epochs with glibc's default malloc policy against negseq's ``keep_freed_memory``, alternated in one process.
 
-    python benchmarks/bench_allocator.py --config experiments/ml-latest-small/pnfrec.yaml [--rounds 5]
+    python benchmarks/bench_allocator.py --config experiments/data/ml-latest-small.yaml --config experiments/models/pnfrec.yaml [--rounds 5]
 
 Separate processes cannot resolve a ~10 % difference on a VM whose speed drifts by 30 %, so one
 process runs plain training epochs (forward, backward, Adam; no Lightning loop) under each policy
@@ -35,11 +35,11 @@ def use_glibc_defaults() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", required=True)
+    parser.add_argument("--config", action="append", required=True, help="negseq.fit config; repeat to compose (data, then model)")
     parser.add_argument("--rounds", type=int, default=5)
     args, overrides = parser.parse_known_args()
     with tempfile.TemporaryDirectory() as run_dir:
-        cli = NegSeqCLI(run=False, args=["--config", args.config, "--run_dir", run_dir, "--trainer.logger", "false", *overrides])
+        cli = NegSeqCLI(run=False, args=[*(arg for config in args.config for arg in ("--config", config)), "--run_dir", run_dir, "--trainer.logger", "false", *overrides])
     model, data = cli.model, cli.datamodule
     data.setup("fit")
     model.setup("fit")

@@ -1,6 +1,6 @@
 """Time training epochs and one evaluation pass of a negseq config; prints one JSON line last.
 
-    python benchmarks/bench_fit.py --config experiments/ml-latest-small/pnfrec.yaml --epochs 5 [--precision bf16-mixed] [--model.dim 128 ...]
+    python benchmarks/bench_fit.py --config experiments/data/ml-latest-small.yaml --config experiments/models/pnfrec.yaml --epochs 5 [--precision bf16-mixed] [--model.dim 128 ...]
 
 Trains for exactly N epochs (no validation, no early stopping, no logger, no checkpoints), then
 times one validation pass and one test pass.
@@ -24,7 +24,7 @@ from negseq.cli import NegSeqCLI
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", required=True)
+    parser.add_argument("--config", action="append", required=True, help="negseq.fit config; repeat to compose (data, then model)")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--precision", default="32-true")
     args, overrides = parser.parse_known_args()
@@ -32,7 +32,7 @@ def main() -> None:
         cli = NegSeqCLI(  # accepts python -m negseq.fit configs; the lambda selection is not part of the benchmark
             run=False,
             args=[
-                "--config", args.config, "--run_dir", run_dir, "--trainer.max_epochs", str(args.epochs),
+                *(arg for config in args.config for arg in ("--config", config)), "--run_dir", run_dir, "--trainer.max_epochs", str(args.epochs),
                 "--trainer.precision", args.precision, "--trainer.logger", "false",
                 "--trainer.limit_val_batches", "0", "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
                 "--early_stopping.patience", "1000000", "--early_stopping.check_finite", "false", *overrides,

@@ -1,7 +1,15 @@
 """``python -m negseq.experiments``: every (config, seed) through ``negseq.fit``, then the paper-style table.
 
-    python -m negseq.experiments experiments/ml-latest-small/*.yaml --seeds 5 --out experiments/ml-latest-small \
-        [--jobs 2] [-- --data.path other.csv --trainer.max_epochs 50]
+    python -m negseq.experiments experiments/models/*.yaml --data experiments/data/ml-latest-small.yaml \
+        --seeds 5 --out experiments/ml-latest-small [--jobs 2] [-- --data.path other.csv --trainer.max_epochs 50]
+    python -m negseq.experiments experiments/models/pnfrec.yaml experiments/beyond/*.yaml \
+        --data experiments/data/ml-latest-small.yaml --base experiments/models/pnfrec.yaml --out DIR
+
+Each run is ``negseq.fit --config DATA --config BASE... --config CONFIG``: later configs override
+earlier ones key by key, so a model file (``experiments/models/``) or an overlay holding only the
+keys it changes (``experiments/beyond/``, over ``--base experiments/models/pnfrec.yaml``) meets the
+dataset's section. Without ``--data`` and ``--base`` each config is a complete one, as before.
+A run is named after its own config file, so two configs may not share a file name.
 
 Each run lives in ``OUT/runs/<config>/seed<seed>/`` and is skipped when its metrics.json exists,
 so an interrupted table run resumes where it stopped. ``OUT/runs.csv`` gets one row per finished
@@ -25,24 +33,28 @@ import polars as pl
 
 from negseq import layout
 
-def run_one(config: Path, seed: int, run_dir: Path, overrides: list[str], threads: int | None) -> Path:
-    """Fit and test one (config, seed) in a subprocess; a run without metrics.json is started afresh."""
+def run_one(configs: list[Path], seed: int, run_dir: Path, overrides: list[str], threads: int | None) -> Path:
+    """Fit and test one composition of ``configs`` (the last names the run) with one seed in a subprocess.
+
+    A run without metrics.json is started afresh.
+    """
     if (run_dir / "metrics.json").is_file():
         return run_dir
     shutil.rmtree(run_dir, ignore_errors=True)  # an interrupted run: its partial files would mix with the new ones
     env = dict(os.environ)
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
+    name = configs[-1].stem
     command = [
-        sys.executable, "-m", "negseq.fit", "--config", str(config), "--seed_everything", str(seed),
-        "--run_dir", str(run_dir), "--run_name", f"{config.stem}-seed{seed}",
+        sys.executable, "-m", "negseq.fit", *(arg for config in configs for arg in ("--config", str(config))),
+        "--seed_everything", str(seed), "--run_dir", str(run_dir), "--run_name", f"{name}-seed{seed}",
         "--trainer.enable_progress_bar", "false", *overrides,
     ]
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     with open(run_dir.parent / f"seed{seed}.log", "w") as log:
         result = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     if result.returncode != 0:
-        raise RuntimeError(f"{config.stem} seed {seed} failed (exit {result.returncode}); see {log.name}")
+        raise RuntimeError(f"{name} seed {seed} failed (exit {result.returncode}); see {log.name}")
     return run_dir
 
 
@@ -125,27 +137,41 @@ def main(argv: list[str] | None = None) -> None:
     overrides = argv[argv.index("--") + 1 :] if "--" in argv else []
     argv = argv[: argv.index("--")] if "--" in argv else argv
     parser = argparse.ArgumentParser(prog="python -m negseq.experiments", description=__doc__.split("\n\n")[0])
-    parser.add_argument("configs", nargs="+", type=Path, help="negseq.fit YAML configs, one model each")
+    parser.add_argument("configs", nargs="+", type=Path, help="negseq.fit YAML configs, one run name (table column) each")
+    parser.add_argument("--data", type=Path, help="data config given first to every run (e.g. experiments/data/ml-1m.yaml)")
+    parser.add_argument(
+        "--base", type=Path, action="append", default=[],
+        help="config given after --data and before each config, e.g. the model that overlays change (repeatable)",
+    )
     parser.add_argument("--seeds", type=int, default=5, help="seeds per config (default 5)")
     parser.add_argument("--first_seed", type=int, default=42, help="seeds are first_seed, first_seed + 1, ...")
     parser.add_argument("--out", type=Path, default=Path("runs/experiments"), help="holds runs/, runs.csv and RESULTS.md")
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time (each gets cores / jobs threads)")
     args = parser.parse_args(argv)
-    for config in args.configs:
+    shared = ([args.data] if args.data else []) + args.base
+    for config in [*shared, *args.configs]:
         if not config.is_file():
             parser.error(f"config not found: {config}")
+    names = [config.stem for config in args.configs]
+    if len(set(names)) < len(names):
+        parser.error(f"configs share a file name, hence a run directory: {sorted({n for n in names if names.count(n) > 1})}")
     runs_dir = args.out / "runs"
     threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else None
     pairs = [(config, args.first_seed + i) for config in args.configs for i in range(args.seeds)]
+
+    def run_pair(pair: tuple[Path, int]) -> Path:
+        config, seed = pair
+        return run_one([*shared, config], seed, runs_dir / config.stem / f"seed{seed}", overrides, threads)
+
     with ThreadPoolExecutor(args.jobs) as pool:
-        for run_dir in pool.map(lambda pair: run_one(pair[0], pair[1], runs_dir / pair[0].stem / f"seed{pair[1]}", overrides, threads), pairs):
+        for run_dir in pool.map(run_pair, pairs):
             print(f"done: {run_dir}", flush=True)
     runs = collect(runs_dir)
     runs.write_csv(args.out / "runs.csv")
     selections = collect_selections(runs_dir)
     if not selections.is_empty():
         selections.write_csv(args.out / "selection.csv")
-    table = results_table(runs, order=[config.stem for config in args.configs])
+    table = results_table(runs, order=names)
     command = shlex.join(["python", "-m", "negseq.experiments", *(sys.argv[1:] if len(sys.argv) > 1 else [])])
     header = f"# Results\n\nMean ± sd over seeds of the test metrics. Regenerate (finished runs are reused):\n\n    {command}\n\n"
     (args.out / "RESULTS.md").write_text(header + table)

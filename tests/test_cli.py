@@ -62,7 +62,7 @@ def test_the_shipped_config_is_the_default(tmp_path):
     args = ["--print_config"]
     default = subprocess.run([sys.executable, "-m", "negseq.fit", *args], capture_output=True, text=True, check=True).stdout
     shipped = subprocess.run(
-        [sys.executable, "-m", "negseq.fit", "--config", str(root / "experiments/ml-latest-small/pnfrec.yaml"), *args],
+        [sys.executable, "-m", "negseq.fit", "--config", str(root / "experiments/data/ml-latest-small.yaml"), "--config", str(root / "experiments/models/pnfrec.yaml"), *args],
         capture_output=True, text=True, check=True,
     ).stdout
 

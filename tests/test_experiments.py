@@ -1,4 +1,4 @@
-"""Every shipped config through the CLI, and the multi-seed runner that builds the results table."""
+"""Every shipped model and overlay fitted on ml-latest-small's composed data section, and the multi-seed runner."""
 
 from __future__ import annotations
 
@@ -7,31 +7,34 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+import yaml
 
 from negseq.experiments import collect, collect_selections, main as run_experiments, results_table
 from negseq.fit import main as fit_main
 
 ROOT = Path(__file__).parents[1]
-CONFIGS = sorted((ROOT / "experiments" / "ml-latest-small").glob("*.yaml")) + sorted((ROOT / "experiments" / "ml-latest-small" / "beyond").glob("*.yaml"))
+DATA = ROOT / "experiments" / "data" / "ml-latest-small.yaml"
+PNFREC = ROOT / "experiments" / "models" / "pnfrec.yaml"
+# each model alone, each beyond-the-paper overlay over PNFRec
+COMPOSITIONS = [[p] for p in sorted((ROOT / "experiments" / "models").glob("*.yaml"))] + [[PNFREC, p] for p in sorted((ROOT / "experiments" / "beyond").glob("*.yaml"))]
 TINY = ["--model.dim", "16", "--data.max_len", "10", "--trainer.max_epochs", "1", "--trainer.enable_model_summary", "false"]
 
 
-def test_the_seven_models_ship():
-    assert {c.stem for c in CONFIGS} >= {"pnfrec", "pnfrec_ce", "pnfrec_cl", "sasrec_p", "sasrec", "sasrec_c", "sasrec_negw"}
-
-
-@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.stem)
-def test_each_config_fits_and_tests(config, tmp_path, tiny_log):
-    metrics = fit_main(["--config", str(config), "--data.path", tiny_log, "--trainer.default_root_dir", str(tmp_path / "runs"), "--trainer.enable_progress_bar", "false", *TINY])
+@pytest.mark.slow
+@pytest.mark.parametrize("configs", COMPOSITIONS, ids=lambda configs: configs[-1].stem)
+def test_each_config_fits_and_tests(configs, tmp_path, tiny_log):
+    args = [arg for config in [DATA, *configs] for arg in ("--config", str(config))]
+    metrics = fit_main([*args, "--data.path", tiny_log, "--trainer.default_root_dir", str(tmp_path / "runs"), "--trainer.enable_progress_bar", "false", *TINY])
     assert metrics["test/n_users_pos"] + metrics["test/n_users_neg"] > 0
     (run_dir,) = (tmp_path / "runs").iterdir()
+    assert run_dir.name.endswith(configs[-1].stem)  # a run is named after its last config
     history = json.loads((run_dir / "history.jsonl").read_text().splitlines()[0])
     # the loss terms each model logs show which parts of the composite loss are on
-    model = config.read_text()
-    expected = {"train/loss_next"} if "history: all" in model else {"train/loss_pos"}
-    if "beta: 0.25" in model:
+    model = {key: value for config in configs for key, value in yaml.safe_load(config.read_text()).get("model", {}).items()}
+    expected = {"train/loss_next"} if model["history"] == "all" else {"train/loss_pos"}
+    if model["beta"]:
         expected.add("train/loss_contrast")
-    if "alpha: 0.45" in model:
+    if model["alpha"]:
         expected.add("train/loss_neg")
     assert {k for k in history if k.startswith("train/loss_")} == expected
 
@@ -117,8 +120,10 @@ def test_results_table_has_no_number_for_a_group_without_users():
     assert row.split(" | ")[1:] == ["0.5000 ± 0.0000", "**0.2500 ± 0.0000** |"]  # seed 1 of a has no user there: not a 0 in the mean; lower is better
 
 
+
+@pytest.mark.slow
 def test_runner_runs_every_pair_once_and_resumes(tmp_path, tiny_log):
-    configs = [str(ROOT / "experiments/ml-latest-small/sasrec_p.yaml"), str(ROOT / "experiments/ml-latest-small/pnfrec.yaml")]
+    configs = [str(ROOT / "experiments/models/sasrec_p.yaml"), str(ROOT / "experiments/models/pnfrec.yaml"), "--data", str(DATA)]
     out = tmp_path / "out"
     # an interrupted earlier run: partial files and no metrics.json, which must not survive
     stale = out / "runs" / "sasrec_p" / "seed43"
@@ -147,3 +152,35 @@ def test_collect_selections_one_row_per_candidate(tmp_path):
     frame = collect_selections(tmp_path / "runs")
     assert frame.select("seed", "negative_scoring", "chosen").rows() == [(1, 0.0, False), (1, 0.5, True), (2, 0.0, True), (2, 0.5, False)]
     assert frame.filter("chosen")["val/delta_ndcg@10"].to_list() == [0.1, 0.1]
+
+
+@pytest.mark.slow
+def test_runner_composes_data_base_and_overlay_and_takes_complete_configs(tmp_path, tiny_log):
+    overlay = ROOT / "experiments/beyond/pnfrec_plus.yaml"
+    run_experiments([str(overlay), "--data", str(DATA), "--base", str(PNFREC), "--seeds", "1", "--out", str(tmp_path / "a"), "--", "--data.path", tiny_log, *TINY])
+    config = yaml.safe_load((tmp_path / "a/runs/pnfrec_plus/seed42/config.yaml").read_text())
+    assert (config["model"]["alpha"], config["model"]["beta"], config["model"]["cosine"], config["model"]["temperature"]) == (0.45, 0.25, True, 0.1)
+    assert (config["data"]["validation_targets"], config["data"]["batch_size"], config["select_monitor"]) == ("all", 64, "val/delta_ndcg@10")
+    assert (tmp_path / "a/selection.csv").is_file()
+    # the positional form without --data: each config is complete
+    complete = tmp_path / "sasrec_c.yaml"
+    complete.write_text(DATA.read_text() + (ROOT / "experiments/models/sasrec_c.yaml").read_text())
+    run_experiments([str(complete), "--seeds", "1", "--out", str(tmp_path / "b"), "--", "--data.path", tiny_log, *TINY])
+    config = yaml.safe_load((tmp_path / "b/runs/sasrec_c/seed42/config.yaml").read_text())
+    assert (config["model"]["history"], config["model"]["cosine"], config["data"]["split"]) == ("all", True, "leave_last_out")
+
+
+def test_runner_refuses_two_configs_of_one_name(tmp_path, capsys):
+    (tmp_path / "other").mkdir()
+    twin = tmp_path / "other" / "pnfrec.yaml"
+    twin.write_text(PNFREC.read_text())
+    with pytest.raises(SystemExit) as exit:
+        run_experiments([str(PNFREC), str(twin), "--data", str(DATA), "--out", str(tmp_path / "out")])
+    assert exit.value.code == 2 and "['pnfrec']" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_runner_refuses_a_missing_data_config(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit:
+        run_experiments([str(PNFREC), "--data", str(tmp_path / "nope.yaml"), "--out", str(tmp_path / "out")])
+    assert exit.value.code == 2 and "nope.yaml" in capsys.readouterr().err

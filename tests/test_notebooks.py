@@ -44,7 +44,7 @@ def runs_root(tmp_path_factory) -> Path:
         patch.setenv("WANDB_MODE", "disabled")
         patch.setenv("WANDB_SILENT", "true")
         fit_main(["--data.path", str(log), "--trainer.default_root_dir", str(root), *FAST])
-        fit_main(["--config", str(ROOT / "experiments/ml-latest-small/sasrec.yaml"), "--data.path", str(log), "--trainer.default_root_dir", str(root), *FAST])
+        fit_main(["--config", str(ROOT / "experiments/data/ml-latest-small.yaml"), "--config", str(ROOT / "experiments/models/sasrec.yaml"), "--data.path", str(log), "--trainer.default_root_dir", str(root), *FAST])
     return root
 
 
@@ -113,7 +113,8 @@ def test_experiments_layout_and_runs_dir_lookup(runs_root, tmp_path, monkeypatch
      ("pnfrec_plus", "PNFRec + cosine contrast")],
 )
 def test_model_label_of_each_shipped_config(config, label):
-    model = yaml.safe_load((ROOT / "experiments" / "ml-latest-small" / f"{config}.yaml").read_text())["model"]
+    files = [ROOT / "experiments" / "models" / f"{config}.yaml"] if config != "pnfrec_plus" else [ROOT / "experiments" / "models" / "pnfrec.yaml", ROOT / "experiments" / "beyond" / "pnfrec_plus.yaml"]
+    model = {key: value for file in files for key, value in yaml.safe_load(file.read_text())["model"].items()}  # composed as --config does
     assert analysis.model_label(model) == label
 
 

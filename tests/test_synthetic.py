@@ -112,7 +112,7 @@ def hr_n(config: str, path: Path, seed: int, root: Path) -> float:
     from negseq.fit import main as fit_main
 
     metrics = fit_main([
-        "--config", str(ROOT / "experiments" / "ml-latest-small" / f"{config}.yaml"), "--data.path", str(path),
+        "--config", str(ROOT / "experiments" / "data" / "ml-latest-small.yaml"), "--config", str(ROOT / "experiments" / "models" / f"{config}.yaml"), "--data.path", str(path),
         "--data.max_len", "20", "--data.batch_size", "64", "--model.dim", "32", "--model.lr", "0.005",
         "--trainer.max_epochs", "4", "--early_stopping.patience", "100", "--seed_everything", str(seed),
         "--trainer.logger", "false", "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",

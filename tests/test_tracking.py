@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 from negseq import analysis, layout, tracking
-from negseq.offline_runs import read_offline_run
 from negseq.fit import main as fit_main
+from offline_runs import read_offline_run  # tests/offline_runs.py
 
 ROOT = Path(__file__).parents[1]
 FAST = ["--model.dim", "16", "--data.max_len", "10", "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
@@ -348,3 +348,5 @@ def test_sweep_calls_the_fit_with_arguments_it_accepts():
     config = yaml.safe_load(printed)
     assert {f"model.{k}": v for k, v in config["model"].items() if f"model.{k}" in values} == values
     assert config["trainer"]["enable_progress_bar"] is False
+    configs = [part for flag, part in zip(command, command[1:]) if flag == "--config"]
+    assert configs == ["experiments/data/ml-latest-small.yaml", "experiments/models/pnfrec.yaml"] and all((ROOT / c).is_file() for c in configs)
