@@ -4,7 +4,7 @@ With ``--select_negative_scoring [0, 0.5, 1]`` the validation pass is made once 
 the best weight on ``--select_monitor`` (validation only) is used for the test and the
 recommendations (:mod:`negseq.selection`).
 
-The last line of output is the run directory, holding metrics.json, recommendations.parquet,
+The last line of output is the run directory, holding metrics.json, recommendations.parquet, per_user.parquet,
 config.yaml, history.jsonl and checkpoints/ (best.ckpt, last.ckpt).
 """
 
@@ -16,7 +16,7 @@ from typing import Optional
 import torch
 
 from negseq.cli import NegSeqCLI, run_cli
-from negseq.results import best_epoch, format_table, recommendations_frame, write_metrics, write_selection
+from negseq.results import best_epoch, format_table, per_user_frame, recommendations_frame, write_metrics, write_selection
 from negseq.selection import check_selection, choose, validate_each
 from negseq.tracking import finish_wandb, log_test_summary
 
@@ -54,6 +54,7 @@ def main(args: Optional[list[str]] = None) -> dict:
     if not trainer.is_global_zero:
         return {}
     recommendations_frame(predictions, data).write_parquet(run_dir / "recommendations.parquet")
+    per_user_frame(predictions, data, model.hparams.k).write_parquet(run_dir / "per_user.parquet")
     metrics = write_metrics(run_dir, validation[chosen], test_results, best_epoch(best), fit_seconds, weights[chosen])
     if len(weights) > 1:
         write_selection(run_dir, weights, validation, monitor, chosen)

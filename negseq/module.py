@@ -418,9 +418,16 @@ class NegSeqModule(L.LightningModule):
         self._log_stage("test")
 
     def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
-        """Top-k recommendations (encoded ids) for each user of the batch."""
-        _, scores, items = self._rank_batch(batch)
-        return {"user": batch["user"], "items": items, "scores": scores}
+        """Top-k recommendations (encoded ids) for each user of the batch, and the held-out target's rank and sign.
+
+        ``rank`` is exact up to ``k`` and ``inf`` for a target that cannot be ranked (as in the metrics);
+        a rank above ``k`` is only a lower bound.
+        """
+        ranks, scores, items = self._rank_batch(batch)
+        return {
+            "user": batch["user"], "items": items, "scores": scores,
+            "target": batch["target"], "target_positive": batch["target_positive"], "rank": ranks,
+        }
 
     # -- checkpoints --
 

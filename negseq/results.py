@@ -1,7 +1,8 @@
 """The plain files every run leaves in its directory, so that notebooks and tables read files.
 
 ``history.jsonl`` (one line per epoch), ``metrics.json`` (final test metrics),
-``recommendations.parquet`` (top-k per test user, original ids); ``config.yaml`` and the
+``recommendations.parquet`` (top-k per test user, original ids), ``per_user.parquet`` (each test
+user's held-out target, its sign and its rank, for paired comparisons: :mod:`negseq.paired`); ``config.yaml`` and the
 checkpoints are written by Lightning's own callbacks.
 """
 
@@ -103,6 +104,20 @@ def recommendations_frame(predictions: list[dict[str, torch.Tensor]], datamodule
     keep = items.flatten() > 0  # a slot with no recommendable item
     decoded = datamodule.decode(users.repeat_interleave(k)[keep].tolist(), items.flatten()[keep].tolist())
     return decoded.with_columns(rank=pl.Series(ranks[keep].tolist(), dtype=pl.Int32), score=pl.Series(scores.flatten()[keep].tolist(), dtype=pl.Float32))
+
+
+def per_user_frame(predictions: list[dict[str, torch.Tensor]], datamodule, k: int) -> pl.DataFrame:
+    """``user_id, item_id, positive, rank`` per test user from ``predict_step`` outputs: the held-out target
+    in original ids, whether it was liked, and its rank (Int32 1..k; null when outside the top ``k`` or unrankable)."""
+    users = torch.cat([batch["user"] for batch in predictions])  # (U,)
+    order = users.argsort(stable=True)
+    targets = torch.cat([batch["target"] for batch in predictions])[order]  # (U,)
+    positive = torch.cat([batch["target_positive"] for batch in predictions])[order]  # (U,)
+    ranks = torch.cat([batch["rank"] for batch in predictions])[order]  # (U,) float, inf when unrankable
+    rank = [int(r) if r <= k else None for r in ranks.tolist()]
+    return datamodule.decode(users[order].tolist(), targets.tolist()).with_columns(
+        positive=pl.Series(positive.bool().tolist(), dtype=pl.Boolean), rank=pl.Series(rank, dtype=pl.Int32)
+    )
 
 
 def format_table(metrics: dict) -> str:
