@@ -118,23 +118,24 @@ def compare(paired: pl.DataFrame, k: int, resamples: int = 10_000, seed: int = 0
     The verdict is ``a_better`` or ``b_better`` when the interval excludes 0 (on the side that is better for
     the metric: lower for HR_n and NDCG_n), else ``no_difference``. ``seed`` makes the resamples reproducible.
     """
-    rng = np.random.default_rng(seed)
     n_seeds = paired["seed"].n_unique()
-    seed_draws = rng.integers(0, n_seeds, size=(resamples, n_seeds))  # (R, S), shared by every metric and group
+    seed_draws = np.random.default_rng(seed).integers(0, n_seeds, size=(resamples, n_seeds))  # (R, S), shared by every metric and group
     tails = [(1 - confidence) / 2, (1 + confidence) / 2]
+
+    def group(gain: str, positive: bool) -> tuple[float, float, np.ndarray]:
+        """A's mean, B's mean and the (R,) resampled mean differences of one target-sign group."""
+        a, b = (_by_seed(paired, positive, f"{gain}_{model}") for model in "ab")  # (S, U) each
+        # a generator per group, the same for every gain: the users drawn for HR are those drawn for NDCG
+        resampled = _resampled_means(a - b, seed_draws, np.random.default_rng([seed, int(positive)]))
+        return (a.mean(), b.mean(), resampled) if a.size else (np.nan, np.nan, resampled)
+
     rows = []
     for metric in paired_metrics(k):
-        parts = {}
-        for sign, positive in (("pos", True), ("neg", False)):
-            if metric.sign in (sign, "delta"):
-                a, b = (_by_seed(paired, positive, f"{metric.gain}_{model}") for model in "ab")
-                # the same generator state for every metric: a metric's resampled users are those of the others
-                parts[sign] = (a.mean() if a.size else np.nan, b.mean() if b.size else np.nan, _resampled_means(a - b, seed_draws, np.random.default_rng([seed, int(positive)])))
         if metric.sign == "delta":
-            (a_pos, b_pos, d_pos), (a_neg, b_neg, d_neg) = parts["pos"], parts["neg"]
+            (a_pos, b_pos, d_pos), (a_neg, b_neg, d_neg) = group(metric.gain, True), group(metric.gain, False)
             a_mean, b_mean, resampled = a_pos - a_neg, b_pos - b_neg, d_pos - d_neg
         else:
-            a_mean, b_mean, resampled = parts[metric.sign]
+            a_mean, b_mean, resampled = group(metric.gain, metric.sign == "pos")
         low, high = np.quantile(resampled, tails) if np.isfinite(resampled).all() else (np.nan, np.nan)
         better_if = 1 if metric.higher_is_better else -1
         worst, best = sorted((better_if * low, better_if * high))  # the interval in "A better by" units

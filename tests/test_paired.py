@@ -117,3 +117,13 @@ def test_no_disliked_targets_leaves_negative_metrics_undefined():
     rows = by_metric(compare(pair(*(frame.filter("positive") for frame in (a, b))), k=10, resamples=10))
     assert math.isnan(rows["HR_n@10"]["a"]) and rows["HR_n@10"]["verdict"] == "no_difference"
     assert not math.isnan(rows["HR_p@10"]["a"])
+
+
+def test_interval_holds_the_spread_between_seeds():
+    # A hits every liked target in seed 0 and none in seed 1, B never: no spread within a seed, all of it between seeds
+    positive = [True] * 50
+    a = per_user({0: [1] * 50, 1: [None] * 50}, positive)
+    b = per_user({0: [None] * 50, 1: [None] * 50}, positive)
+    row = by_metric(compare(pair(a, b), k=10, resamples=2000))["HR_p@10"]
+    assert row["diff"] == 0.5
+    assert (row["ci_low"], row["ci_high"]) == (0.0, 1.0) and row["verdict"] == "no_difference"
