@@ -132,12 +132,8 @@ def results_table(runs: pl.DataFrame, order: list[str] | None = None, k: int | N
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> None:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    overrides = argv[argv.index("--") + 1 :] if "--" in argv else []
-    argv = argv[: argv.index("--")] if "--" in argv else argv
-    parser = argparse.ArgumentParser(prog="python -m negseq.experiments", description=__doc__.split("\n\n")[0])
-    parser.add_argument("configs", nargs="+", type=Path, help="negseq.fit YAML configs, one run name (table column) each")
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of how configs are composed and seeded, shared by this runner and ``negseq.compare``."""
     parser.add_argument("--data", type=Path, help="data config given first to every run (e.g. experiments/data/ml-1m.yaml)")
     parser.add_argument(
         "--base", type=Path, action="append", default=[],
@@ -145,13 +141,28 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--seeds", type=int, default=5, help="seeds per config (default 5)")
     parser.add_argument("--first_seed", type=int, default=42, help="seeds are first_seed, first_seed + 1, ...")
-    parser.add_argument("--out", type=Path, default=Path("runs/experiments"), help="holds runs/, runs.csv and RESULTS.md")
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time (each gets cores / jobs threads)")
-    args = parser.parse_args(argv)
+
+
+def shared_configs(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[Path]:
+    """``--data`` then the ``--base`` configs, given before each run's own; every named config must exist."""
     shared = ([args.data] if args.data else []) + args.base
     for config in [*shared, *args.configs]:
         if not config.is_file():
             parser.error(f"config not found: {config}")
+    return shared
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    overrides = argv[argv.index("--") + 1 :] if "--" in argv else []
+    argv = argv[: argv.index("--")] if "--" in argv else argv
+    parser = argparse.ArgumentParser(prog="python -m negseq.experiments", description=__doc__.split("\n\n")[0])
+    parser.add_argument("configs", nargs="+", type=Path, help="negseq.fit YAML configs, one run name (table column) each")
+    parser.add_argument("--out", type=Path, default=Path("runs/experiments"), help="holds runs/, runs.csv and RESULTS.md")
+    add_run_arguments(parser)
+    args = parser.parse_args(argv)
+    shared = shared_configs(args, parser)
     names = [config.stem for config in args.configs]
     if len(set(names)) < len(names):
         parser.error(f"configs share a file name, hence a run directory: {sorted({n for n in names if names.count(n) > 1})}")

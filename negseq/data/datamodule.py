@@ -70,6 +70,12 @@ class FeedbackDataModule(L.LightningDataModule):
             the shipped configs of each dataset set their threshold explicitly.
         split: ``leave_last_out`` (each user's last event held out), ``temporal`` (the paper's
             global 0.9-quantile cut) or ``presplit`` (files prepared elsewhere).
+        holdout: which users ``leave_last_out`` evaluates. ``half_users`` (the paper, and every
+            published table so far): users are split 50/50 (``split_seed``) into validation and test
+            users, each holding out their last event. ``every_user`` (the common SASRec
+            leave-one-out, about twice the test users, for decisions with more power): every user
+            with 3 or more events is a test user (target: the last event) and a validation user
+            (target: the event before it); training has the events before both.
         max_len: sequence length L; training keeps the last L + 1 items of each sequence.
         min_item_users: keep items with at least this many distinct users (not for presplit).
         min_user_items: then keep users with at least this many distinct items (not for presplit).
@@ -97,6 +103,7 @@ class FeedbackDataModule(L.LightningDataModule):
         time_col: Optional[str] = None,
         threshold: Optional[float] = 4.0,
         split: Literal["leave_last_out", "temporal", "presplit"] = "leave_last_out",
+        holdout: Literal["half_users", "every_user"] = "half_users",
         max_len: int = 50,
         min_item_users: int = 5,
         min_user_items: int = 5,
@@ -111,12 +118,17 @@ class FeedbackDataModule(L.LightningDataModule):
             raise DataError(f"unknown split {split!r}; expected one of {list(splits.SPLITS)}")
         if validation_targets not in splits.VALIDATION_TARGETS:
             raise DataError(f"unknown validation_targets {validation_targets!r}; expected one of {list(splits.VALIDATION_TARGETS)}")
+        if holdout not in splits.HOLDOUTS:
+            raise DataError(f"unknown holdout {holdout!r}; expected one of {list(splits.HOLDOUTS)}")
+        if holdout != "half_users" and split != "leave_last_out":
+            raise DataError(f"holdout {holdout!r} applies to split 'leave_last_out', not {split!r}; drop --data.holdout or use --data.split leave_last_out")
         if max_len < 1:
             raise DataError(f"max_len must be at least 1, got {max_len}")
         self.path = Path(path) if path else embedded_ratings()
         self.columns = dict(format=format, user_col=user_col, item_col=item_col, feedback_col=feedback_col, time_col=time_col)
         self.threshold = threshold
         self.split_name = split
+        self.holdout = holdout
         self.max_len = max_len
         self.min_item_users = min_item_users
         self.min_user_items = min_user_items
@@ -153,8 +165,10 @@ class FeedbackDataModule(L.LightningDataModule):
             )
         else:
             events = splits.filter_cores(self._read(self.path), self.min_item_users, self.min_user_items, self.path)
-            split_events = splits.temporal if self.split_name == "temporal" else splits.leave_last_out
-            split = split_events(events, self.split_seed, self.validation_targets)
+            if self.split_name == "temporal":
+                split = splits.temporal(events, self.split_seed, self.validation_targets)
+            else:
+                split = splits.leave_last_out(events, self.split_seed, self.validation_targets, self.holdout)
         if split.train.height == 0:
             raise DataError(f"{self.path}: the {self.split_name} split leaves no training events; use a larger log or another --data.split")
         return split

@@ -22,6 +22,7 @@ log = logging.getLogger("negseq")
 
 SPLITS = ("leave_last_out", "temporal", "presplit")
 VALIDATION_TARGETS = ("positive", "all")
+HOLDOUTS = ("half_users", "every_user")
 PRESPLIT_FILES = ("train.parquet", "validation.parquet", "test.parquet")
 
 
@@ -162,13 +163,37 @@ def _validation_users(validation: pl.DataFrame, validation_targets: str) -> pl.D
     return validation.filter(pl.col("user").is_in(liked.implode()))
 
 
-def leave_last_out(frame: pl.DataFrame, seed: int, validation_targets: str = "positive") -> Split:
-    """Each user's last event is held out; users are split 50/50 into validation and test."""
+def leave_last_out(frame: pl.DataFrame, seed: int, validation_targets: str = "positive", holdout: str = "half_users") -> Split:
+    """Each user's last event is held out.
+
+    ``holdout="half_users"`` (the paper): users are split 50/50 into validation and test.
+    ``"every_user"``: every user is both (:func:`_every_user_frames`), about twice the test users.
+    """
+    if holdout not in HOLDOUTS:
+        raise DataError(f"unknown holdout {holdout!r}; expected one of {list(HOLDOUTS)}")
     item_ids, user_ids = _vocabulary(frame["item"]), _vocabulary(frame["user"])
     events = _mark_last_event(_encode(frame, item_ids, user_ids))
+    if holdout == "every_user":
+        return Split(*_every_user_frames(events, validation_targets), item_ids, user_ids)
     validation, test = _evaluation_frames(events, seed, validation_targets)
     train = events.filter(~pl.col("is_target")).drop("is_target")
     return Split(train, validation, test, item_ids, user_ids)
+
+
+def _every_user_frames(events: pl.DataFrame, validation_targets: str) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """(train, validation, test) of the common SASRec leave-one-out, for ``events`` in event order with the last one marked.
+
+    Every user with at least 3 events is a test user (target: the last event, history: all before it)
+    and a validation user (target: the event before the test target, history: the events before that);
+    training has the events before the validation target. Users with fewer events are training only.
+    """
+    from_end = pl.len().over("user") - 1 - pl.int_range(pl.len()).over("user")  # 0 = the user's last event
+    events = events.with_columns(from_end=from_end, evaluated=pl.len().over("user") >= 3)
+    test = events.filter("evaluated")
+    validation = test.filter(pl.col("from_end") >= 1).with_columns(is_target=pl.col("from_end") == 1)
+    train = events.filter(~pl.col("evaluated") | (pl.col("from_end") >= 2)).drop("is_target")
+    validation, test, train = (frame.drop("from_end", "evaluated") for frame in (validation, test, train))
+    return train, _validation_users(validation, validation_targets), test
 
 
 def temporal(frame: pl.DataFrame, seed: int, validation_targets: str = "positive", quantile: float = 0.9) -> Split:

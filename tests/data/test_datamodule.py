@@ -217,3 +217,15 @@ def test_embedded_default():
 def test_unknown_validation_targets_is_a_data_error():
     with pytest.raises(DataError, match="unknown validation_targets 'negative'; expected one of \\['positive', 'all'\\]"):
         FeedbackDataModule(validation_targets="negative")
+
+
+def test_holdout_every_user_evaluates_every_user():
+    data = FeedbackDataModule(max_len=10, holdout="every_user", validation_targets="all")
+    assert len(data.test_sequences) == len(data.validation_sequences) == 610  # half_users: 305 test users (test_embedded_default)
+
+
+def test_holdout_needs_leave_last_out():
+    with pytest.raises(DataError, match="holdout 'every_user' applies to split 'leave_last_out', not 'temporal'"):
+        FeedbackDataModule(split="temporal", holdout="every_user")
+    with pytest.raises(DataError, match="unknown holdout 'all'"):
+        FeedbackDataModule(holdout="all")

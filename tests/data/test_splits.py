@@ -227,6 +227,52 @@ def test_leave_last_out_ml_latest_small_seed(embedded_events, embedded_split):
     assert other.train.equals(embedded_split.train)  # the seed only moves users between validation and test
 
 
+# -- leave_last_out, holdout every_user (the SASRec leave-one-out) --
+
+
+def test_every_user_hand_made(signed_log):
+    split = splits.leave_last_out(signed_log(LLO_ROWS), seed=0, validation_targets="all", holdout="every_user")
+    # a and b have 3 events: test target the last, validation target the one before; c..f (2 events) only train
+    assert targets_of(split, split.test) == {"a": LLO_TARGETS["a"], "b": LLO_TARGETS["b"]}
+    assert targets_of(split, split.validation) == {"a": ("i3", 20, 3, True), "b": ("i4", 50, 4, True)}
+    everything = {(u, i, t, r) for r, (u, i, _, t) in enumerate(LLO_ROWS)}
+    assert event_set(decoded(split, split.test)) == {e for e in everything if e[0] in "ab"}
+    assert event_set(decoded(split, split.validation)) == {e for e in everything if e[0] in "ab"} - {("a", "i2", 30, 2), ("b", "i3", 50, 5)}
+    assert event_set(decoded(split, split.train)) == everything - {("a", "i2", 30, 2), ("b", "i3", 50, 5), ("a", "i3", 20, 3), ("b", "i4", 50, 4)}
+
+
+def test_every_user_validation_targets_positive_drops_disliked_validation_targets(signed_log):
+    rows = LLO_ROWS + [("g", "i2", 5.0, 1), ("g", "i4", 1.0, 2), ("g", "i1", 5.0, 3)]  # g's validation target is disliked
+    split = splits.leave_last_out(signed_log(rows), seed=0, holdout="every_user")
+    assert set(decoded(split, split.test)["user"].unique()) == {"a", "b", "g"}
+    assert set(decoded(split, split.validation)["user"].unique()) == {"a", "b"}
+
+
+def test_every_user_ml_latest_small_invariants(embedded_events):
+    split = splits.leave_last_out(embedded_events, seed=42, validation_targets="all", holdout="every_user")
+    assert (embedded_events.group_by("user").len()["len"] >= 3).all()
+    # so every user is a test and a validation user, with one target each
+    for frame in (split.test, split.validation):
+        assert frame["user"].n_unique() == 610
+        assert (frame.group_by("user").agg(pl.col("is_target").sum())["is_target"] == 1).all()
+    assert split.train.height + 2 * 610 == embedded_events.height
+    # in time order (event order), the validation target is the event just before the test target
+    for frame in (split.train, split.validation, split.test):
+        assert frame.equals(frame.sort("user", "time", "row"))
+    test_last = split.test.group_by("user", maintain_order=True).agg(pl.col("row").last(), pl.col("is_target").last(), pl.col("row").get(pl.len() - 2).alias("before"))
+    assert test_last["is_target"].all()
+    validation_last = split.validation.group_by("user", maintain_order=True).agg(pl.col("row").last(), pl.col("is_target").last(), pl.len())
+    assert validation_last["is_target"].all()
+    assert validation_last.join(test_last, on="user").select((pl.col("row") == pl.col("before")).all()).item()
+    # validation history = test history minus the validation target; training = events before the validation target
+    assert event_set(split.validation) == event_set(split.test) - event_set(split.test.filter("is_target"))
+    assert event_set(split.train) == event_set(split.validation) - event_set(split.validation.filter("is_target"))
+    # the paper's validation keeps the users whose validation target is liked; test users are the same
+    positive = splits.leave_last_out(embedded_events, seed=42, holdout="every_user")
+    assert positive.test.equals(split.test)
+    assert set(positive.validation["user"].unique()) == set(split.validation.filter(pl.col("is_target") & pl.col("positive"))["user"])
+
+
 # -- temporal --
 
 

@@ -426,6 +426,7 @@ def test_whole_history_models_rank_from_the_mixed_history():
         module.validation_step({**batch, "positives": torch.zeros_like(SEQUENCES)}, 0)
         prediction = module.predict_step({**batch, "user": torch.tensor([0, 1]), "positives": torch.zeros_like(SEQUENCES)}, 0)
     assert torch.equal(prediction["items"], reference[2])
+    assert torch.equal(prediction["target"], batch["target"]) and torch.equal(prediction["target_positive"], batch["target_positive"])
     assert module.metrics["val"]["hr@5"].n_pos.item() == 1 and module.metrics["val"]["hr@5"].n_neg.item() == 1
 
 

@@ -1,0 +1,106 @@
+"""``python -m negseq.compare``: two configs on the same split and seeds, and a paired bootstrap interval per metric.
+
+    python -m negseq.compare A.yaml B.yaml --seeds 10 --out runs/a_vs_b [--data D.yaml] [--base M.yaml] [--jobs 2] [-- --data.holdout every_user]
+
+Both configs run through ``negseq.experiments``' runner (``OUT/runs/<config>/seed<seed>/``; finished
+runs are reused), with the overrides after ``--`` given to both. Each test user's gains of A and B
+are paired by (seed, user) (:mod:`negseq.paired`). ``OUT/COMPARE.md`` gets the table; the last
+line of output is one JSON object for NDCG_p@k.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import polars as pl
+
+from negseq.cli import run_cli
+from negseq.errors import ConfigError
+from negseq.experiments import add_run_arguments, run_one, shared_configs
+from negseq.layout import run_cutoff
+from negseq.paired import compare, pair
+
+
+def load_runs(run_dirs: dict[int, Path]) -> tuple[pl.DataFrame, int]:
+    """The per_user.parquet of each seed's run, with a ``seed`` column, and the runs' cut-off ``k``."""
+    frames, ks = [], set()
+    for seed, run_dir in run_dirs.items():
+        if not (run_dir / "per_user.parquet").is_file():
+            raise ConfigError(f"{run_dir}: no per_user.parquet (a run made before runs wrote it); delete the run directory to rerun it")
+        ks.add(run_cutoff(json.loads((run_dir / "metrics.json").read_text())))
+        frames.append(pl.read_parquet(run_dir / "per_user.parquet").with_columns(seed=pl.lit(seed, dtype=pl.Int64)))
+    if len(ks) > 1:
+        raise ConfigError(f"runs under {run_dir.parent} were cut at different k {sorted(ks)}; rerun them with one --model.k")
+    return pl.concat(frames), ks.pop()
+
+
+def markdown(table: pl.DataFrame, a: str, b: str, seeds: list[int], users: int, command: str) -> str:
+    """COMPARE.md: how it was made, and a row per metric."""
+    lines = [
+        f"# {a} (A) vs {b} (B)",
+        "",
+        f"Seeds {seeds[0]}..{seeds[-1]} ({len(seeds)}), {users} test users per seed. Mean of the per-user gains over every",
+        "(seed, user); difference A - B with a 95 % bootstrap interval (seeds, and users within each seed, resampled).",
+        "A verdict needs an interval that excludes 0; HR_n and NDCG_n are better lower. Regenerate (finished runs are reused):",
+        "",
+        f"    {command}",
+        "",
+        "| metric | A mean | B mean | difference | 95 % interval | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in table.iter_rows(named=True):
+        lines.append(
+            f"| {row['label']} | {row['a']:.4f} | {row['b']:.4f} | {row['diff']:+.4f} | [{row['ci_low']:+.4f}, {row['ci_high']:+.4f}] | {row['verdict']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Run (or reuse) both configs' runs, compare them, write COMPARE.md; returns the NDCG_p@k summary printed last."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = shlex.join(["python", "-m", "negseq.compare", *argv])
+    overrides = argv[argv.index("--") + 1 :] if "--" in argv else []
+    argv = argv[: argv.index("--")] if "--" in argv else argv
+    parser = argparse.ArgumentParser(prog="python -m negseq.compare", description=__doc__.split("\n\n")[0])
+    parser.add_argument("a", type=Path, help="negseq.fit YAML config of model A")
+    parser.add_argument("b", type=Path, help="negseq.fit YAML config of model B (the reference)")
+    parser.add_argument("--out", type=Path, required=True, help="holds runs/ and COMPARE.md")
+    parser.add_argument("--resamples", type=int, default=10_000, help="bootstrap resamples (default 10000)")
+    add_run_arguments(parser)
+    args = parser.parse_args(argv)
+    args.configs = [args.a, args.b]
+    shared = shared_configs(args, parser)
+    if args.a.stem == args.b.stem:
+        raise ConfigError(f"both configs are named {args.a.stem!r}; their runs would share OUT/runs/{args.a.stem}: copy one under another name")
+    if args.seeds < 1 or args.resamples < 1:
+        raise ConfigError(f"--seeds and --resamples must be positive, got {args.seeds} and {args.resamples}")
+    seeds = [args.first_seed + i for i in range(args.seeds)]
+    threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else None
+    runs = {config: {seed: args.out / "runs" / config.stem / f"seed{seed}" for seed in seeds} for config in (args.a, args.b)}
+    jobs = [(config, seed, run_dir) for config, by_seed in runs.items() for seed, run_dir in by_seed.items()]
+    with ThreadPoolExecutor(args.jobs) as pool:
+        for run_dir in pool.map(lambda job: run_one([*shared, job[0]], *job[1:], overrides, threads), jobs):
+            print(f"done: {run_dir}", flush=True)
+    (a, k), (b, k_b) = load_runs(runs[args.a]), load_runs(runs[args.b])
+    if k != k_b:
+        raise ConfigError(f"A was evaluated at k={k} and B at k={k_b}; give both the same --model.k")
+    paired = pair(a, b)
+    table = compare(paired, k, resamples=args.resamples)
+    users = paired["user_id"].n_unique()
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "COMPARE.md").write_text(markdown(table, args.a.stem, args.b.stem, seeds, users, command))
+    print(table.select("label", "a", "b", "diff", "ci_low", "ci_high", "verdict"))
+    ndcg = table.row(by_predicate=pl.col("metric") == f"test/ndcg_p@{k}", named=True)
+    summary = {key: ndcg[key] for key in ("metric", "a", "b", "diff", "ci_low", "ci_high", "verdict")} | {"seeds": len(seeds), "users": users}
+    print(json.dumps(summary), flush=True)
+    return summary
+
+
+if __name__ == "__main__":
+    run_cli(main)

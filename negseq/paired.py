@@ -1,0 +1,147 @@
+"""Paired comparison of two models on the same test users and seeds, with bootstrap intervals.
+
+Pure functions on the ``per_user.parquet`` frames runs write (``user_id, item_id, positive, rank``)
+with a ``seed`` column added: :func:`pair` lines up model A's and model B's rows for each
+(seed, user), :func:`compare` gives each metric's means, their difference A - B and a bootstrap
+95 % interval of it. ``python -m negseq.compare`` is the command around them.
+
+The interval is a two-level bootstrap: each resample draws the seeds with replacement and, inside
+each drawn seed, that seed's users with replacement (liked-target and disliked-target users apart,
+so each group keeps its size). Users alone would leave out how much a whole run moves with its
+seed, which on small logs is larger than the differences being decided.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from negseq.errors import NegSeqError
+
+GAINS = ("hit", "ndcg", "rr")
+
+
+@dataclass(frozen=True)
+class PairedMetric:
+    """A row of the comparison: ``sign`` is the target group (``pos``, ``neg``) or ``delta`` (pos mean - neg mean)."""
+
+    label: str  # as in the tables, e.g. HR_p@10
+    name: str  # as in metrics.json, e.g. test/hr_p@10
+    gain: str
+    sign: str
+    higher_is_better: bool
+
+
+def paired_metrics(k: int) -> tuple[PairedMetric, ...]:
+    """The metrics compared, named with the runs' cut-off ``k``."""
+    return (
+        PairedMetric(f"HR_p@{k}", f"test/hr_p@{k}", "hit", "pos", True),
+        PairedMetric(f"NDCG_p@{k}", f"test/ndcg_p@{k}", "ndcg", "pos", True),
+        PairedMetric(f"HR_n@{k}", f"test/hr_n@{k}", "hit", "neg", False),
+        PairedMetric(f"NDCG_n@{k}", f"test/ndcg_n@{k}", "ndcg", "neg", False),
+        PairedMetric(f"Delta_HR@{k}", f"test/delta_hr@{k}", "hit", "delta", True),
+        PairedMetric(f"Delta_NDCG@{k}", f"test/delta_ndcg@{k}", "ndcg", "delta", True),
+    )
+
+
+class PairingError(NegSeqError):
+    """The two models' runs were not evaluated on the same test users, targets and seeds."""
+
+
+def gains(per_user: pl.DataFrame) -> pl.DataFrame:
+    """Add each user's gains from ``rank`` (null = not in the top k: 0): ``hit``, ``ndcg`` = 1/log2(rank+1), ``rr`` = 1/rank."""
+    rank = pl.col("rank").cast(pl.Float64)
+    return per_user.with_columns(
+        hit=pl.col("rank").is_not_null().cast(pl.Float64),
+        ndcg=(1.0 / (rank + 1.0).log(2)).fill_null(0.0),
+        rr=(1.0 / rank).fill_null(0.0),
+    )
+
+
+def pair(a: pl.DataFrame, b: pl.DataFrame) -> pl.DataFrame:
+    """One row per (seed, user) with ``positive`` and each gain of A and of B (``hit_a``, ``hit_b``, ...).
+
+    Both frames are per_user frames with a ``seed`` column. A (seed, user) in one and not the other,
+    or a user whose held-out target differs between the two, is an error: the pairing needs the same split.
+    """
+    keys = ["seed", "user_id"]
+    for name, frame in (("A", a), ("B", b)):
+        duplicated = frame.select(keys).is_duplicated()
+        if duplicated.any():
+            raise PairingError(f"model {name}: {int(duplicated.sum())} rows repeat a (seed, user_id); expected one test target per user and seed")
+    joined = gains(a).join(gains(b), on=keys, how="full", suffix="_b", coalesce=True)
+    unpaired = joined.filter(pl.col("item_id").is_null() | pl.col("item_id_b").is_null())
+    if unpaired.height:
+        example = unpaired.row(0, named=True)
+        raise PairingError(
+            f"{unpaired.height} (seed, user) pairs are in one model's per_user.parquet only (e.g. seed {example['seed']}, user "
+            f"{example['user_id']!r}); run both models on the same data and split (--data.* and split_seed alike)"
+        )
+    different = joined.filter((pl.col("item_id") != pl.col("item_id_b")) | (pl.col("positive") != pl.col("positive_b")))
+    if different.height:
+        raise PairingError(f"{different.height} users have a different held-out target in A and B; run both on the same data and split")
+    renamed = {gain: f"{gain}_a" for gain in GAINS}
+    return joined.rename(renamed).select(*keys, "positive", *[f"{gain}_{model}" for gain in GAINS for model in "ab"]).sort(keys)
+
+
+def _by_seed(paired: pl.DataFrame, positive: bool, column: str) -> np.ndarray:
+    """``(S, U)`` values of ``column`` for the users of one target sign, a row per seed (same users in every seed)."""
+    group = paired.filter(pl.col("positive") == positive)
+    if group.is_empty():
+        return np.empty((1, 0))
+    users = group.group_by("seed").agg(pl.col("user_id").sort())["user_id"]
+    if users.n_unique() > 1:
+        raise PairingError("the seeds' runs have different test users; every seed must use the same split (same --data.split_seed)")
+    return group.sort("seed", "user_id")[column].to_numpy().reshape(users.len(), -1)
+
+
+def _resampled_means(values: np.ndarray, seed_draws: np.ndarray, rng: np.random.Generator, chunk_cells: int = 20_000_000) -> np.ndarray:
+    """``(R,)`` means of ``values`` (S, U) over resamples: seeds as ``seed_draws`` (R, S), users drawn anew in each drawn seed."""
+    n_resamples, n_seeds = seed_draws.shape
+    n_users = values.shape[1]
+    if n_users == 0:
+        return np.full(n_resamples, np.nan)
+    means = np.empty(n_resamples)
+    step = max(1, chunk_cells // (n_seeds * n_users))
+    for start in range(0, n_resamples, step):
+        seeds = seed_draws[start : start + step, :, None]  # (r, S, 1)
+        users = rng.integers(0, n_users, size=(len(seeds), n_seeds, n_users))  # (r, S, U)
+        means[start : start + step] = values[seeds, users].mean(axis=(1, 2))
+    return means
+
+
+def compare(paired: pl.DataFrame, k: int, resamples: int = 10_000, seed: int = 0, confidence: float = 0.95) -> pl.DataFrame:
+    """Per metric: A's and B's means over all (seed, user) rows of its group, ``diff`` = A - B, its bootstrap interval and a verdict.
+
+    The verdict is ``a_better`` or ``b_better`` when the interval excludes 0 (on the side that is better for
+    the metric: lower for HR_n and NDCG_n), else ``no_difference``. ``seed`` makes the resamples reproducible.
+    """
+    n_seeds = paired["seed"].n_unique()
+    seed_draws = np.random.default_rng(seed).integers(0, n_seeds, size=(resamples, n_seeds))  # (R, S), shared by every metric and group
+    tails = [(1 - confidence) / 2, (1 + confidence) / 2]
+
+    def group(gain: str, positive: bool) -> tuple[float, float, np.ndarray]:
+        """A's mean, B's mean and the (R,) resampled mean differences of one target-sign group."""
+        a, b = (_by_seed(paired, positive, f"{gain}_{model}") for model in "ab")  # (S, U) each
+        # a generator per group, the same for every gain: the users drawn for HR are those drawn for NDCG
+        resampled = _resampled_means(a - b, seed_draws, np.random.default_rng([seed, int(positive)]))
+        return (a.mean(), b.mean(), resampled) if a.size else (np.nan, np.nan, resampled)
+
+    rows = []
+    for metric in paired_metrics(k):
+        if metric.sign == "delta":
+            (a_pos, b_pos, d_pos), (a_neg, b_neg, d_neg) = group(metric.gain, True), group(metric.gain, False)
+            a_mean, b_mean, resampled = a_pos - a_neg, b_pos - b_neg, d_pos - d_neg
+        else:
+            a_mean, b_mean, resampled = group(metric.gain, metric.sign == "pos")
+        low, high = np.quantile(resampled, tails) if np.isfinite(resampled).all() else (np.nan, np.nan)
+        better_if = 1 if metric.higher_is_better else -1
+        worst, best = sorted((better_if * low, better_if * high))  # the interval in "A better by" units
+        verdict = "a_better" if worst > 0 else "b_better" if best < 0 else "no_difference"
+        rows.append(
+            {"metric": metric.name, "label": metric.label, "a": float(a_mean), "b": float(b_mean), "diff": float(a_mean - b_mean),
+             "ci_low": float(low), "ci_high": float(high), "verdict": verdict}
+        )
+    return pl.DataFrame(rows)
