@@ -194,6 +194,10 @@ class FeedbackDataModule(L.LightningDataModule):
 
     @cached_property
     def split(self) -> splits.Split:
+        """The encoded event frames (kept, unlike those :attr:`prepared` builds its tensors from when it caches them)."""
+        return self._split()
+
+    def _split(self) -> splits.Split:
         if self.split_name == "presplit":
             missing = [name for name in splits.PRESPLIT_FILES if not (self.path / name).is_file()]
             if missing:
@@ -227,21 +231,22 @@ class FeedbackDataModule(L.LightningDataModule):
         log.info("%s users: %d (%d positive targets, %d negative)", name, len(sequences), n_positive, len(sequences) - n_positive)
         return sequences
 
-    def _prepare(self) -> Prepared:
-        """Split the log and build every tensor from it."""
-        split = self.split
+    def _prepare(self, consume: bool = False) -> Prepared:
+        """Split the log and build every tensor from it; ``consume``: drop each event frame once its tensors are built."""
+        consume = consume and "split" not in self.__dict__  # a split someone may hold a reference to is left whole
+        split = self._split() if consume else self.split
         counts = split.train.group_by("item").len()
         item_counts = torch.zeros(split.num_items + 1, dtype=torch.float64)
         item_counts[torch.from_numpy(counts["item"].cast(pl.Int64).to_numpy(writable=True))] = torch.from_numpy(counts["len"].to_numpy(writable=True)).double()
-        return Prepared(
-            train=self._train_sequences(split),
-            validation=self._eval_sequences(split.validation, "validation"),
-            test=self._eval_sequences(split.test, "test"),
-            user_ids=split.user_ids,
-            item_ids=split.item_ids,
-            item_counts=item_counts,
-            num_train_items=split.train["item"].n_unique(),
-        )
+        num_train_items = split.train["item"].n_unique()
+        train = self._train_sequences(split)
+        if consume:
+            split.train = None
+        validation = self._eval_sequences(split.validation, "validation")
+        if consume:
+            split.validation = None
+        test = self._eval_sequences(split.test, "test")
+        return Prepared(train, validation, test, split.user_ids, split.item_ids, item_counts, num_train_items)
 
     def _cache_entry(self) -> Optional[Path]:
         """This log's cache directory, or None when caching is off or there is no file to key it on."""
@@ -266,8 +271,7 @@ class FeedbackDataModule(L.LightningDataModule):
             return self._prepare()
         loaded = prepared_cache.load(entry)
         if loaded is None:
-            prepared_cache.write(self._prepare(), entry)
-            self.__dict__.pop("split", None)  # the event frames were only needed to build the tensors
+            prepared_cache.write(self._prepare(consume=True), entry)  # the event frames are only needed to build the tensors
             loaded = prepared_cache.load(entry)
             log.info("%s: prepared data cached in %s", self.path, entry)
         return loaded

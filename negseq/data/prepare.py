@@ -194,37 +194,75 @@ def sum_plays(frame: pl.DataFrame) -> pl.DataFrame:
     })
 
 
-def _permutation(high: pl.Series) -> np.ndarray:
-    """Positions that sort ``high`` (non-negative integers), ties in position order.
+def _sorted_keys(high: np.ndarray) -> tuple[np.ndarray, int]:
+    """``high`` (non-negative integers) packed with each position into UInt64 keys, sorted; and the position bits.
 
-    Each value is packed with its position into one UInt64 and the keys are sorted by value:
-    several times faster than an arg-sort, which moves the data around twice.
+    Sorting keys by value is several times faster than an arg-sort, and the sorted keys give both
+    the permutation (their low bits) and the sorted values (their high bits) without a gather.
     """
     position_bits = max(1, (len(high) - 1).bit_length())
-    keys = (high.cast(pl.UInt64) * 2**position_bits + pl.int_range(0, len(high), eager=True, dtype=pl.UInt64)).sort()
-    return (keys % 2**position_bits).to_numpy()
+    keys = high.astype(np.uint64)
+    keys <<= np.uint64(position_bits)
+    keys |= np.arange(len(high), dtype=np.uint64)
+    return pl.Series(keys).sort().to_numpy(), position_bits
 
 
-def order_events(frame: pl.DataFrame) -> pl.DataFrame:
-    """``frame`` (UInt32 user codes) sorted by user, then time, then row: :func:`negseq.data.io.event_order`, by packed keys."""
-    if not frame["row"].is_sorted():  # ties keep the frame's order: first make it the row order
-        frame = frame[_permutation(frame["row"])]
+def _split_keys(keys: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """(high part, position) of sorted keys."""
+    return keys >> np.uint64(bits), keys & np.uint64(2**bits - 1)
+
+
+def _gather(frame: pl.DataFrame, permutation: np.ndarray) -> pl.DataFrame:
+    """``frame``'s rows in ``permutation`` order, one column at a time with numpy (several times faster than polars' gather here)."""
+    return pl.DataFrame([pl.Series(name, frame[name].to_numpy()[permutation]) for name in frame.columns])
+
+
+def order_events(frame: pl.DataFrame, first_row: int = 0) -> pl.DataFrame:
+    """``frame`` (UInt32 user codes, integer or float time) sorted by user, then time, then row, as :func:`negseq.data.io.event_order`.
+
+    ``row`` becomes ``first_row`` + the event's position in input order (an order-equivalent tie
+    breaker, cheaper than carrying the original). Users and times come out of the sorted keys; only
+    the other columns are gathered (random reads: the slow part).
+    """
+    if not frame["row"].is_sorted():  # ties keep the input order: first put the frame in it
+        keys, bits = _sorted_keys(frame["row"].to_numpy())
+        frame = _gather(frame, _split_keys(keys, bits)[1])
+        del keys
+    frame = frame.with_columns(row=pl.int_range(first_row, first_row + frame.height, dtype=pl.UInt64 if first_row + frame.height >= 2**32 else pl.UInt32))
     if in_event_order(frame):
         return frame
     time = frame["time"]
     if not time.dtype.is_integer():
         return event_order(frame)
+    low = int(time.min())
     user_bits = int(frame["user"].max()).bit_length()
-    time_bits = (int(time.max()) - int(time.min())).bit_length()
+    time_bits = (int(time.max()) - low).bit_length()
     position_bits = max(1, (frame.height - 1).bit_length())
-    if time_bits + position_bits > 64:
+    if time_bits + position_bits > 64 or user_bits + position_bits > 64:
         return event_order(frame)
-    offset = time.cast(pl.Int64) - time.min()
-    if user_bits + time_bits + position_bits <= 64:
-        return frame[_permutation(frame["user"].cast(pl.UInt64) * 2**time_bits + offset.cast(pl.UInt64))]
-    if not time.is_sorted():
-        frame = frame[_permutation(offset)]  # time order first; the stable user order below keeps it
-    return frame[_permutation(frame["user"])]
+    users, times = frame["user"].to_numpy(), time.to_numpy()
+    if user_bits + time_bits + position_bits <= 64:  # one sort: (user, time, position)
+        high = users.astype(np.uint64)
+        high <<= np.uint64(time_bits)
+        high |= (times.astype(np.int64) - low).astype(np.uint64)
+        keys, bits = _sorted_keys(high)
+        del high
+    elif time.is_sorted():  # a time-ordered log: a stable sort by user is enough
+        keys, bits = _sorted_keys(users)
+    else:  # by time, then a stable sort by user
+        keys, bits = _sorted_keys((times.astype(np.int64) - low).astype(np.uint64))
+        by_time = _split_keys(keys, bits)[1]
+        del keys
+        keys, bits = _sorted_keys(users[by_time])
+        then = _split_keys(keys, bits)[1]
+        keys = (keys & ~np.uint64(2**bits - 1)) | by_time[then].astype(np.uint64)  # the positions in the frame, not in the time order
+        del by_time, then
+    user = (keys >> np.uint64(bits + (time_bits if user_bits + time_bits + position_bits <= 64 else 0))).astype(np.uint32)
+    permutation = (keys & np.uint64(2**bits - 1)).astype(np.uint32 if frame.height < 2**32 else np.int64)
+    del keys
+    rest = _gather(frame.select(pl.exclude("user")), permutation)
+    del permutation
+    return rest.with_columns(user=pl.Series(user)).select(frame.columns)
 
 
 def prepare_events(
@@ -292,7 +330,7 @@ def prepare_events(
         part = _reading(source, fmt, lambda: collect(chosen.select(selected)))
         if sessions:
             part = sum_plays(part)
-        part = order_events(part)
+        part = order_events(part, first_row=n_events)
         n_events += part.height
         before = part.height
         part = _drop_exact_duplicates(part)
@@ -319,17 +357,29 @@ def prepare_events(
     return Events(frame, user_ids, item_ids)
 
 
+def _dense_codes(codes: pl.Series, ids: pl.Series, first: int) -> tuple[pl.Series, pl.Series]:
+    """Codes renumbered ``first, first + 1, ...`` over the codes present (order kept), and the ids of the new codes."""
+    present = np.bincount(codes.to_numpy(), minlength=ids.len()) > 0
+    renumbered = (np.cumsum(present) - 1 + first).astype(np.uint32)
+    return pl.Series(codes.name, renumbered[codes.to_numpy()]), ids.filter(pl.Series(present))
+
+
 def prepare_split(
     events: Events, split_events: Callable[..., splits.Split], seed: int, validation_targets: str, min_item_users: int, min_user_items: int, source,
 ) -> splits.Split:
     """5-core filters and ``split_events`` (e.g. :func:`negseq.data.splits.leave_last_out`) on compact events.
 
-    The split's vocabularies are mapped back to the original ids.
+    The filtered events are renumbered to the split's own codes (users 0..U-1, items 1..N), so
+    that the split encodes them without a copy; its vocabularies are mapped back to the original ids.
     """
     frame = splits.filter_cores(events.frame, min_item_users, min_user_items, source)
     events.frame = None  # the filtered copy replaces it
+    users, user_ids = _dense_codes(frame["user"], events.user_ids, 0)
+    items, item_ids = _dense_codes(frame["item"], events.item_ids, 1)
+    frame = frame.with_columns(users, items)
+    del users, items
     result = split_events(frame, seed, validation_targets)
     del frame
     return dataclasses.replace(
-        result, user_ids=events.user_ids.gather(result.user_ids), item_ids=events.item_ids.gather(result.item_ids),
+        result, user_ids=user_ids.gather(result.user_ids), item_ids=item_ids.gather(result.item_ids.cast(pl.Int64) - 1),
     )

@@ -119,6 +119,8 @@ def _codes(values: pl.Series, vocabulary: pl.Series, first: int) -> pl.Series:
     dtype = pl.UInt32 if first + vocabulary.len() < 2**32 else pl.Int64
     if values.dtype.is_integer() and vocabulary.dtype.is_integer() and vocabulary.len():
         low, high = int(vocabulary[0]), int(vocabulary[-1])
+        if low == first and high - low + 1 == vocabulary.len() and values.len() and low <= values.min() and values.max() <= high:
+            return values.cast(dtype)  # already the codes (compact events): no copy
         if high - low < max(2**20, 4 * vocabulary.len()):
             table = np.full(high - low + 2, -1, dtype=np.int64)  # the last slot: values outside the range
             table[vocabulary.cast(pl.Int64).to_numpy() - low] = np.arange(first, first + vocabulary.len())
