@@ -6,12 +6,14 @@ entry. It holds one raw binary file per tensor (read back with ``torch.from_file
 mapped, not read, so every run of a table and every DDP process shares them through the page
 cache), the user and item vocabularies as Parquet, and ``meta.json`` with shapes, dtypes and the
 sizes the model needs. It is written to a temporary directory and renamed into place, so a
-reader never sees half an entry and concurrent writers cannot corrupt it.
+reader never sees half an entry, and under a lock, so that processes started together prepare
+it once.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import hashlib
 import json
 import os
@@ -19,7 +21,7 @@ import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import polars as pl
 import torch
@@ -129,3 +131,20 @@ def load(directory: Path) -> Optional[Prepared]:
         item_counts=tensors["item_counts"],
         num_train_items=meta["num_train_items"],
     )
+
+
+def load_or_write(directory: Path, build: Callable[[], Prepared]) -> tuple[Prepared, bool]:
+    """The entry at ``directory``, written from ``build()`` first when there is none; and whether it was written here.
+
+    A lock file next to the entry makes the processes that start together (DDP, torchrun, SLURM)
+    wait while the first one prepares, instead of each preparing the log (and holding it) at once.
+    The lock is released when its holder exits, even by a crash.
+    """
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    with open(directory.parent / f"{directory.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        loaded = load(directory)
+        if loaded is not None:
+            return loaded, False
+        write(build(), directory)
+        return load(directory), True

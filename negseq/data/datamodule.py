@@ -269,10 +269,8 @@ class FeedbackDataModule(L.LightningDataModule):
         entry = self._cache_entry()
         if entry is None:
             return self._prepare()
-        loaded = prepared_cache.load(entry)
-        if loaded is None:
-            prepared_cache.write(self._prepare(consume=True), entry)  # the event frames are only needed to build the tensors
-            loaded = prepared_cache.load(entry)
+        loaded, written = prepared_cache.load_or_write(entry, lambda: self._prepare(consume=True))  # the event frames only build the tensors
+        if written:
             log.info("%s: prepared data cached in %s", self.path, entry)
         return loaded
 

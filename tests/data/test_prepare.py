@@ -91,6 +91,11 @@ def test_order_events_matches_io_event_order_on_random_ties():
 # -- sampling users at the scan --
 
 
+def entries(root: Path) -> list[Path]:
+    """The cache entries under ``root`` (each has a lock file beside it)."""
+    return sorted(path for path in root.iterdir() if path.is_dir())
+
+
 def users_of(data: FeedbackDataModule) -> set:
     return set(data.user_ids.to_list())
 
@@ -150,8 +155,8 @@ def test_cache_is_written_once_then_mapped_and_invalidated(tiny_log, tmp_path):
     root = tmp_path / "cache"
     first = FeedbackDataModule(path=tiny_log, max_len=5, cache_dir=str(root))
     first.prepare_data()
-    entries = list(root.iterdir())
-    assert len(entries) == 1 and (entries[0] / "meta.json").is_file()
+    (entry,) = entries(root)
+    assert (entry / "meta.json").is_file() and (root / f"{entry.name}.lock").is_file()
     second = FeedbackDataModule(path=tiny_log, max_len=5, cache_dir=str(root))
     calls = []
     second._prepare = lambda: calls.append(1)  # a cached run must not prepare again
@@ -165,11 +170,11 @@ def test_cache_is_written_once_then_mapped_and_invalidated(tiny_log, tmp_path):
     assert second.decode([0, 1], [1, 2]).equals(fresh.decode([0, 1], [1, 2]))
 
     FeedbackDataModule(path=tiny_log, max_len=6, cache_dir=str(root)).prepare_data()  # another argument: another entry
-    assert len(list(root.iterdir())) == 2
+    assert len(entries(root)) == 2
     log = pl.read_csv(tiny_log)
     log.with_columns(rating=6 - pl.col("rating")).write_csv(tiny_log)  # same size, other content
     changed = FeedbackDataModule(path=tiny_log, max_len=5, cache_dir=str(root))
-    assert len(changed.train_sequences) > 0 and len(list(root.iterdir())) == 3
+    assert len(changed.train_sequences) > 0 and len(entries(root)) == 3
     fresh = FeedbackDataModule(path=tiny_log, max_len=5, cache=False)
     assert torch.equal(changed.train_sequences.positives, fresh.train_sequences.positives)
 
@@ -183,4 +188,56 @@ def test_cache_false_writes_nothing(tiny_log, tmp_path):
 def test_default_cache_dir_follows_the_environment(tiny_log, tmp_path, monkeypatch):
     monkeypatch.setenv("NEGSEQ_CACHE_DIR", str(tmp_path / "here"))
     FeedbackDataModule(path=tiny_log).prepare_data()
-    assert len(os.listdir(tmp_path / "here")) == 1
+    assert len(entries(tmp_path / "here")) == 1
+
+
+@pytest.mark.slow
+def test_two_process_fit_with_loader_workers_maps_the_cached_log(tiny_log, tmp_path):
+    """DDP on 2 CPU processes, each with a DataLoader worker, reads the entry prepared before: nothing is prepared again."""
+    import json
+    import subprocess
+    import sys
+
+    root = Path(__file__).parents[2]
+    cache_dir = tmp_path / "cache"
+    arguments = dict(path=tiny_log, max_len=10, batch_size=16, cache_dir=str(cache_dir))
+    data = FeedbackDataModule(**arguments)
+    data.prepare_data()
+    (entry,) = entries(cache_dir)
+    written = {path.name: path.stat().st_mtime_ns for path in entry.iterdir()}
+    env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+    command = [
+        sys.executable, "-m", "negseq.fit", "--data.path", tiny_log, "--data.cache_dir", str(cache_dir), "--data.max_len", "10",
+        "--data.batch_size", "16", "--data.num_workers", "1", "--trainer.max_epochs", "1", "--model.dim", "16",
+        "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.default_root_dir", str(tmp_path / "runs"),
+        "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false", "--trainer.logger", "false",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600, cwd=root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert entries(cache_dir) == [entry] and {path.name: path.stat().st_mtime_ns for path in entry.iterdir()} == written
+    metrics = json.loads((Path(result.stdout.strip().splitlines()[-1]) / "metrics.json").read_text())
+    assert metrics["test/n_users_pos"] + metrics["test/n_users_neg"] == len(data.test_sequences)  # every test user once, across both processes
+
+
+def test_processes_started_together_prepare_once(tiny_log, tmp_path):
+    """The entry's lock: a second preparer waits for the first and maps what it wrote (threads stand in for processes)."""
+    import threading
+    import time
+
+    from negseq.data import cache
+
+    prepared = FeedbackDataModule(path=tiny_log, max_len=5, cache=False).prepared
+    builds, results = [], []
+
+    def build():
+        builds.append(1)
+        time.sleep(0.3)  # long enough for the other to arrive while this one holds the lock
+        return prepared
+
+    threads = [threading.Thread(target=lambda: results.append(cache.load_or_write(tmp_path / "entry", build))) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(builds) == 1 and sorted(written for _, written in results) == [False, True]
+    assert all(torch.equal(loaded.train.positives, prepared.train.positives) for loaded, _ in results)
