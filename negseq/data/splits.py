@@ -99,11 +99,16 @@ def _small_items_and_users(frame: pl.DataFrame, min_item_users: int, min_user_it
     """Per event: is its item below ``min_item_users`` users, and (after dropping those) its user below ``min_user_items`` items."""
     users, n_users = _dense(frame["user"])
     items, n_items = _dense(frame["item"])
-    pairs = pl.Series(users.astype(np.uint64) * np.uint64(n_items) + items).sort().to_numpy()
-    pairs = pairs[np.concatenate([[True], pairs[1:] != pairs[:-1]])] if len(pairs) else pairs
-    pair_user, pair_item = pairs // n_items, pairs % n_items
+    pairs = users.astype(np.uint64)  # (events,) user * n_items + item, built in place
+    pairs *= np.uint64(n_items)
+    pairs += items
+    pairs = pl.Series(pairs).sort().to_numpy()
+    pairs = pairs[np.concatenate([[True], pairs[1:] != pairs[:-1]])] if len(pairs) else pairs  # distinct (user, item) pairs
+    pair_item = (pairs % np.uint64(n_items)).astype(np.int32)  # codes < 2**31 (see _dense)
     small_item = np.bincount(pair_item, minlength=n_items) < min_item_users
-    small_user = np.bincount(pair_user[~small_item[pair_item]], minlength=n_users) < min_user_items
+    pairs = pairs[~small_item[pair_item]]
+    del pair_item
+    small_user = np.bincount((pairs // np.uint64(n_items)).astype(np.int32), minlength=n_users) < min_user_items
     return small_item[items], small_user[users]
 
 
