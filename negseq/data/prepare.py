@@ -49,6 +49,7 @@ from negseq.errors import DataError
 log = logging.getLogger("negseq")
 
 PARTITION_EVENTS = 25_000_000  # events collected at once: bounds the working memory of one range
+KEY_BLOCK = 1 << 20
 OFFSET_CODES = 2**26  # integer ids spanning fewer values are coded by offset; more: through a vocabulary
 
 
@@ -203,7 +204,8 @@ def _sorted_keys(high: np.ndarray) -> tuple[np.ndarray, int]:
     position_bits = max(1, (len(high) - 1).bit_length())
     keys = high.astype(np.uint64)
     keys <<= np.uint64(position_bits)
-    keys |= np.arange(len(high), dtype=np.uint64)
+    for start in range(0, len(keys), KEY_BLOCK):  # positions a block at a time: no second array of the log's length
+        keys[start : start + KEY_BLOCK] |= np.arange(start, min(start + KEY_BLOCK, len(keys)), dtype=np.uint64)
     return pl.Series(keys).sort().to_numpy(), position_bits
 
 
