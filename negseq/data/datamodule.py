@@ -239,13 +239,13 @@ class FeedbackDataModule(L.LightningDataModule):
         item_counts = torch.zeros(split.num_items + 1, dtype=torch.float64)
         item_counts[torch.from_numpy(counts["item"].cast(pl.Int64).to_numpy(writable=True))] = torch.from_numpy(counts["len"].to_numpy(writable=True)).double()
         num_train_items = split.train["item"].n_unique()
-        train = self._train_sequences(split)
-        if consume:
-            split.train = None
-        validation = self._eval_sequences(split.validation, "validation")
+        validation = self._eval_sequences(split.validation, "validation")  # the evaluation frames first: they are the smaller tensors
         if consume:
             split.validation = None
         test = self._eval_sequences(split.test, "test")
+        if consume:
+            split.test = None
+        train = self._train_sequences(split)
         return Prepared(train, validation, test, split.user_ids, split.item_ids, item_counts, num_train_items)
 
     def _cache_entry(self) -> Optional[Path]:

@@ -31,10 +31,11 @@ def _right_aligned(rows: np.ndarray, values: list[np.ndarray], n_rows: int, leng
         rows, values = rows[order], [v[order] for v in values]
     counts = np.bincount(rows, minlength=n_rows) if len(rows) else np.zeros(n_rows, dtype=np.int64)
     kept = np.minimum(counts, length)  # (n_rows,)
-    row_of = np.repeat(np.arange(n_rows), kept)  # (kept events,)
-    within = np.arange(len(row_of)) - np.repeat(np.cumsum(kept) - kept, kept)  # 0 = the row's oldest kept event
-    source = np.repeat(np.cumsum(counts) - kept, kept) + within  # its index in rows / values
-    columns = np.repeat(length - kept, kept) + within
+    small = np.int32 if max(len(rows), n_rows * length) < 2**31 else np.int64  # index width: halves the working memory
+    row_of = np.repeat(np.arange(n_rows, dtype=small), kept)  # (kept events,)
+    within = np.arange(len(row_of), dtype=small) - np.repeat((np.cumsum(kept) - kept).astype(small), kept)  # 0 = the row's oldest kept event
+    source = np.repeat((np.cumsum(counts) - kept).astype(small), kept) + within  # its index in rows / values
+    columns = np.repeat((length - kept).astype(small), kept) + within
     matrices = []
     for value in values:
         matrix = np.zeros((n_rows, length), dtype=np.int64)
