@@ -98,7 +98,7 @@ def sample_users(lazy: pl.LazyFrame, users: int | float, seed: int, source) -> p
     fraction streams (a count needs one pass over the user column).
     """
     key = pl.col("user").cast(pl.String if lazy.collect_schema()["user"] == pl.String else pl.Int64).hash(seed)
-    if isinstance(users, float) and not isinstance(users, bool):
+    if isinstance(users, float):
         if not 0.0 < users < 1.0:
             raise DataError(f"{source}: sample_users={users}; expected a count >= 1 or a fraction in (0, 1)")
         return lazy.filter(key < int(users * 2.0**64))
@@ -125,8 +125,7 @@ def _stats(lazy: pl.LazyFrame) -> dict:
 
 def _range_frame(stats: dict, role: str, dtype: pl.DataType) -> pl.DataFrame:
     """A two-row frame of the column's min and max: enough for io's type and range checks of non-string columns."""
-    values = [stats.get(f"{role}_min"), stats.get(f"{role}_max")]
-    return pl.DataFrame({role: values, "row": [0, 0]}, schema={role: dtype, "row": pl.UInt32})
+    return pl.DataFrame({role: [stats.get(f"{role}_min"), stats.get(f"{role}_max")]}, schema={role: dtype})
 
 
 @dataclass
