@@ -1,102 +1,99 @@
-"""Time data preparation on a synthetic log; prints one JSON line last.
+"""Time data preparation on a synthetic log, cold and then from the prepared-data cache; prints one JSON line last.
 
-    python benchmarks/bench_data.py --events 20000000 [--max_len 50] [--split leave_last_out] [--order time] [--stages]
+    python benchmarks/bench_data.py --events 20000000 [--format zvuk] [--max_len 50] [--split leave_last_out] [--order time] [--scratch DIR]
 
-Preparation is everything FeedbackDataModule does before training: read the parquet log,
-validate it, sign it (rating >= 4), keep items with >= 5 users then users with >= 5 items,
-split, and build the dense training, validation and test tensors. The log comes from
-``negseq.data.synthetic`` (seed 0) and is cached under ``--cache`` (written by a separate process,
-so that neither its time nor its memory counts); ``--order`` picks the row order of the file
-(``time``, ``user`` as MovieLens dumps, ``random``: the worst case, one full sort). ``seconds`` is the wall time of the preparation,
-``peak_rss_mb`` the peak resident memory of this process (Python, torch and polars included;
-``baseline_rss_mb`` is the part before preparation started). ``--stages`` adds each stage's seconds.
+Preparation is everything FeedbackDataModule does before training: scan the log, validate it,
+sign it (rating >= 4; Zvuk: 30 s, plays summed per session), keep items with >= 5 users then
+users with >= 5 items, split, build the dense training, validation and test tensors and write
+them to the cache. The log comes from ``negseq.data.synthetic`` (seed 0; ``--format zvuk`` the
+chunked Zvuk-shaped writer) and is kept under ``--scratch``; each measured run is a fresh
+process (neither the generation nor the other run counts): the first with an empty cache
+(``seconds``, ``peak_rss_mb``: the process' peak resident memory, Python, torch and polars
+included; ``baseline_rss_mb`` is the part before preparation started), the second mapping the
+entry the first wrote (``cached_seconds``, ``cached_peak_rss_mb``). ``--order`` picks the row
+order of a generic log (``time``, ``user`` as MovieLens dumps, ``random``: one full sort).
+``users``, ``items``: after the filters; ``events_kept``: training events plus the held-out
+targets that are evaluated.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
+import os
 import resource
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}  # this checkout's negseq
+
+
 def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def synthetic_log(events: int, order: str, cache: Path) -> Path:
-    path = cache / (f"synthetic-{events}.parquet" if order == "time" else f"synthetic-{events}-{order}.parquet")
+def synthetic_log(events: int, fmt: str, order: str, scratch: Path) -> Path:
+    if fmt == "zvuk":
+        path = scratch / f"zvuk-{events}" / "zvuk-interactions.parquet"
+        command = ["--format", "zvuk", "--out", str(path)]
+    else:
+        path = scratch / (f"synthetic-{events}.parquet" if order == "time" else f"synthetic-{events}-{order}.parquet")
+        command = ["--order", order, "--out", str(path)]
     if not path.is_file():
-        command = [sys.executable, "-m", "negseq.data.synthetic", "--events", str(events), "--order", order, "--out", str(path)]
-        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+        subprocess.run([sys.executable, "-m", "negseq.data.synthetic", "--events", str(events), *command], check=True, stdout=subprocess.DEVNULL, env=ENV)
     return path
+
+
+def measure(path: Path, split: str, max_len: int, cache_dir: Path) -> dict:
+    """One preparation in this process: the DataModule as a run uses it (its cache written or mapped)."""
+    from negseq.data import FeedbackDataModule
+
+    baseline = rss_mb()
+    started = time.perf_counter()
+    data = FeedbackDataModule(path=str(path), split=split, max_len=max_len, threshold=None, cache_dir=str(cache_dir))
+    data.prepare_data()
+    data.setup("fit")
+    data.test_sequences
+    seconds = time.perf_counter() - started
+    evaluated = len(data.validation_sequences) + len(data.test_sequences)
+    return {
+        "seconds": round(seconds, 2), "peak_rss_mb": round(rss_mb()), "baseline_rss_mb": round(baseline),
+        "users": data.user_ids.len(), "items": data.num_items, "train_users": len(data.train_sequences),
+        "events_kept": int(data.item_counts.sum()) + evaluated, "validation_users": len(data.validation_sequences), "test_users": len(data.test_sequences),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--format", default="generic", choices=["generic", "zvuk"])
     parser.add_argument("--max_len", type=int, default=50)
     parser.add_argument("--split", default="leave_last_out", choices=["leave_last_out", "temporal"])
-    parser.add_argument("--order", default="time", choices=["time", "user", "random"], help="row order of the log file")
-    parser.add_argument("--cache", type=Path, default=Path("/tmp/negseq-bench"))
-    parser.add_argument("--stages", action="store_true", help="also report the seconds of each stage")
+    parser.add_argument("--order", default="time", choices=["time", "user", "random"], help="row order of a generic log file")
+    parser.add_argument("--scratch", type=Path, default=Path("/tmp/negseq-bench"), help="where the logs and the cache go")
+    parser.add_argument("--measure", type=Path, default=None, help=argparse.SUPPRESS)  # internal: one measured run of this log
     args = parser.parse_args()
-    path = synthetic_log(args.events, args.order, args.cache)
-
+    cache_dir = args.scratch / "prepared-cache"
+    if args.measure:
+        print(json.dumps(measure(args.measure, args.split, args.max_len, cache_dir)))
+        return
+    path = synthetic_log(args.events, args.format, args.order, args.scratch)
+    shutil.rmtree(cache_dir, ignore_errors=True)
+    command = [sys.executable, __file__, "--measure", str(path), "--split", args.split, "--max_len", str(args.max_len), "--scratch", str(args.scratch)]
+    runs = [json.loads(subprocess.run(command, check=True, capture_output=True, text=True, env=ENV).stdout.strip().splitlines()[-1]) for _ in range(2)]
+    cold, cached = runs
     import polars as pl
 
-    from negseq.data import FeedbackDataModule, splits
-    from negseq.data.io import read_log
-
-    logging.basicConfig(level=logging.WARNING)
-    baseline = rss_mb()
-    stages: dict[str, float] = {}
-    started = time.perf_counter()
-    if args.stages:  # the same steps as FeedbackDataModule, one at a time
-        from negseq.data.sequences import EvalSequences, TrainSequences
-
-        mark = time.perf_counter()
-
-        def stage(name: str) -> None:
-            nonlocal mark
-            now = time.perf_counter()
-            stages[name] = round(now - mark, 3)
-            mark = now
-
-        frame = read_log(path)
-        stage("read_validate")
-        frame = splits.add_sign(frame, 4.0, path)
-        stage("sign")
-        frame = splits.filter_cores(frame, 5, 5, path)
-        stage("core_filters")
-        split = (splits.temporal if args.split == "temporal" else splits.leave_last_out)(frame, 42)
-        del frame
-        stage("split")
-        train = TrainSequences.from_events(split.train, args.max_len)
-        stage("train_tensors")
-        validation = EvalSequences.from_events(split.validation, args.max_len)
-        test = EvalSequences.from_events(split.test, args.max_len)
-        stage("eval_tensors")
-        users, items = len(train), split.num_items
-        sizes = (len(validation), len(test))
-    else:
-        data = FeedbackDataModule(path=str(path), split=args.split, max_len=args.max_len)
-        data.setup("fit")
-        data.test_sequences
-        users, items = len(data.train_sequences), data.num_items
-        sizes = (len(data.validation_sequences), len(data.test_sequences))
-    seconds = time.perf_counter() - started
     result = {
-        "events": args.events, "seconds": round(seconds, 2), "peak_rss_mb": round(rss_mb()), "baseline_rss_mb": round(baseline),
-        "train_users": users, "items": items, "validation_users": sizes[0], "test_users": sizes[1],
-        "max_len": args.max_len, "split": args.split, "order": args.order, "polars_threads": pl.thread_pool_size(),
+        "events": args.events, "format": args.format, **cold, "cached_seconds": cached["seconds"], "cached_peak_rss_mb": cached["peak_rss_mb"],
+        "max_len": args.max_len, "split": args.split, "order": args.order if args.format == "generic" else "chunks of users, time order in each",
+        "polars_threads": pl.thread_pool_size(),
     }
-    if stages:
-        result["stages"] = stages
     print(json.dumps(result))
 
 

@@ -32,3 +32,9 @@ def _wandb_disabled(monkeypatch):
     """Tests run W&B disabled unless a test sets another mode (the offline default has its own test)."""
     monkeypatch.setenv("WANDB_MODE", "disabled")
     monkeypatch.setenv("WANDB_SILENT", "true")
+
+
+@pytest.fixture(autouse=True)
+def _prepared_data_cache(monkeypatch, tmp_path_factory):
+    """Prepared-data cache entries go to one directory per test session, not to the working directory's runs/."""
+    monkeypatch.setenv("NEGSEQ_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "prepared-cache"))

@@ -149,3 +149,26 @@ def planted_hr_n(tmp_path: Path) -> tuple[list[float], list[float]]:
         pnfrec.append(hr_n("pnfrec", path, seed, tmp_path / f"runs{seed}"))
         sasrec.append(hr_n("sasrec", path, seed, tmp_path / f"runs{seed}"))
     return pnfrec, sasrec
+
+
+def test_zvuk_shaped_log_in_chunks(tmp_path, capsys):
+    from negseq.data.synthetic import write_zvuk
+
+    summary = write_zvuk(3_000, tmp_path, users=40, items=200, chunk_events=700, seed=2)
+    path = tmp_path / "zvuk-interactions.parquet"
+    assert summary["out"] == str(path)
+    plays = pl.read_parquet(path)
+    assert plays.schema == pl.Schema({
+        "user_id": pl.Int32, "session_id": pl.Int32, "datetime": pl.Datetime("ns"), "track_id": pl.Int32, "play_duration": pl.Int32,
+    })
+    assert plays.height == 3_000 and plays["user_id"].n_unique() == 40 and plays.group_by("user_id").len()["len"].min() >= 5
+    assert plays["track_id"].min() >= 1 and plays["track_id"].max() <= 200
+    assert plays.group_by("session_id").agg(pl.col("user_id").n_unique())["user_id"].max() == 1  # a session is one user's
+    events = read_log(path)  # replays of a track within a session are summed
+    assert 0 < events.height < plays.height and events["feedback"].sum() == plays["play_duration"].sum()
+    write_zvuk(3_000, tmp_path / "again", users=40, items=200, chunk_events=700, seed=2)
+    assert pl.read_parquet(tmp_path / "again" / "zvuk-interactions.parquet").equals(plays)  # the same seed, the same log
+    synthetic_main(["--events", "1000", "--format", "zvuk", "--users", "10", "--items", "50", "--out", str(tmp_path / "cli.parquet")])
+    assert json.loads(capsys.readouterr().out)["events"] == 1000 and pl.read_parquet(tmp_path / "cli.parquet").height == 1000
+    with pytest.raises(DataError, match="cannot give 10 users at least 5 plays each"):
+        write_zvuk(20, tmp_path, users=10)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-from functools import cached_property
+from functools import cached_property, partial
 from importlib import resources
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal, Optional, Union
 
 import lightning as L
 import polars as pl
@@ -15,7 +15,9 @@ import torch.distributed as dist
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset
 
-from negseq.data import splits
+from negseq.data import cache as prepared_cache
+from negseq.data import prepare, splits
+from negseq.data.cache import Prepared
 from negseq.data.io import FORMATS, read_log, resolve_format
 from negseq.errors import DataError
 from negseq.data.sequences import EvalSequences, TensorTable, TrainSequences
@@ -91,6 +93,15 @@ class FeedbackDataModule(L.LightningDataModule):
             logs with many thousands of users.
         eval_batch_size: users per validation/test/predict batch.
         num_workers: DataLoader workers (batches are tensor slices: 0 is usually fastest).
+        sample_users: keep only this many users (an int), or this fraction of them (a float in
+            (0, 1)), chosen at the scan by a hash of the user id seeded with ``sample_seed``: the same
+            users on every run and machine (for one polars version). ``None``: every user.
+        sample_seed: seed of the user sample.
+        cache: write the prepared tensors and vocabularies once (``cache_dir/<key>/``, keyed by
+            these arguments and the input file's size, time and first and last MiB) and
+            memory-map them in every later run and process; ``false``: prepare in memory each time.
+        cache_dir: where cache entries go; default ``$NEGSEQ_CACHE_DIR``, else ``runs/.cache``
+            (``$NEGSEQ_RUNS_DIR/.cache``).
     """
 
     def __init__(
@@ -112,6 +123,10 @@ class FeedbackDataModule(L.LightningDataModule):
         batch_size: int = 64,
         eval_batch_size: int = 1000,
         num_workers: int = 0,
+        sample_users: Optional[Union[int, float]] = None,
+        sample_seed: int = 0,
+        cache: bool = True,
+        cache_dir: Optional[str] = None,
     ) -> None:
         super().__init__()
         if split not in splits.SPLITS:
@@ -137,25 +152,64 @@ class FeedbackDataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.num_workers = num_workers
+        self.sample_users = sample_users
+        self.sample_seed = sample_seed
+        self.cache = cache
+        self.cache_dir = Path(cache_dir) if cache_dir else None
+        if sample_users is not None and split == "presplit":
+            raise DataError("sample_users does not apply to split='presplit' (its files are already split); sample them before")
+        self._frame: Optional[pl.LazyFrame] = None
+
+    @classmethod
+    def from_frame(cls, frame: "pl.DataFrame | pl.LazyFrame", **kwargs) -> "FeedbackDataModule":
+        """A DataModule over a log already in memory: ``frame`` has the columns of a file of ``format``
+        (default ``parquet``: ``user_id, item_id, rating, timestamp``; ``zvuk``: its plays), other
+        arguments as the constructor. Nothing is cached (there is no file to key it on)."""
+        data = cls(**{**kwargs, "path": None})
+        data._frame = frame.lazy()
+        data.path = Path("frame")
+        return data
 
     # -- data preparation: once, on first use (the CLI needs num_items at instantiation) --
 
-    def _read(self, path: Path) -> pl.DataFrame:
-        if not path.is_file():
-            raise DataError(f"{path}: file not found")
-        fmt = resolve_format(path, self.columns["format"])
+    def _threshold(self, source: Path, fmt: str) -> float:
         default = FORMATS[fmt].threshold
         threshold = default if self.threshold is None else self.threshold
         if self.threshold is not None and threshold != default and threshold == 4.0:
             log.warning(
                 "%s: threshold 4.0 (MovieLens' rating scale) on a %s log, whose usual threshold is %s; "
-                "set --data.threshold (null = the format's default)", path, fmt, default,
+                "set --data.threshold (null = the format's default)", source, fmt, default,
             )
-        events = splits.add_sign(read_log(path, **{**self.columns, "format": fmt}), threshold, path)
+        return threshold
+
+    def _read(self, path: Path) -> pl.DataFrame:
+        if not path.is_file():
+            raise DataError(f"{path}: file not found")
+        fmt = resolve_format(path, self.columns["format"])
+        events = splits.add_sign(read_log(path, **{**self.columns, "format": fmt}), self._threshold(path, fmt), path)
         return events.drop("feedback")  # the sign is all that is used from here on
+
+    def _events(self) -> prepare.Events:
+        """The signed events of the log, streamed (see :mod:`negseq.data.prepare`)."""
+        if self._frame is not None:
+            fmt = "parquet" if self.columns["format"] == "auto" else self.columns["format"]
+            if fmt not in FORMATS:
+                raise DataError(f"from_frame: unknown format {fmt!r}; expected one of {['auto', *sorted(FORMATS)]}")
+            names = {key: value for key, value in self.columns.items() if key != "format"}
+            columns = FORMATS[fmt].columns.override(names["user_col"], names["item_col"], names["feedback_col"], names["time_col"])
+            raw = self._frame
+        else:
+            raw, columns, fmt = prepare.scan(self.path, self.columns["format"], self.columns)
+        return prepare.prepare_events(
+            raw, columns, self._threshold(self.path, fmt), self.path, sessions=fmt == "zvuk", sample=self.sample_users, sample_seed=self.sample_seed, fmt=fmt,
+        )
 
     @cached_property
     def split(self) -> splits.Split:
+        """The encoded event frames (kept, unlike those :attr:`prepared` builds its tensors from when it caches them)."""
+        return self._split()
+
+    def _split(self) -> splits.Split:
         if self.split_name == "presplit":
             missing = [name for name in splits.PRESPLIT_FILES if not (self.path / name).is_file()]
             if missing:
@@ -164,32 +218,22 @@ class FeedbackDataModule(L.LightningDataModule):
                 *(self._read(self.path / name) for name in splits.PRESPLIT_FILES), source=self.path, validation_targets=self.validation_targets
             )
         else:
-            events = splits.filter_cores(self._read(self.path), self.min_item_users, self.min_user_items, self.path)
-            if self.split_name == "temporal":
-                split = splits.temporal(events, self.split_seed, self.validation_targets)
-            else:
-                split = splits.leave_last_out(events, self.split_seed, self.validation_targets, self.holdout)
+            split_events = splits.temporal if self.split_name == "temporal" else partial(splits.leave_last_out, holdout=self.holdout)
+            split = prepare.prepare_split(
+                self._events(), split_events, self.split_seed, self.validation_targets, self.min_item_users, self.min_user_items, self.path,
+            )
         if split.train.height == 0:
             raise DataError(f"{self.path}: the {self.split_name} split leaves no training events; use a larger log or another --data.split")
         return split
 
-    @cached_property
-    def train_sequences(self) -> TrainSequences:
-        sequences = TrainSequences.from_events(self.split.train, self.max_len)
+    def _train_sequences(self, split: splits.Split) -> TrainSequences:
+        sequences = TrainSequences.from_events(split.train, self.max_len)
         if len(sequences) == 0:
             raise DataError(
                 f"{self.path}: no user has two training events (an input item and a next item to predict); "
                 "use a larger log or raise --data.min_user_items"
             )
         return sequences
-
-    @cached_property
-    def validation_sequences(self) -> EvalSequences:
-        return self._eval_sequences(self.split.validation, "validation")
-
-    @cached_property
-    def test_sequences(self) -> EvalSequences:
-        return self._eval_sequences(self.split.test, "test")
 
     def _eval_sequences(self, events: pl.DataFrame, name: str) -> EvalSequences:
         sequences = EvalSequences.from_events(events, self.max_len)
@@ -199,23 +243,89 @@ class FeedbackDataModule(L.LightningDataModule):
         log.info("%s users: %d (%d positive targets, %d negative)", name, len(sequences), n_positive, len(sequences) - n_positive)
         return sequences
 
+    def _prepare(self, consume: bool = False) -> Prepared:
+        """Split the log and build every tensor from it; ``consume``: drop each event frame once its tensors are built."""
+        consume = consume and "split" not in self.__dict__  # a split someone may hold a reference to is left whole
+        split = self._split() if consume else self.split
+        counts = split.train.group_by("item").len()
+        item_counts = torch.zeros(split.num_items + 1, dtype=torch.float64)
+        item_counts[torch.from_numpy(counts["item"].cast(pl.Int64).to_numpy(writable=True))] = torch.from_numpy(counts["len"].to_numpy(writable=True)).double()
+        num_train_items = split.train["item"].n_unique()
+        validation = self._eval_sequences(split.validation, "validation")  # the evaluation frames first: they are the smaller tensors
+        if consume:
+            split.validation = None
+        test = self._eval_sequences(split.test, "test")
+        if consume:
+            split.test = None
+        train = self._train_sequences(split)
+        return Prepared(train, validation, test, split.user_ids, split.item_ids, item_counts, num_train_items)
+
+    def _cache_entry(self) -> Optional[Path]:
+        """This log's cache directory, or None when caching is off or there is no file to key it on."""
+        if not self.cache or self._frame is not None:
+            return None
+        files = [self.path / name for name in splits.PRESPLIT_FILES] if self.split_name == "presplit" else [self.path]
+        for file in files:
+            if not file.is_file():
+                return None  # the preparation itself says what is missing
+        arguments = {
+            **self.columns, "threshold": self.threshold, "split": self.split_name, "max_len": self.max_len,
+            "min_item_users": self.min_item_users, "min_user_items": self.min_user_items, "split_seed": self.split_seed,
+            "validation_targets": self.validation_targets, "holdout": self.holdout, "sample_users": self.sample_users, "sample_seed": self.sample_seed,
+        }
+        return (self.cache_dir or prepared_cache.default_root()) / prepared_cache.cache_key(arguments, files)
+
+    @cached_property
+    def prepared(self) -> Prepared:
+        """The tensors and vocabularies: from the cache when an entry exists (memory-mapped), else prepared (and cached)."""
+        entry = self._cache_entry()
+        if entry is None:
+            return self._prepare()
+        loaded, written = prepared_cache.load_or_write(entry, lambda: self._prepare(consume=True))  # the event frames only build the tensors
+        if written:
+            log.info("%s: prepared data cached in %s", self.path, entry)
+        return loaded
+
+    def prepare_data(self) -> None:
+        # runs on one process before the others set up: they then map the entry it wrote
+        self.prepared
+
+    @property
+    def train_sequences(self) -> TrainSequences:
+        return self.prepared.train
+
+    @property
+    def validation_sequences(self) -> EvalSequences:
+        return self.prepared.validation
+
+    @property
+    def test_sequences(self) -> EvalSequences:
+        return self.prepared.test
+
+    @property
+    def user_ids(self) -> pl.Series:
+        """Original id of each user code 0..U-1."""
+        return self.prepared.user_ids
+
+    @property
+    def item_ids(self) -> pl.Series:
+        """Original id of each item code 1..N (at position code - 1)."""
+        return self.prepared.item_ids
+
     @property
     def num_items(self) -> int:
         """Catalogue size N; item ids run 1..N and 0 is padding."""
-        return self.split.num_items
+        return self.prepared.num_items
 
     @property
     def item_counts(self) -> torch.Tensor:
         """``(N + 1,)`` training events per item id (0 for padding): the popularity of each item."""
-        counts = self.split.train.group_by("item").len()
-        result = torch.zeros(self.num_items + 1, dtype=torch.float64)
-        result[torch.from_numpy(counts["item"].to_numpy())] = torch.from_numpy(counts["len"].to_numpy()).double()
-        return result
+        return self.prepared.item_counts
 
     @property
     def num_train_items(self) -> int:
         """Distinct items in the training events: the denominator of Coverage@k."""
-        return self.split.train["item"].n_unique()
+        return self.prepared.num_train_items
 
     def setup(self, stage: str) -> None:
         # build the tensors each stage needs up front, so that data errors surface before training
@@ -262,4 +372,4 @@ class FeedbackDataModule(L.LightningDataModule):
         """Original ``user_id`` and ``item_id`` for encoded users (0..U-1) and items (1..N)."""
         user_codes = pl.Series(users, dtype=pl.Int64)
         item_codes = pl.Series(items, dtype=pl.Int64)
-        return pl.DataFrame({"user_id": self.split.user_ids.gather(user_codes), "item_id": self.split.item_ids.gather(item_codes - 1)})
+        return pl.DataFrame({"user_id": self.user_ids.gather(user_codes), "item_id": self.item_ids.gather(item_codes - 1)})

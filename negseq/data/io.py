@@ -39,7 +39,7 @@ import re
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
 import polars as pl
@@ -206,22 +206,29 @@ def _read_kion(path: Path, columns: Columns) -> pl.DataFrame:
     return frame
 
 
+def _scan_zvuk(path: Path, columns: Columns) -> pl.LazyFrame:
+    """Zvuk's plays, lazily, once the columns the session sum needs are known to be there."""
+    lazy = pl.scan_parquet(path)
+    schema = lazy.collect_schema()
+    names = schema.names()
+    wanted = dict(zip(STANDARD_COLUMNS, (columns.user, columns.item, columns.feedback, columns.time)))
+    for role, name in (*wanted.items(), ("session", ZVUK_SESSION)):
+        if name not in names:
+            hint = f" (set --data.{role}_col)" if role != "session" else "; expected Zvuk's per-session plays"
+            raise DataError(f"{path}: missing {role} column {name!r}; the file has columns {names}{hint}")
+    feedback = schema[columns.feedback]
+    if not (feedback.is_numeric() or feedback == pl.Boolean):
+        raise DataError(f"{path}: feedback column {columns.feedback!r} has type {feedback}; expected numbers (play seconds)")
+    return lazy
+
+
 def _read_zvuk(path: Path, columns: Columns) -> pl.DataFrame:
     """Zvuk ``zvuk-interactions.parquet``: plays of a track within a session become one event.
 
     Its play durations are summed and its time is the session's first play of the track; events
     keep the order of their first play in the file.
     """
-    lazy = pl.scan_parquet(path)
-    names = lazy.collect_schema().names()
-    wanted = dict(zip(STANDARD_COLUMNS, (columns.user, columns.item, columns.feedback, columns.time)))
-    for role, name in (*wanted.items(), ("session", ZVUK_SESSION)):
-        if name not in names:
-            hint = f" (set --data.{role}_col)" if role != "session" else "; expected Zvuk's per-session plays"
-            raise DataError(f"{path}: missing {role} column {name!r}; the file has columns {names}{hint}")
-    feedback = lazy.collect_schema()[columns.feedback]
-    if not (feedback.is_numeric() or feedback == pl.Boolean):
-        raise DataError(f"{path}: feedback column {columns.feedback!r} has type {feedback}; expected numbers (play seconds)")
+    lazy = _scan_zvuk(path, columns)
     before = lazy.select(pl.len()).collect().item()
     frame = (
         lazy.group_by(columns.user, ZVUK_SESSION, columns.item, maintain_order=True)
@@ -233,6 +240,10 @@ def _read_zvuk(path: Path, columns: Columns) -> pl.DataFrame:
     return frame
 
 
+def _scan_parquet(path: Path, columns: Columns) -> pl.LazyFrame:
+    return pl.scan_parquet(path)
+
+
 @dataclass(frozen=True)
 class Format:
     """How to read one kind of file: its reader, its default columns and its default feedback threshold."""
@@ -240,16 +251,17 @@ class Format:
     reader: Callable[[Path, Columns], pl.DataFrame]
     columns: Columns
     threshold: float = 4.0
+    scanner: Optional[Callable[[Path, Columns], pl.LazyFrame]] = None  # lazy reading for the streaming preparation (Parquet); else the reader
 
 
 FORMATS: dict[str, Format] = {
     "csv": Format(_read_csv, GENERIC_COLUMNS),
     "tsv": Format(_read_tsv, GENERIC_COLUMNS),
-    "parquet": Format(_read_parquet, GENERIC_COLUMNS),
+    "parquet": Format(_read_parquet, GENERIC_COLUMNS, scanner=_scan_parquet),
     "movielens": Format(_read_movielens, MOVIELENS_COLUMNS),
     "amazon": Format(_read_amazon, AMAZON_COLUMNS, threshold=5.0),  # rating 5 of 5, as the authors' Toys & Games split
     "kion": Format(_read_kion, KION_COLUMNS, threshold=50.0),  # watched at least half (negseq's choice; the paper gives none)
-    "zvuk": Format(_read_zvuk, ZVUK_COLUMNS, threshold=30.0),  # 30 s of a track in a session, as the paper
+    "zvuk": Format(_read_zvuk, ZVUK_COLUMNS, threshold=30.0, scanner=_scan_zvuk),  # 30 s of a track in a session, as the paper
 }
 
 
@@ -362,7 +374,7 @@ def event_order(frame: pl.DataFrame) -> pl.DataFrame:
     if user.dtype.is_integer() and time.dtype.is_integer():
         users, times = int(user.max()) - int(user.min()) + 1, int(time.max()) - int(time.min()) + 1
         if users * times < 2**63:
-            key = (pl.col("user") - user.min()) * times + (pl.col("time") - time.min())
+            key = (pl.col("user").cast(pl.Int64) - user.min()) * times + (pl.col("time").cast(pl.Int64) - time.min())
             return frame.with_columns(_key=key).sort("_key", maintain_order=True).drop("_key")
     return frame.sort("time", maintain_order=True).sort("user", maintain_order=True)  # stable: the second keeps the first's order
 

@@ -23,20 +23,23 @@ def _right_aligned(rows: np.ndarray, values: list[np.ndarray], n_rows: int, leng
     """For each array in ``values``, the ``(n_rows, length)`` matrix of each row's last ``length`` values, right-aligned.
 
     ``rows[e]`` is the matrix row of event ``e``; events of one row are in time order, and rows
-    may interleave (a stable sort groups them). One pass: O(events + n_rows * length).
+    may interleave (a stable sort groups them). Only the kept events are indexed: the working
+    memory is O(n_rows * length), not O(events), whatever the longest history.
     """
-    if len(rows) and not (np.diff(rows) >= 0).all():
+    if len(rows) and not (rows[1:] >= rows[:-1]).all():
         order = np.argsort(rows, kind="stable")
         rows, values = rows[order], [v[order] for v in values]
     counts = np.bincount(rows, minlength=n_rows) if len(rows) else np.zeros(n_rows, dtype=np.int64)
-    end = np.cumsum(counts)  # one past each row's last event
-    from_end = end[rows] - 1 - np.arange(len(rows))  # 0 = the row's newest event
-    kept = from_end < length
-    rows_kept, columns = rows[kept], length - 1 - from_end[kept]
+    kept = np.minimum(counts, length)  # (n_rows,)
+    small = np.int32 if max(len(rows), n_rows * length) < 2**31 else np.int64  # index width: halves the working memory
+    row_of = np.repeat(np.arange(n_rows, dtype=small), kept)  # (kept events,)
+    within = np.arange(len(row_of), dtype=small) - np.repeat((np.cumsum(kept) - kept).astype(small), kept)  # 0 = the row's oldest kept event
+    source = np.repeat((np.cumsum(counts) - kept).astype(small), kept) + within  # its index in rows / values
+    columns = np.repeat((length - kept).astype(small), kept) + within
     matrices = []
     for value in values:
         matrix = np.zeros((n_rows, length), dtype=np.int64)
-        matrix[rows_kept, columns] = value[kept]
+        matrix[row_of, columns] = value[source]
         matrices.append(matrix)
     return matrices
 
@@ -50,10 +53,6 @@ def last_items(events: pl.DataFrame, row_of: pl.Expr, n_rows: int, length: int, 
     placed = events.select(row=row_of.cast(pl.Int64), value=pl.col(value).cast(pl.Int64))
     (matrix,) = _right_aligned(placed["row"].to_numpy(), [placed["value"].to_numpy()], n_rows, length)
     return torch.from_numpy(matrix)
-
-
-def _int64(series: pl.Series) -> np.ndarray:
-    return series.cast(pl.Int64).to_numpy()
 
 
 @dataclass
@@ -89,15 +88,20 @@ class TrainSequences(TensorTable):
     @classmethod
     def from_events(cls, train: pl.DataFrame, max_len: int) -> "TrainSequences":
         """``train``: encoded events (user codes 0..U-1) in time order within each user."""
-        users, items = _int64(train["user"]), _int64(train["item"])
+        users, items = train["user"].to_numpy(), train["item"].to_numpy()
         positive = train["positive"].to_numpy()
         n_rows = int(users.max()) + 1 if len(users) else 0
         width = max_len + 1
-        order = np.arange(1, len(users) + 1)  # events are in time order within each user
-        positives, positives_order = _right_aligned(users[positive], [items[positive], order[positive]], n_rows, width)
-        negatives, negatives_order = _right_aligned(users[~positive], [items[~positive], order[~positive]], n_rows, width)
-        history, history_sign = _right_aligned(users, [items, positive.astype(np.int64)], n_rows, width)
+        order = np.arange(1, len(users) + 1, dtype=np.int64 if len(users) >= 2**31 else np.int32)  # events are in time order within each user
+        liked, disliked = np.flatnonzero(positive), np.flatnonzero(~positive)
+        positives, positives_order = _right_aligned(users[liked], [items[liked], order[liked]], n_rows, width)
+        del liked
+        negatives, negatives_order = _right_aligned(users[disliked], [items[disliked], order[disliked]], n_rows, width)
+        del disliked, order
+        history, history_sign = _right_aligned(users, [items, positive], n_rows, width)
         has_label = (positives[:, -2] > 0) | (negatives[:, -2] > 0) | (history[:, -2] > 0) if width > 1 else np.zeros(n_rows, dtype=bool)
+        if has_label.all():  # no copies
+            return cls(*(torch.from_numpy(m) for m in (positives, negatives, history, history_sign.astype(bool), positives_order, negatives_order)))
         return cls(
             positives=torch.from_numpy(positives[has_label]),
             negatives=torch.from_numpy(negatives[has_label]),
@@ -162,7 +166,7 @@ class EvalSequences(TensorTable):
     def from_events(cls, events: pl.DataFrame, max_len: int) -> "EvalSequences":
         """``events``: encoded events with ``is_target`` (one per user), in time order within each user."""
         is_target = events["is_target"].to_numpy()
-        users, items = _int64(events["user"]), _int64(events["item"])
+        users, items = events["user"].to_numpy().astype(np.int64), events["item"].to_numpy().astype(np.int64)
         positive = events["positive"].to_numpy()
         order = np.argsort(users[is_target], kind="stable")
         target_users = users[is_target][order]

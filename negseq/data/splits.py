@@ -83,11 +83,15 @@ def filter_cores(frame: pl.DataFrame, min_item_users: int, min_user_items: int, 
 
 
 def _dense(values: pl.Series) -> tuple[np.ndarray, int]:
-    """Codes 0..K-1 of ``values`` (any order-preserving numbering) and K: integer ids by offset when their range is small."""
+    """Codes 0..K-1 of ``values`` (any order-preserving numbering) and K: integer ids by offset when their range is small.
+
+    Offsets are UInt32 when they fit (4 bytes an event instead of 8: the compact events' codes pass as they are).
+    """
     if values.dtype.is_integer():
         low, high = values.min(), values.max()
         if high - low < 2**31:
-            return (values.to_numpy() - low).astype(np.int64), int(high - low + 1)
+            offsets = values if low == 0 and values.dtype == pl.UInt32 else (values.cast(pl.Int64) - low).cast(pl.UInt32)
+            return offsets.to_numpy(), int(high - low + 1)
     vocabulary = values.unique().sort()
     return _codes(values, vocabulary, 0).to_numpy(), vocabulary.len()
 
@@ -96,11 +100,16 @@ def _small_items_and_users(frame: pl.DataFrame, min_item_users: int, min_user_it
     """Per event: is its item below ``min_item_users`` users, and (after dropping those) its user below ``min_user_items`` items."""
     users, n_users = _dense(frame["user"])
     items, n_items = _dense(frame["item"])
-    pairs = np.sort(users * n_items + items)  # fast: a frame in event order is already grouped by user
-    pairs = pairs[np.concatenate([[True], pairs[1:] != pairs[:-1]])] if len(pairs) else pairs
-    pair_user, pair_item = pairs // n_items, pairs % n_items
+    pairs = users.astype(np.uint64)  # (events,) user * n_items + item, built in place
+    pairs *= np.uint64(n_items)
+    pairs += items
+    pairs = pl.Series(pairs).sort().to_numpy()
+    pairs = pairs[np.concatenate([[True], pairs[1:] != pairs[:-1]])] if len(pairs) else pairs  # distinct (user, item) pairs
+    pair_item = (pairs % np.uint64(n_items)).astype(np.int32)  # codes < 2**31 (see _dense)
     small_item = np.bincount(pair_item, minlength=n_items) < min_item_users
-    small_user = np.bincount(pair_user[~small_item[pair_item]], minlength=n_users) < min_user_items
+    pairs = pairs[~small_item[pair_item]]
+    del pair_item
+    small_user = np.bincount((pairs // np.uint64(n_items)).astype(np.int32), minlength=n_users) < min_user_items
     return small_item[items], small_user[users]
 
 
@@ -109,9 +118,24 @@ def _vocabulary(values: pl.Series) -> pl.Series:
 
 
 def _codes(values: pl.Series, vocabulary: pl.Series, first: int) -> pl.Series:
-    """``first + position`` of each value in the sorted ``vocabulary``; null for a value not in it."""
+    """``first + position`` of each value in the sorted ``vocabulary`` (UInt32 when it fits); null for a value not in it.
+
+    Integer ids of a small range are looked up in a table instead of hashed: one gather.
+    """
+    dtype = pl.UInt32 if first + vocabulary.len() < 2**32 else pl.Int64
+    if values.dtype.is_integer() and vocabulary.dtype.is_integer() and vocabulary.len():
+        low, high = int(vocabulary[0]), int(vocabulary[-1])
+        if low == first and high - low + 1 == vocabulary.len() and values.len() and low <= values.min() and values.max() <= high:
+            return values.cast(dtype)  # already the codes (compact events): no copy
+        if high - low < max(2**20, 4 * vocabulary.len()):
+            table = np.full(high - low + 2, -1, dtype=np.int64)  # the last slot: values outside the range
+            table[vocabulary.cast(pl.Int64).to_numpy() - low] = np.arange(first, first + vocabulary.len())
+            offset = pl.col("v").cast(pl.Int64) - low
+            index = pl.when(offset.is_between(0, high - low)).then(offset).otherwise(high - low + 1).cast(pl.UInt32)
+            codes = pl.lit(pl.Series(table)).gather(index)
+            return pl.DataFrame({"v": values}).select(pl.when(codes >= 0).then(codes).cast(dtype)).to_series().alias(values.name)
     codes = pl.int_range(first, first + vocabulary.len(), eager=True, dtype=pl.Int64)
-    return values.replace_strict(vocabulary, codes, default=None, return_dtype=pl.Int64)
+    return values.replace_strict(vocabulary, codes, default=None, return_dtype=pl.Int64).cast(dtype)
 
 
 def _encode(frame: pl.DataFrame, item_ids: pl.Series, user_ids: pl.Series) -> pl.DataFrame:

@@ -1,6 +1,10 @@
 """A synthetic interaction log of any size with planted structure in which negative feedback is informative.
 
     python -m negseq.data.synthetic --events 20000000 --out log.parquet [--users N] [--items 30000] [--negative_share 0.3] [--seed 0]
+    python -m negseq.data.synthetic --events 250000000 --format zvuk --out DIR_or_zvuk-interactions.parquet
+
+``--format zvuk`` writes a Zvuk-shaped log instead (:func:`write_zvuk`): plays with sessions, in
+chunks of users, so that memory stays flat whatever the size.
 
 The world: items form clusters, and inside a cluster the items form a ring (a chain that wraps
 around). Every user has a few *liked* clusters and a few other *disliked* clusters. Events
@@ -230,12 +234,98 @@ def write(frame: pl.DataFrame, path: str | Path) -> Path:
     return path
 
 
+ZVUK_EVENTS_PER_USER = 250  # 250M plays -> 1M users, the scale target
+
+
+def write_zvuk(
+    events: int,
+    out: str | Path,
+    users: Optional[int] = None,
+    items: int = 500_000,
+    skip_share: float = 0.3,
+    replay: float = 0.1,
+    session_plays: float = 12.0,
+    min_events: int = 5,
+    chunk_events: int = 4_000_000,
+    seed: int = 0,
+) -> dict:
+    """Write a Zvuk-shaped log of exactly ``events`` plays: ``user_id, session_id, datetime, track_id, play_duration``.
+
+    Columns and types are those of ``zvuk-interactions.parquet`` (int32 ids, datetime[ns], int32
+    seconds). Tracks follow a Zipf-like popularity (no planted structure: this log is for scale);
+    a play repeats the user's previous track with probability ``replay`` (such plays are summed
+    into one event per session by ``--data.format zvuk``); a new session starts with probability
+    ``1 / session_plays``; ``skip_share`` of plays last under 30 s (negative feedback). Users are
+    written in chunks of about ``chunk_events`` plays, each chunk in time order, so memory is
+    flat: the per-user counts and the popularity table are all that is kept. ``out``: a
+    ``.parquet`` file, or a directory that gets ``zvuk-interactions.parquet``.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    users = users if users is not None else max(1, events // ZVUK_EVENTS_PER_USER)
+    if users < 1 or events < users * min_events:
+        raise DataError(f"synthetic zvuk log: {events} plays cannot give {users} users at least {min_events} plays each")
+    path = Path(out)
+    if path.suffix.lower() not in (".parquet", ".pq"):
+        path = path / "zvuk-interactions.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    weights = rng.lognormal(0.0, 1.0, size=users)
+    lengths = min_events + rng.multinomial(events - users * min_events, weights / weights.sum())
+    del weights
+    popularity = np.cumsum(1.0 / np.arange(1, items + 1) ** 0.8)
+    popularity /= popularity[-1]  # CDF over popularity ranks
+    track_of_rank = (rng.permutation(items) + 1).astype(np.int32)
+    ends = np.cumsum(lengths)
+    cuts = np.searchsorted(ends, np.arange(chunk_events, events, chunk_events), side="left") + 1
+    bounds = [0, *sorted(set(cuts.tolist()) - {0, users}), users]
+    schema = pa.schema([
+        ("user_id", pa.int32()), ("session_id", pa.int32()), ("datetime", pa.timestamp("ns")),
+        ("track_id", pa.int32()), ("play_duration", pa.int32()),
+    ])
+    start_ns = np.int64(START) * 1_000_000_000
+    sessions = 0
+    with pq.ParquetWriter(path, schema) as writer:
+        for chunk, (low, high) in enumerate(zip(bounds[:-1], bounds[1:])):
+            chunk_rng = np.random.default_rng([seed, chunk])
+            counts = lengths[low:high]
+            n = int(counts.sum())
+            user = np.repeat(np.arange(low + 1, high + 1, dtype=np.int32), counts)  # (n,)
+            first = np.zeros(n, dtype=bool)
+            first[np.cumsum(counts) - counts] = True
+            track = track_of_rank[np.searchsorted(popularity, chunk_rng.random(n))]
+            repeat = (chunk_rng.random(n) < replay) & ~first
+            source = np.maximum.accumulate(np.where(repeat, 0, np.arange(n)))  # the last play that is not a repeat
+            track = track[source]
+            new_session = first | ((chunk_rng.random(n) < 1.0 / session_plays) & ~repeat)
+            session = (sessions + np.cumsum(new_session)).astype(np.int32)
+            sessions = int(session[-1])
+            skipped = chunk_rng.random(n) < skip_share
+            duration = np.where(skipped, chunk_rng.integers(0, 30, size=n), chunk_rng.integers(30, 301, size=n)).astype(np.int32)
+            gap = np.where(new_session, chunk_rng.exponential(86_400.0, size=n), duration + 1).astype(np.int64)  # seconds
+            elapsed = np.cumsum(gap)
+            elapsed -= np.repeat(elapsed[first] - gap[first], counts)  # each user's clock starts at their first play
+            begin = (chunk_rng.random(high - low) * 365 * 86_400).astype(np.int64)
+            stamp = start_ns + (np.repeat(begin, counts) + elapsed) * 1_000_000_000
+            order = np.argsort(stamp, kind="stable")
+            del gap, elapsed, repeat, source, skipped, first
+            table = pa.table(
+                [user[order], session[order], pa.array(stamp[order], type=pa.timestamp("ns")), track[order], duration[order]],
+                schema=schema,
+            )
+            writer.write_table(table)
+            del table, user, session, track, duration, stamp, order
+    return {"out": str(path), "events": events, "users": users, "items": items}
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m negseq.data.synthetic", description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=100_000, help="total events (exact)")
-    parser.add_argument("--out", required=True, help="output file: .parquet, .csv or .tsv (.gz)")
-    parser.add_argument("--users", type=int, default=None, help=f"users (default events // {EVENTS_PER_USER})")
-    parser.add_argument("--items", type=int, default=30_000)
+    parser.add_argument("--out", required=True, help="output file: .parquet, .csv or .tsv (.gz); for zvuk a .parquet file or a directory")
+    parser.add_argument("--format", choices=["generic", "zvuk"], default="generic", help="generic ratings, or Zvuk-shaped plays written in chunks")
+    parser.add_argument("--users", type=int, default=None, help=f"users (default events // {EVENTS_PER_USER}; zvuk: // {ZVUK_EVENTS_PER_USER})")
+    parser.add_argument("--items", type=int, default=None, help="items (default 30,000; zvuk: 500,000)")
     parser.add_argument("--clusters", type=int, default=None, help="item clusters (default items // 100)")
     parser.add_argument("--negative_share", type=float, default=0.3)
     parser.add_argument("--liked_clusters", type=int, default=3)
@@ -249,6 +339,12 @@ def main(argv: Optional[list[str]] = None) -> None:
     args = vars(parser.parse_args(argv))
     out = args.pop("out")
     started = time.perf_counter()
+    if args.pop("format") == "zvuk":
+        items = args["items"] or 500_000
+        summary = write_zvuk(args["events"], out, users=args["users"], items=items, min_events=args["min_events"], seed=args["seed"])
+        print(json.dumps({**summary, "seconds": round(time.perf_counter() - started, 2)}))
+        return
+    args["items"] = args["items"] or 30_000
     frame = generate(**args)
     path = write(frame, out)
     print(json.dumps({

@@ -1,0 +1,150 @@
+"""The prepared-data cache: tensors and vocabularies written once, memory-mapped by every run and process.
+
+A cache entry is a directory ``<root>/<key>/`` whose key hashes the data arguments and the input
+file's size, modification time and first and last MiB: a changed file or argument gets a new
+entry. It holds one raw binary file per tensor (read back with ``torch.from_file``: pages are
+mapped, not read, so every run of a table and every DDP process shares them through the page
+cache), the user and item vocabularies as Parquet, and ``meta.json`` with shapes, dtypes and the
+sizes the model needs. It is written to a temporary directory and renamed into place, so a
+reader never sees half an entry, and under a lock, so that processes started together prepare
+it once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import polars as pl
+import torch
+from torch import Tensor
+
+from negseq.data.sequences import EvalSequences, TensorTable, TrainSequences
+
+VERSION = 1  # bump when what is written changes
+ENV_CACHE_DIR = "NEGSEQ_CACHE_DIR"
+BLOCK = 1 << 20
+
+
+def default_root() -> Path:
+    """``$NEGSEQ_CACHE_DIR``, else ``.cache`` under ``$NEGSEQ_RUNS_DIR`` or the CLI's ``runs``."""
+    if os.environ.get(ENV_CACHE_DIR):
+        return Path(os.environ[ENV_CACHE_DIR])
+    return Path(os.environ.get("NEGSEQ_RUNS_DIR") or "runs") / ".cache"
+
+
+def file_fingerprint(path: Path) -> dict:
+    """Size, modification time and a hash of the first and last MiB: cheap, and changes with any edit in practice."""
+    stat = path.stat()
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        digest.update(handle.read(BLOCK))
+        if stat.st_size > BLOCK:
+            handle.seek(max(BLOCK, stat.st_size - BLOCK))
+            digest.update(handle.read(BLOCK))
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "blocks": digest.hexdigest()}
+
+
+def cache_key(arguments: dict, files: list[Path]) -> str:
+    """The entry name for these data arguments and input files."""
+    described = {"version": VERSION, "arguments": arguments, "files": {str(path.resolve()): file_fingerprint(path) for path in files}}
+    return hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+@dataclass
+class Prepared:
+    """Everything training and evaluation read from the data: the three tensor tables, the vocabularies and two sizes."""
+
+    train: TrainSequences
+    validation: EvalSequences
+    test: EvalSequences
+    user_ids: pl.Series  # original id of user code u
+    item_ids: pl.Series  # original id of item code c at position c - 1
+    item_counts: Tensor  # (N + 1,) training events per item id
+    num_train_items: int
+
+    @property
+    def num_items(self) -> int:
+        return self.item_ids.len()
+
+
+_TABLES = {"train": TrainSequences, "validation": EvalSequences, "test": EvalSequences}
+
+
+def write(prepared: Prepared, directory: Path) -> None:
+    """Write ``prepared`` as the entry ``directory`` (atomically: a temporary sibling renamed into place)."""
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = directory.parent / f".{directory.name}.{uuid.uuid4().hex}"
+    staging.mkdir()
+    tensors = {"item_counts": prepared.item_counts}
+    for name in _TABLES:
+        table: TensorTable = getattr(prepared, name)
+        tensors.update({f"{name}.{field.name}": getattr(table, field.name) for field in dataclasses.fields(table)})
+    specs = {}
+    for name, tensor in tensors.items():
+        tensor = tensor.contiguous()
+        tensor.numpy().tofile(staging / f"{name}.bin")
+        specs[name] = {"shape": list(tensor.shape), "dtype": str(tensor.dtype).removeprefix("torch.")}
+    pl.DataFrame({"id": prepared.user_ids}).write_parquet(staging / "user_ids.parquet")
+    pl.DataFrame({"id": prepared.item_ids}).write_parquet(staging / "item_ids.parquet")
+    meta = {"version": VERSION, "tensors": specs, "num_train_items": prepared.num_train_items}
+    (staging / "meta.json").write_text(json.dumps(meta, indent=1))
+    try:
+        staging.rename(directory)
+    except OSError:  # another process wrote the same entry first: theirs is as good
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _mapped(path: Path, shape: list[int], dtype: str) -> Tensor:
+    numel = 1
+    for size in shape:
+        numel *= size
+    if numel == 0:
+        return torch.zeros(shape, dtype=getattr(torch, dtype))
+    return torch.from_file(str(path), shared=False, size=numel, dtype=getattr(torch, dtype)).view(shape)
+
+
+def load(directory: Path) -> Optional[Prepared]:
+    """The entry at ``directory``, memory-mapped; None when there is none (or it was written by another version)."""
+    meta_path = directory / "meta.json"
+    if not meta_path.is_file():
+        return None
+    meta = json.loads(meta_path.read_text())
+    if meta.get("version") != VERSION:
+        return None
+    tensors = {name: _mapped(directory / f"{name}.bin", spec["shape"], spec["dtype"]) for name, spec in meta["tensors"].items()}
+    tables = {}
+    for name, kind in _TABLES.items():
+        tables[name] = kind(**{field.name: tensors[f"{name}.{field.name}"] for field in dataclasses.fields(kind)})
+    return Prepared(
+        **tables,
+        user_ids=pl.read_parquet(directory / "user_ids.parquet")["id"],
+        item_ids=pl.read_parquet(directory / "item_ids.parquet")["id"],
+        item_counts=tensors["item_counts"],
+        num_train_items=meta["num_train_items"],
+    )
+
+
+def load_or_write(directory: Path, build: Callable[[], Prepared]) -> tuple[Prepared, bool]:
+    """The entry at ``directory``, written from ``build()`` first when there is none; and whether it was written here.
+
+    A lock file next to the entry makes the processes that start together (DDP, torchrun, SLURM)
+    wait while the first one prepares, instead of each preparing the log (and holding it) at once.
+    The lock is released when its holder exits, even by a crash.
+    """
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    with open(directory.parent / f"{directory.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        loaded = load(directory)
+        if loaded is not None:
+            return loaded, False
+        write(build(), directory)
+        return load(directory), True
