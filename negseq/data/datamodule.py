@@ -16,9 +16,11 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset
 
 from negseq.data import splits
+from negseq.data.catalog import Catalog, aligned_titles
 from negseq.data.io import FORMATS, read_log, resolve_format
-from negseq.errors import DataError
 from negseq.data.sequences import EvalSequences, TensorTable, TrainSequences
+from negseq.data.titles import item_titles
+from negseq.errors import DataError
 
 log = logging.getLogger("negseq")
 
@@ -26,6 +28,32 @@ log = logging.getLogger("negseq")
 def embedded_ratings() -> Path:
     """The ml-latest-small ratings shipped with the package (GroupLens licence in the same folder)."""
     return Path(str(resources.files("negseq.data") / "ml_latest_small" / "ratings.csv.gz"))
+
+
+def applied_threshold(path: Path, format: str, threshold: Optional[float]) -> float:
+    """The sign threshold used for ``path``: ``threshold``, or the format's own for None (a warning when 4.0 looks wrong)."""
+    fmt = resolve_format(path, format)
+    default = FORMATS[fmt].threshold
+    if threshold is None:
+        return default
+    if threshold != default and threshold == 4.0:
+        log.warning(
+            "%s: threshold 4.0 (MovieLens' rating scale) on a %s log, whose usual threshold is %s; "
+            "set --data.threshold (null = the format's default)", path, fmt, default,
+        )
+    return threshold
+
+
+def read_signed(path: Path, format: str = "auto", user_col: Optional[str] = None, item_col: Optional[str] = None,
+                feedback_col: Optional[str] = None, time_col: Optional[str] = None, threshold: Optional[float] = 4.0) -> pl.DataFrame:
+    """A log read, validated and signed (``positive``) as the DataModule reads it, without the feedback column."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    fmt = resolve_format(path, format)
+    columns = dict(format=fmt, user_col=user_col, item_col=item_col, feedback_col=feedback_col, time_col=time_col)
+    events = splits.add_sign(read_log(path, **columns), applied_threshold(path, fmt, threshold), path)
+    return events.drop("feedback")  # the sign is all that is used from here on
 
 
 class _Rows(Dataset):
@@ -69,7 +97,8 @@ class FeedbackDataModule(L.LightningDataModule):
             (watched percent) for Kion, 30 (seconds) for Zvuk. The default 4.0 is MovieLens' scale;
             the shipped configs of each dataset set their threshold explicitly.
         split: ``leave_last_out`` (each user's last event held out), ``temporal`` (the paper's
-            global 0.9-quantile cut) or ``presplit`` (files prepared elsewhere).
+            global 0.9-quantile cut), ``presplit`` (files prepared elsewhere) or ``none`` (every
+            event trains, nothing is held out: the model to serve, fitted for a fixed number of epochs).
         max_len: sequence length L; training keeps the last L + 1 items of each sequence.
         min_item_users: keep items with at least this many distinct users (not for presplit).
         min_user_items: then keep users with at least this many distinct items (not for presplit).
@@ -96,7 +125,7 @@ class FeedbackDataModule(L.LightningDataModule):
         feedback_col: Optional[str] = None,
         time_col: Optional[str] = None,
         threshold: Optional[float] = 4.0,
-        split: Literal["leave_last_out", "temporal", "presplit"] = "leave_last_out",
+        split: Literal["leave_last_out", "temporal", "presplit", "none"] = "leave_last_out",
         max_len: int = 50,
         min_item_users: int = 5,
         min_user_items: int = 5,
@@ -129,18 +158,7 @@ class FeedbackDataModule(L.LightningDataModule):
     # -- data preparation: once, on first use (the CLI needs num_items at instantiation) --
 
     def _read(self, path: Path) -> pl.DataFrame:
-        if not path.is_file():
-            raise DataError(f"{path}: file not found")
-        fmt = resolve_format(path, self.columns["format"])
-        default = FORMATS[fmt].threshold
-        threshold = default if self.threshold is None else self.threshold
-        if self.threshold is not None and threshold != default and threshold == 4.0:
-            log.warning(
-                "%s: threshold 4.0 (MovieLens' rating scale) on a %s log, whose usual threshold is %s; "
-                "set --data.threshold (null = the format's default)", path, fmt, default,
-            )
-        events = splits.add_sign(read_log(path, **{**self.columns, "format": fmt}), threshold, path)
-        return events.drop("feedback")  # the sign is all that is used from here on
+        return read_signed(path, **self.columns, threshold=self.threshold)
 
     @cached_property
     def split(self) -> splits.Split:
@@ -153,8 +171,11 @@ class FeedbackDataModule(L.LightningDataModule):
             )
         else:
             events = splits.filter_cores(self._read(self.path), self.min_item_users, self.min_user_items, self.path)
-            split_events = splits.temporal if self.split_name == "temporal" else splits.leave_last_out
-            split = split_events(events, self.split_seed, self.validation_targets)
+            if self.split_name == "none":
+                split = splits.whole_log(events)
+            else:
+                split_events = splits.temporal if self.split_name == "temporal" else splits.leave_last_out
+                split = split_events(events, self.split_seed, self.validation_targets)
         if split.train.height == 0:
             raise DataError(f"{self.path}: the {self.split_name} split leaves no training events; use a larger log or another --data.split")
         return split
@@ -205,12 +226,39 @@ class FeedbackDataModule(L.LightningDataModule):
 
     def setup(self, stage: str) -> None:
         # build the tensors each stage needs up front, so that data errors surface before training
-        if stage == "fit":
+        if stage == "fit" and self.split_name == "none":  # nothing held out: no validation
+            self.train_sequences
+        elif stage == "fit":
             self.train_sequences, self.validation_sequences
         elif stage == "validate":
             self.validation_sequences
         else:
             self.test_sequences
+
+    # -- what a checkpoint carries to serve without this log --
+
+    @cached_property
+    def catalog(self) -> Catalog:
+        """Item vocabulary, popularity among liked training events, titles and reading settings (see :mod:`negseq.data.catalog`)."""
+        train = self.split.train
+        liked = torch.from_numpy(train.filter("positive")["item"].cast(pl.Int64).to_numpy().copy())
+        popularity = torch.bincount(liked, minlength=self.num_items + 1).float()  # (N + 1,)
+        log_file = self.path / splits.PRESPLIT_FILES[0] if self.split_name == "presplit" else self.path
+        reading = {**self.columns, "threshold": applied_threshold(log_file, self.columns["format"], self.threshold)}
+        titles = aligned_titles(self.split.item_ids, item_titles(self.path))
+        return Catalog(self.split.item_ids, popularity, titles, reading, self.max_len)
+
+    def state_dict(self) -> dict:
+        return self.catalog.state_dict()
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """A checkpoint of another item vocabulary (same size, other ids) does not fit this data."""
+        saved = Catalog.from_state(state_dict).item_ids
+        if saved.dtype != self.split.item_ids.dtype or not saved.equals(self.split.item_ids, check_names=False):
+            raise DataError(
+                f"{self.path}: the checkpoint was trained on other item ids ({saved.len()} {saved.dtype} ids) than this data's "
+                f"({self.num_items} {self.split.item_ids.dtype}); use the data and filters of the run that wrote it"
+            )
 
     # -- loaders --
 

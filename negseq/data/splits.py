@@ -20,7 +20,7 @@ from negseq.errors import DataError
 
 log = logging.getLogger("negseq")
 
-SPLITS = ("leave_last_out", "temporal", "presplit")
+SPLITS = ("leave_last_out", "temporal", "presplit", "none")
 VALIDATION_TARGETS = ("positive", "all")
 PRESPLIT_FILES = ("train.parquet", "validation.parquet", "test.parquet")
 
@@ -111,6 +111,11 @@ def _codes(values: pl.Series, vocabulary: pl.Series, first: int) -> pl.Series:
     """``first + position`` of each value in the sorted ``vocabulary``; null for a value not in it."""
     codes = pl.int_range(first, first + vocabulary.len(), eager=True, dtype=pl.Int64)
     return values.replace_strict(vocabulary, codes, default=None, return_dtype=pl.Int64)
+
+
+def item_codes(values: pl.Series, item_ids: pl.Series) -> pl.Series:
+    """Item codes 1..N of original ids in the sorted vocabulary ``item_ids``; null for an id not in it."""
+    return _codes(values, item_ids, 1)
 
 
 def _encode(frame: pl.DataFrame, item_ids: pl.Series, user_ids: pl.Series) -> pl.DataFrame:
@@ -223,3 +228,11 @@ def presplit(
         # history first: at a time tie between a train and a held-out event the held-out one is later
         frames.append(_encode(pl.concat([history, marked], how="diagonal_relaxed"), item_ids, user_ids))
     return Split(train, _validation_users(frames[0], validation_targets), frames[1], item_ids, user_ids)
+
+
+def whole_log(frame: pl.DataFrame) -> Split:
+    """Every event trains (``--data.split none``, to serve): no held-out target, no validation or test user."""
+    item_ids, user_ids = _vocabulary(frame["item"]), _vocabulary(frame["user"])
+    train = _encode(frame, item_ids, user_ids)
+    no_users = train.clear().with_columns(is_target=pl.lit(False))
+    return Split(train, no_users, no_users, item_ids, user_ids)
