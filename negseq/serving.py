@@ -179,9 +179,9 @@ class Recommender:
             raise ConfigError(f"unknown reading options {sorted(unknown)}; expected some of {sorted(self.catalog.reading)}")
         settings = {**self.catalog.reading, **{key: value for key, value in reading.items() if value is not None}}
         if not isinstance(source, pl.DataFrame):
-            return read_signed(Path(source), **settings).select("user", "item", "positive"), str(source)
+            return read_signed(Path(source), **settings, require_positive=False).select("user", "item", "positive"), str(source)
         names = {role: settings.get(f"{role}_col") or self.catalog.columns[role] for role in ("user", "item", "feedback", "time")}
-        events = add_sign(standardize(source, Columns(**names), "frame"), settings["threshold"], "frame")
+        events = add_sign(standardize(source, Columns(**names), "frame"), settings["threshold"], "frame", require_positive=False)
         return events.select("user", "item", "positive"), "frame"
 
     def _known(self, events: pl.DataFrame, name: str, require_known: bool) -> tuple[pl.DataFrame, int]:

@@ -33,7 +33,10 @@ class Catalog:
         item_ids: original ids in code order (Int64 or String, as the log's reader made them).
         popularity: ``(N + 1,)`` liked training events per code (0 for padding).
         titles: title per code (null when unknown), or None when the data has no titles.
-        reading: the training log's reading settings, keyed as :data:`READING`.
+        reading: the training log's reading settings as configured (``format="auto"`` detects each
+            file's format anew), keyed as :data:`READING`, with the threshold as applied.
+        columns: the user, item, feedback and time column names the training log was read with
+            (what a frame handed to the recommender is read with).
         max_len: the longest history the model reads.
     """
 
@@ -41,6 +44,7 @@ class Catalog:
     popularity: Tensor
     titles: Optional[pl.Series]
     reading: dict
+    columns: dict
     max_len: int
 
     @property
@@ -55,6 +59,7 @@ class Catalog:
             "popularity": self.popularity,
             "titles": None if self.titles is None else self.titles.to_list(),
             "reading": dict(self.reading),
+            "columns": dict(self.columns),
             "max_len": self.max_len,
         }
 
@@ -64,7 +69,7 @@ class Catalog:
         ids = state["item_ids"]
         item_ids = pl.Series("item_id", ids.numpy() if isinstance(ids, Tensor) else ids, dtype=dtype)
         titles = None if state["titles"] is None else pl.Series("title", state["titles"], dtype=pl.String)
-        return cls(item_ids, state["popularity"], titles, dict(state["reading"]), int(state["max_len"]))
+        return cls(item_ids, state["popularity"], titles, dict(state["reading"]), dict(state["columns"]), int(state["max_len"]))
 
     def codes(self, ids: pl.Series, source: str) -> pl.Series:
         """Item codes 1..N of original ``ids`` (null for an id the model does not know); ids of another type are a DataError."""

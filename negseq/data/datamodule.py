@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
@@ -45,14 +46,16 @@ def applied_threshold(path: Path, format: str, threshold: Optional[float]) -> fl
 
 
 def read_signed(path: Path, format: str = "auto", user_col: Optional[str] = None, item_col: Optional[str] = None,
-                feedback_col: Optional[str] = None, time_col: Optional[str] = None, threshold: Optional[float] = 4.0) -> pl.DataFrame:
-    """A log read, validated and signed (``positive``) as the DataModule reads it, without the feedback column."""
+                feedback_col: Optional[str] = None, time_col: Optional[str] = None, threshold: Optional[float] = 4.0,
+                require_positive: bool = True) -> pl.DataFrame:
+    """A log read, validated and signed (``positive``) as the DataModule reads it, without the feedback column;
+    one without a liked event is an error unless ``require_positive`` is off (serving)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     fmt = resolve_format(path, format)
     columns = dict(format=fmt, user_col=user_col, item_col=item_col, feedback_col=feedback_col, time_col=time_col)
-    events = splits.add_sign(read_log(path, **columns), applied_threshold(path, fmt, threshold), path)
+    events = splits.add_sign(read_log(path, **columns), applied_threshold(path, fmt, threshold), path, require_positive)
     return events.drop("feedback")  # the sign is all that is used from here on
 
 
@@ -245,8 +248,10 @@ class FeedbackDataModule(L.LightningDataModule):
         popularity = torch.bincount(liked, minlength=self.num_items + 1).float()  # (N + 1,)
         log_file = self.path / splits.PRESPLIT_FILES[0] if self.split_name == "presplit" else self.path
         reading = {**self.columns, "threshold": applied_threshold(log_file, self.columns["format"], self.threshold)}
+        names = {key: value for key, value in self.columns.items() if key != "format"}
+        columns = FORMATS[resolve_format(log_file, self.columns["format"])].columns.override(*names.values())
         titles = aligned_titles(self.split.item_ids, item_titles(self.path))
-        return Catalog(self.split.item_ids, popularity, titles, reading, self.max_len)
+        return Catalog(self.split.item_ids, popularity, titles, reading, asdict(columns), self.max_len)
 
     def state_dict(self) -> dict:
         return self.catalog.state_dict()
