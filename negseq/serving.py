@@ -107,6 +107,7 @@ class Recommender:
         older than the liked ones. Unknown items are ignored (and counted in the log); with no
         known liked item the result is the popularity fallback.
         """
+        _check_positive(k=k)
         if history is None:
             history = [(item, False) for item in disliked] + [(item, True) for item in liked]
         items = [item for item, _ in history]
@@ -146,6 +147,7 @@ class Recommender:
             progress: show a progress bar over the batches.
             reading: ``format``, ``user_col``, ``item_col``, ``feedback_col``, ``time_col``, ``threshold``.
         """
+        _check_positive(k=k, batch_size=batch_size)
         events, name = self._read(source, reading)
         if users is not None:
             wanted = pl.Series(list(users)).cast(events["user"].dtype, strict=False)
@@ -240,6 +242,12 @@ class Recommender:
             item_id=self.catalog.item_ids.gather(frame["code"] - 1),
             rank="rank", score="score", fallback="fallback",
         )
+
+
+def _check_positive(**values: int) -> None:
+    for name, value in values.items():
+        if value < 1:
+            raise ConfigError(f"{name} must be at least 1, got {value}")
 
 
 _CODES_SCHEMA = {"user": pl.Int64, "code": pl.Int64, "rank": pl.Int32, "score": pl.Float32, "fallback": pl.Boolean}

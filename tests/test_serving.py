@@ -250,6 +250,13 @@ def test_negseq_recommend_refuses_bad_input_in_one_line(movielens_run, tmp_path,
     out = str(tmp_path / "recs.parquet")
     assert run_command(["recommend", "--run", str(tmp_path), "--data.path", str(moved), "--out", out], capsys) == (
         2, f"error: {tmp_path}: no checkpoints/best.ckpt; expected the directory of a finished fit or a .ckpt file")
+    assert run_command(["recommend", "--run", str(run_dir), "--data.path", str(moved), "--out", out, "--k", "0"], capsys) == (
+        2, "error: k must be at least 1, got 0")
+    old = torch.load(run_dir / "checkpoints" / "best.ckpt", weights_only=True)
+    del old[STATE_KEY]  # a checkpoint written before checkpoints carried the catalogue
+    torch.save(old, tmp_path / "old.ckpt")
+    assert run_command(["recommend", "--run", str(tmp_path / "old.ckpt"), "--data.path", str(moved), "--out", out], capsys) == (
+        2, f"error: {tmp_path / 'old.ckpt'}: the checkpoint holds no item catalogue (written by an older negseq); refit the run to serve it")
     wrong = tmp_path / "log.csv"
     pl.DataFrame({"user": [1], "movieId": [1], "rating": [5.0], "timestamp": [0]}).write_csv(wrong)
     code, message = run_command(["recommend", "--run", str(run_dir), "--data.path", str(wrong), "--out", out], capsys)
