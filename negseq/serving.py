@@ -38,7 +38,7 @@ from negseq.ranking import top_k
 
 log = logging.getLogger("negseq")
 
-ItemId = Union[int, str]
+Id = Union[int, str]  # an original user or item id
 RECOMMENDATION_COLUMNS = ("user_id", "item_id", "rank", "score", "fallback")
 
 
@@ -93,11 +93,11 @@ class Recommender:
 
     def recommend(
         self,
-        liked: Sequence[ItemId] = (),
-        disliked: Sequence[ItemId] = (),
+        liked: Sequence[Id] = (),
+        disliked: Sequence[Id] = (),
         k: int = 10,
         exclude_seen: bool = True,
-        history: Optional[Sequence[tuple[ItemId, bool]]] = None,
+        history: Optional[Sequence[tuple[Id, bool]]] = None,
     ) -> pl.DataFrame:
         """``item_id, score, rank`` (best first) for one user's history, in original ids.
 
@@ -131,7 +131,7 @@ class Recommender:
         source: str | Path | pl.DataFrame,
         k: int = 20,
         exclude_seen: bool = True,
-        users: Optional[Iterable[ItemId]] = None,
+        users: Optional[Iterable[Id]] = None,
         known_only: bool = False,
         batch_size: int = 4096,
         progress: bool = False,
