@@ -1,11 +1,23 @@
-"""``python -m negseq {fit,validate,test,predict}``: the plain LightningCLI subcommands."""
+"""``python -m negseq {fit,validate,test,predict}`` (LightningCLI) and ``{recommend,export}`` (:mod:`negseq.commands`)."""
+
+import sys
 
 from negseq.cli import NegSeqCLI, run_cli
+from negseq.commands import COMMANDS
 
 
 def main(args=None) -> None:
+    argv = sys.argv[1:] if args is None else list(args)
+    if argv[:1] and argv[0] in COMMANDS:
+        COMMANDS[argv[0]](argv[1:])
+        return
     NegSeqCLI(args=args)
 
 
-if __name__ == "__main__":
+def console() -> None:
+    """The ``negseq`` command installed by pip."""
     run_cli(main)
+
+
+if __name__ == "__main__":
+    console()

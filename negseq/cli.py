@@ -25,7 +25,7 @@ from negseq.allocator import keep_freed_memory
 from negseq.callbacks import BestAndLastCheckpoint, EpochHistory, RandomStateCheckpoint
 from negseq.data import FeedbackDataModule
 from negseq.errors import ConfigError, NegSeqError
-from negseq.job import finish_fit
+from negseq.job import finish_fit, finish_full_fit
 from negseq.module import NegSeqModule
 from negseq.selection import check_selection
 from negseq.tracking import SaveConfigToLoggers
@@ -86,6 +86,8 @@ class NegSeqCLI(LightningCLI):
         if self.subcommand not in (None, "fit"):  # `test --config runs/<run>/config.yaml` keeps the fit's config.yaml
             self.save_config_kwargs = {**self.save_config_kwargs, "config_filename": f"config-{self.subcommand}.yaml"}
         self._set_monitors(config)
+        if self.subcommand == "fit" and config.data.split == "none":
+            self._train_on_everything(config)
         name = config.run_name or (Path(str(config.config[-1])).stem if config.get("config") else "negseq")
         config.run_name = name
         if not config.run_dir and int(os.environ.get("LOCAL_RANK", "0")) > 0:
@@ -120,6 +122,15 @@ class NegSeqCLI(LightningCLI):
                 raise ConfigError(f"--{argument} {value} is not logged with --model.k {k} (ks {list(ks)}): use one of {list(logged)}")
             config[argument] = value
 
+    @staticmethod
+    def _train_on_everything(config) -> None:
+        """``--data.split none``: nothing to validate on, so no validation, early stopping or best-checkpoint monitor;
+        ``--trainer.max_epochs`` epochs, and ``best.ckpt`` (what serving loads) is the last epoch's model."""
+        if config.select_negative_scoring and len(config.select_negative_scoring) > 1:
+            raise ConfigError("--select_negative_scoring chooses on validation, which --data.split none has not: set --model.negative_scoring")
+        config.trainer.limit_val_batches = 0
+        config.checkpoint.monitor = None  # the early_stopping callback is left out (instantiate_trainer)
+
     def before_fit(self) -> None:
         """Fail before training when the negative-scoring choice could not be made; start the fit clock."""
         config = self.active_config
@@ -130,6 +141,9 @@ class NegSeqCLI(LightningCLI):
     def after_fit(self) -> None:
         """The rest of the job: choose on validation, test, predict, write the run's files, print the run directory last."""
         fit_seconds = time.perf_counter() - self._fit_started
+        if self.datamodule.split_name == "none":
+            self.metrics = finish_full_fit(self.trainer, self.run_dir, fit_seconds)
+            return
         self.metrics = finish_fit(self.trainer, self.model, self.datamodule, self.run_dir, self.selection_weights, self.active_config.select_monitor, fit_seconds)
 
     def instantiate_classes(self) -> None:
@@ -146,7 +160,10 @@ class NegSeqCLI(LightningCLI):
         callbacks = kwargs.get("callbacks", self._get(self.config_init, "trainer", default={}).get("callbacks"))
         callbacks = [] if callbacks is None else list(callbacks) if isinstance(callbacks, (list, tuple)) else [callbacks]
         kwargs["callbacks"] = [*callbacks, self.history, RandomStateCheckpoint()]
-        return super().instantiate_trainer(**kwargs)
+        trainer = super().instantiate_trainer(**kwargs)
+        if self.subcommand == "fit" and self.active_config.data.split == "none":  # nothing to stop on
+            trainer.callbacks = [callback for callback in trainer.callbacks if not isinstance(callback, EarlyStopping)]
+        return trainer
 
     @property
     def run_dir(self) -> Path:

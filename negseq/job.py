@@ -13,7 +13,7 @@ import lightning as L
 import torch
 
 from negseq import layout
-from negseq.results import best_epoch, format_table, per_user_frame, recommendations_frame, write_metrics, write_selection
+from negseq.results import best_epoch, format_table, per_user_frame, recommendations_frame, write_fit_metrics, write_metrics, write_selection
 from negseq.selection import choose, load_weights, record_choice, validate_each
 from negseq.tracking import finish_wandb, log_test_summary
 
@@ -50,6 +50,18 @@ def finish_fit(trainer: L.Trainer, model: L.LightningModule, data, run_dir: Path
     if len(weights) > 1:
         write_selection(run_dir, weights, validation, monitor, chosen)
     log_test_summary(trainer, metrics, recommendations, data, k=hp.k)
+    finish_wandb()
+    print(format_table(metrics))
+    print(run_dir)
+    return metrics
+
+
+def finish_full_fit(trainer: L.Trainer, run_dir: Path, fit_seconds: float) -> dict:
+    """After a ``--data.split none`` fit (nothing held out): metrics.json with the epochs trained (``best_epoch``: the
+    last, whose model ``best.ckpt`` holds) and the fit time, no validation or test metric; print the run directory."""
+    if not trainer.is_global_zero:
+        return {}
+    metrics = write_fit_metrics(run_dir, best_epoch(trainer.checkpoint_callback.best_model_path), fit_seconds)
     finish_wandb()
     print(format_table(metrics))
     print(run_dir)

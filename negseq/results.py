@@ -47,6 +47,13 @@ def write_metrics(
     return metrics
 
 
+def write_fit_metrics(run_dir: Path, best: int, fit_seconds: float) -> dict:
+    """``metrics.json`` of a fit on every event (``--data.split none``): no held-out user, so only the epochs and the time."""
+    metrics = {"best_epoch": best, "fit_seconds": round(fit_seconds, 3)}
+    (run_dir / layout.METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
+    return metrics
+
+
 def write_selection(run_dir: Path, weights: list[float], results: list[dict[str, float]], monitor: str, chosen: int) -> None:
     """``selection.json``: each candidate negative-scoring weight's validation metrics, and the one chosen on ``monitor``."""
     candidates = [{"negative_scoring": weight, **{key: _number(key, value) for key, value in result.items()}} for weight, result in zip(weights, results)]

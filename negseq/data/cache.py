@@ -29,7 +29,7 @@ from torch import Tensor
 
 from negseq.data.sequences import EvalSequences, TensorTable, TrainSequences
 
-VERSION = 1  # bump when what is written changes
+VERSION = 2  # bump when what is written changes
 ENV_CACHE_DIR = "NEGSEQ_CACHE_DIR"
 BLOCK = 1 << 20
 
@@ -69,6 +69,7 @@ class Prepared:
     user_ids: pl.Series  # original id of user code u
     item_ids: pl.Series  # original id of item code c at position c - 1
     item_counts: Tensor  # (N + 1,) training events per item id
+    liked_counts: Tensor  # (N + 1,) liked training events per item id (serving's popularity fallback)
     num_train_items: int
 
     @property
@@ -84,7 +85,7 @@ def write(prepared: Prepared, directory: Path) -> None:
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = directory.parent / f".{directory.name}.{uuid.uuid4().hex}"
     staging.mkdir()
-    tensors = {"item_counts": prepared.item_counts}
+    tensors = {"item_counts": prepared.item_counts, "liked_counts": prepared.liked_counts}
     for name in _TABLES:
         table: TensorTable = getattr(prepared, name)
         tensors.update({f"{name}.{field.name}": getattr(table, field.name) for field in dataclasses.fields(table)})
@@ -129,6 +130,7 @@ def load(directory: Path) -> Optional[Prepared]:
         user_ids=pl.read_parquet(directory / "user_ids.parquet")["id"],
         item_ids=pl.read_parquet(directory / "item_ids.parquet")["id"],
         item_counts=tensors["item_counts"],
+        liked_counts=tensors["liked_counts"],
         num_train_items=meta["num_train_items"],
     )
 

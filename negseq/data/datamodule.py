@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 from functools import cached_property, partial
 from importlib import resources
 from pathlib import Path
@@ -18,9 +19,11 @@ from torch.utils.data import DataLoader, Dataset
 from negseq.data import cache as prepared_cache
 from negseq.data import prepare, splits
 from negseq.data.cache import Prepared
+from negseq.data.catalog import Catalog, aligned_titles
 from negseq.data.io import FORMATS, read_log, resolve_format
-from negseq.errors import DataError
 from negseq.data.sequences import EvalSequences, TensorTable, TrainSequences
+from negseq.data.titles import item_titles
+from negseq.errors import DataError
 
 log = logging.getLogger("negseq")
 
@@ -28,6 +31,42 @@ log = logging.getLogger("negseq")
 def embedded_ratings() -> Path:
     """The ml-latest-small ratings shipped with the package (GroupLens licence in the same folder)."""
     return Path(str(resources.files("negseq.data") / "ml_latest_small" / "ratings.csv.gz"))
+
+
+def applied_threshold(path: Path, format: str, threshold: Optional[float]) -> float:
+    """The sign threshold used for ``path``: ``threshold``, or the format's own for None (a warning when 4.0 looks wrong)."""
+    fmt = resolve_format(path, format)
+    default = FORMATS[fmt].threshold
+    if threshold is None:
+        return default
+    if threshold != default and threshold == 4.0:
+        log.warning(
+            "%s: threshold 4.0 (MovieLens' rating scale) on a %s log, whose usual threshold is %s; "
+            "set --data.threshold (null = the format's default)", path, fmt, default,
+        )
+    return threshold
+
+
+def read_signed(path: Path, format: str = "auto", user_col: Optional[str] = None, item_col: Optional[str] = None,
+                feedback_col: Optional[str] = None, time_col: Optional[str] = None, threshold: Optional[float] = 4.0,
+                require_positive: bool = True) -> pl.DataFrame:
+    """A log read, validated and signed (``positive``) as the DataModule reads it, without the feedback column;
+    one without a liked event is an error unless ``require_positive`` is off (serving)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    fmt = resolve_format(path, format)
+    columns = dict(format=fmt, user_col=user_col, item_col=item_col, feedback_col=feedback_col, time_col=time_col)
+    events = splits.add_sign(read_log(path, **columns), applied_threshold(path, fmt, threshold), path, require_positive)
+    return events.drop("feedback")  # the sign is all that is used from here on
+
+
+def _counts_per_item(events: pl.DataFrame, num_items: int) -> torch.Tensor:
+    """``(N + 1,)`` float64: events per item id (0 for padding and for items without one)."""
+    counts = events.group_by("item").len()
+    result = torch.zeros(num_items + 1, dtype=torch.float64)
+    result[torch.from_numpy(counts["item"].cast(pl.Int64).to_numpy(writable=True))] = torch.from_numpy(counts["len"].to_numpy(writable=True)).double()
+    return result
 
 
 class _Rows(Dataset):
@@ -71,7 +110,8 @@ class FeedbackDataModule(L.LightningDataModule):
             (watched percent) for Kion, 30 (seconds) for Zvuk. The default 4.0 is MovieLens' scale;
             the shipped configs of each dataset set their threshold explicitly.
         split: ``leave_last_out`` (each user's last event held out), ``temporal`` (the paper's
-            global 0.9-quantile cut) or ``presplit`` (files prepared elsewhere).
+            global 0.9-quantile cut), ``presplit`` (files prepared elsewhere) or ``none`` (every
+            event trains, nothing is held out: the model to serve, fitted for a fixed number of epochs).
         holdout: which users ``leave_last_out`` evaluates. ``half_users`` (the paper, and every
             published table so far): users are split 50/50 (``split_seed``) into validation and test
             users, each holding out their last event. ``every_user`` (the common SASRec
@@ -113,7 +153,7 @@ class FeedbackDataModule(L.LightningDataModule):
         feedback_col: Optional[str] = None,
         time_col: Optional[str] = None,
         threshold: Optional[float] = 4.0,
-        split: Literal["leave_last_out", "temporal", "presplit"] = "leave_last_out",
+        split: Literal["leave_last_out", "temporal", "presplit", "none"] = "leave_last_out",
         holdout: Literal["half_users", "every_user"] = "half_users",
         max_len: int = 50,
         min_item_users: int = 5,
@@ -172,22 +212,8 @@ class FeedbackDataModule(L.LightningDataModule):
 
     # -- data preparation: once, on first use (the CLI needs num_items at instantiation) --
 
-    def _threshold(self, source: Path, fmt: str) -> float:
-        default = FORMATS[fmt].threshold
-        threshold = default if self.threshold is None else self.threshold
-        if self.threshold is not None and threshold != default and threshold == 4.0:
-            log.warning(
-                "%s: threshold 4.0 (MovieLens' rating scale) on a %s log, whose usual threshold is %s; "
-                "set --data.threshold (null = the format's default)", source, fmt, default,
-            )
-        return threshold
-
     def _read(self, path: Path) -> pl.DataFrame:
-        if not path.is_file():
-            raise DataError(f"{path}: file not found")
-        fmt = resolve_format(path, self.columns["format"])
-        events = splits.add_sign(read_log(path, **{**self.columns, "format": fmt}), self._threshold(path, fmt), path)
-        return events.drop("feedback")  # the sign is all that is used from here on
+        return read_signed(path, **self.columns, threshold=self.threshold)
 
     def _events(self) -> prepare.Events:
         """The signed events of the log, streamed (see :mod:`negseq.data.prepare`)."""
@@ -201,7 +227,7 @@ class FeedbackDataModule(L.LightningDataModule):
         else:
             raw, columns, fmt = prepare.scan(self.path, self.columns["format"], self.columns)
         return prepare.prepare_events(
-            raw, columns, self._threshold(self.path, fmt), self.path, sessions=fmt == "zvuk", sample=self.sample_users, sample_seed=self.sample_seed, fmt=fmt,
+            raw, columns, applied_threshold(self.path, fmt, self.threshold), self.path, sessions=fmt == "zvuk", sample=self.sample_users, sample_seed=self.sample_seed, fmt=fmt,
         )
 
     @cached_property
@@ -218,7 +244,7 @@ class FeedbackDataModule(L.LightningDataModule):
                 *(self._read(self.path / name) for name in splits.PRESPLIT_FILES), source=self.path, validation_targets=self.validation_targets
             )
         else:
-            split_events = splits.temporal if self.split_name == "temporal" else partial(splits.leave_last_out, holdout=self.holdout)
+            split_events = {"temporal": splits.temporal, "none": splits.whole_log}.get(self.split_name, partial(splits.leave_last_out, holdout=self.holdout))
             split = prepare.prepare_split(
                 self._events(), split_events, self.split_seed, self.validation_targets, self.min_item_users, self.min_user_items, self.path,
             )
@@ -237,6 +263,8 @@ class FeedbackDataModule(L.LightningDataModule):
 
     def _eval_sequences(self, events: pl.DataFrame, name: str) -> EvalSequences:
         sequences = EvalSequences.from_events(events, self.max_len)
+        if self.split_name == "none":  # nothing is held out, by request
+            return sequences
         if len(sequences) == 0:
             raise DataError(f"{self.path}: the {self.split_name} split leaves no {name} users; use a larger log or another --data.split")
         n_positive = int(sequences.target_positive.sum())
@@ -247,9 +275,8 @@ class FeedbackDataModule(L.LightningDataModule):
         """Split the log and build every tensor from it; ``consume``: drop each event frame once its tensors are built."""
         consume = consume and "split" not in self.__dict__  # a split someone may hold a reference to is left whole
         split = self._split() if consume else self.split
-        counts = split.train.group_by("item").len()
-        item_counts = torch.zeros(split.num_items + 1, dtype=torch.float64)
-        item_counts[torch.from_numpy(counts["item"].cast(pl.Int64).to_numpy(writable=True))] = torch.from_numpy(counts["len"].to_numpy(writable=True)).double()
+        item_counts = _counts_per_item(split.train, split.num_items)
+        liked_counts = _counts_per_item(split.train.filter("positive"), split.num_items)
         num_train_items = split.train["item"].n_unique()
         validation = self._eval_sequences(split.validation, "validation")  # the evaluation frames first: they are the smaller tensors
         if consume:
@@ -258,7 +285,7 @@ class FeedbackDataModule(L.LightningDataModule):
         if consume:
             split.test = None
         train = self._train_sequences(split)
-        return Prepared(train, validation, test, split.user_ids, split.item_ids, item_counts, num_train_items)
+        return Prepared(train, validation, test, split.user_ids, split.item_ids, item_counts, liked_counts, num_train_items)
 
     def _cache_entry(self) -> Optional[Path]:
         """This log's cache directory, or None when caching is off or there is no file to key it on."""
@@ -329,12 +356,39 @@ class FeedbackDataModule(L.LightningDataModule):
 
     def setup(self, stage: str) -> None:
         # build the tensors each stage needs up front, so that data errors surface before training
-        if stage == "fit":
+        if stage == "fit" and self.split_name == "none":  # nothing held out: no validation
+            self.train_sequences
+        elif stage == "fit":
             self.train_sequences, self.validation_sequences
         elif stage == "validate":
             self.validation_sequences
         else:
             self.test_sequences
+
+    # -- what a checkpoint carries to serve without this log --
+
+    @cached_property
+    def catalog(self) -> Catalog:
+        """Item vocabulary, popularity among liked training events, titles and reading settings (see :mod:`negseq.data.catalog`)."""
+        popularity = self.prepared.liked_counts.float()  # (N + 1,)
+        log_file = self.path / splits.PRESPLIT_FILES[0] if self.split_name == "presplit" else self.path
+        reading = {**self.columns, "threshold": applied_threshold(log_file, self.columns["format"], self.threshold)}
+        names = {key: value for key, value in self.columns.items() if key != "format"}
+        columns = FORMATS[resolve_format(log_file, self.columns["format"])].columns.override(*names.values())
+        titles = aligned_titles(self.item_ids, item_titles(self.path))
+        return Catalog(self.item_ids, popularity, titles, reading, asdict(columns), self.max_len)
+
+    def state_dict(self) -> dict:
+        return self.catalog.state_dict()
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """A checkpoint of another item vocabulary (same size, other ids) does not fit this data."""
+        saved = Catalog.from_state(state_dict).item_ids
+        if saved.dtype != self.item_ids.dtype or not saved.equals(self.item_ids, check_names=False):
+            raise DataError(
+                f"{self.path}: the checkpoint was trained on other item ids ({saved.len()} {saved.dtype} ids) than this data's "
+                f"({self.num_items} {self.item_ids.dtype}); use the data and filters of the run that wrote it"
+            )
 
     # -- loaders --
 

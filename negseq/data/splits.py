@@ -20,7 +20,7 @@ from negseq.errors import DataError
 
 log = logging.getLogger("negseq")
 
-SPLITS = ("leave_last_out", "temporal", "presplit")
+SPLITS = ("leave_last_out", "temporal", "presplit", "none")
 VALIDATION_TARGETS = ("positive", "all")
 HOLDOUTS = ("half_users", "every_user")
 PRESPLIT_FILES = ("train.parquet", "validation.parquet", "test.parquet")
@@ -46,11 +46,11 @@ class Split:
         return self.item_ids.len()
 
 
-def add_sign(frame: pl.DataFrame, threshold: float, source: str | Path) -> pl.DataFrame:
-    """Add ``positive = feedback >= threshold``; a log with no positive event cannot train anything."""
+def add_sign(frame: pl.DataFrame, threshold: float, source: str | Path, require_positive: bool = True) -> pl.DataFrame:
+    """Add ``positive = feedback >= threshold``; a log with no positive event cannot train anything (serving takes one)."""
     frame = frame.with_columns(positive=pl.col("feedback") >= threshold)
     n_positive = int(frame["positive"].sum())
-    if n_positive == 0:
+    if n_positive == 0 and require_positive:
         raise DataError(
             f"{source}: no positive events: every feedback value is below the threshold {threshold} "
             f"(max {frame['feedback'].max()}); lower --data.threshold"
@@ -136,6 +136,11 @@ def _codes(values: pl.Series, vocabulary: pl.Series, first: int) -> pl.Series:
             return pl.DataFrame({"v": values}).select(pl.when(codes >= 0).then(codes).cast(dtype)).to_series().alias(values.name)
     codes = pl.int_range(first, first + vocabulary.len(), eager=True, dtype=pl.Int64)
     return values.replace_strict(vocabulary, codes, default=None, return_dtype=pl.Int64).cast(dtype)
+
+
+def item_codes(values: pl.Series, item_ids: pl.Series) -> pl.Series:
+    """Item codes 1..N of original ids in the sorted vocabulary ``item_ids``; null for an id not in it."""
+    return _codes(values, item_ids, 1)
 
 
 def _encode(frame: pl.DataFrame, item_ids: pl.Series, user_ids: pl.Series) -> pl.DataFrame:
@@ -272,3 +277,14 @@ def presplit(
         # history first: at a time tie between a train and a held-out event the held-out one is later
         frames.append(_encode(pl.concat([history, marked], how="diagonal_relaxed"), item_ids, user_ids))
     return Split(train, _validation_users(frames[0], validation_targets), frames[1], item_ids, user_ids)
+
+
+def whole_log(frame: pl.DataFrame, seed: int = 0, validation_targets: str = "positive") -> Split:
+    """Every event trains (``--data.split none``, to serve): no held-out target, no validation or test user.
+
+    ``seed`` and ``validation_targets`` are unused: the arguments every split takes.
+    """
+    item_ids, user_ids = _vocabulary(frame["item"]), _vocabulary(frame["user"])
+    train = _encode(frame, item_ids, user_ids)
+    no_users = train.clear().with_columns(is_target=pl.lit(False))
+    return Split(train, no_users, no_users, item_ids, user_ids)

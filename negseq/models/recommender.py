@@ -96,8 +96,11 @@ class SequentialRecommender(nn.Module):
         With fusion or negative scoring, ``negatives`` (the user's last disliked items) feed the
         negative encoder; ``h_pos - lambda * h_neg`` scores every item as ``z_pos - lambda * z_neg``.
         """
+        return self.user_vectors(positives, negatives, float(self.negative_scoring))
+
+    def user_vectors(self, positives: Tensor, negatives: Tensor | None, weight: float) -> Tensor:
+        """:meth:`forward` with the negative-scoring weight as a Python number, so that ``torch.export`` sees a constant."""
         hidden = self.encode(positives, last_only=True)[:, -1]  # (B, D)
-        weight = float(self.negative_scoring)
         if self.fusion is None and not weight:
             return hidden.float()
         if negatives is None:

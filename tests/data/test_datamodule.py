@@ -141,7 +141,7 @@ def test_threshold_sets_the_signs(small_log):
 
 
 def test_unknown_split_name():
-    with pytest.raises(DataError, match=re.escape("unknown split 'random'; expected one of ['leave_last_out', 'temporal', 'presplit']")):
+    with pytest.raises(DataError, match=re.escape("unknown split 'random'; expected one of ['leave_last_out', 'temporal', 'presplit', 'none']")):
         FeedbackDataModule(split="random")
 
 

@@ -1,0 +1,75 @@
+"""``negseq recommend`` and ``negseq export``: serving subcommands beside LightningCLI's fit/validate/test/predict.
+
+``recommend`` writes ``user_id, item_id, rank, score`` (original ids and types) for every user of
+a log with at least one item the model knows, batch by batch into one Parquet file, so memory
+stays bounded by ``--batch_size``. The log is read as the training log was (format detection,
+columns, threshold), each setting overridable with the same ``--data.*`` flags as ``fit``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import pyarrow.parquet as pq
+from jsonargparse import ArgumentParser
+
+from negseq.data.catalog import READING
+from negseq.export import export_run
+from negseq.serving import Recommender
+
+OUTPUT_COLUMNS = ("user_id", "item_id", "rank", "score")
+
+
+def recommend_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="negseq recommend", description="Top-k for every user of a log from a trained run.")
+    parser.add_argument("--run", type=str, required=True, help="Run directory (its checkpoints/best.ckpt) or a .ckpt file.")
+    parser.add_argument("--data.path", type=str, required=True, help="Interaction log whose users to recommend for.")
+    parser.add_argument("--data.format", type=Optional[str], default=None, help="Log format (default: the training run's setting).")
+    for role in ("user", "item", "feedback", "time"):
+        parser.add_argument(f"--data.{role}_col", type=Optional[str], default=None, help=f"{role} column (default: the training run's).")
+    parser.add_argument("--data.threshold", type=Optional[float], default=None, help="Feedback >= threshold is liked (default: the training run's).")
+    parser.add_argument("--k", type=int, default=20, help="Recommendations per user.")
+    parser.add_argument("--out", type=str, required=True, help="Output Parquet file: user_id, item_id, rank, score.")
+    parser.add_argument("--users", type=Optional[str], default=None, help="Text file of user ids, one a line: only these users.")
+    parser.add_argument("--batch_size", type=int, default=4096, help="Users per batch (memory bound).")
+    parser.add_argument("--exclude_seen", type=bool, default=True, help="Never recommend an item the user interacted with.")
+    return parser
+
+
+def recommend(args: list[str]) -> None:
+    config = recommend_parser().parse_args(args)
+    recommender = Recommender.load(config.run)
+    users = Path(config.users).read_text().split() if config.users else None
+    reading = {name: config.data[name] for name in READING}
+    batches = recommender.iter_log(
+        config.data.path, config.k, config.exclude_seen, users, known_only=True, batch_size=config.batch_size, progress=True, **reading
+    )
+    out = Path(config.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    writer = None
+    try:
+        for batch in batches:  # at least one, empty when no user is left
+            table = batch.select(OUTPUT_COLUMNS).to_arrow()
+            writer = writer or pq.ParquetWriter(out, table.schema)
+            writer.write_table(table)
+    finally:
+        if writer is not None:
+            writer.close()
+    print(out)
+
+
+def export_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="negseq export", description="The user encoder (torch.export, ONNX), item matrix and vocabulary of a run.")
+    parser.add_argument("--run", type=str, required=True, help="Run directory (its checkpoints/best.ckpt) or a .ckpt file.")
+    parser.add_argument("--out", type=str, required=True, help="Output directory.")
+    return parser
+
+
+def export(args: list[str]) -> None:
+    config = export_parser().parse_args(args)
+    for role, path in export_run(config.run, config.out).items():
+        print(f"{role}: {path}")
+
+
+COMMANDS = {"recommend": recommend, "export": export}
