@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from negseq.data import splits
 from negseq.data.io import FORMATS, read_log, resolve_format
+from negseq.data.neighbours import ItemNeighbours
 from negseq.errors import DataError
 from negseq.data.sequences import EvalSequences, TensorTable, TrainSequences
 
@@ -85,6 +86,8 @@ class FeedbackDataModule(L.LightningDataModule):
             logs with many thousands of users.
         eval_batch_size: users per validation/test/predict batch.
         num_workers: DataLoader workers (batches are tensor slices: 0 is usually fastest).
+        neighbours: m, the nearest items (by users in common in train, :mod:`negseq.data.neighbours`) of a
+            disliked item whose suppression ``test/neighbour_suppression@k`` measures.
     """
 
     def __init__(
@@ -105,6 +108,7 @@ class FeedbackDataModule(L.LightningDataModule):
         batch_size: int = 64,
         eval_batch_size: int = 1000,
         num_workers: int = 0,
+        neighbours: int = 20,
     ) -> None:
         super().__init__()
         if split not in splits.SPLITS:
@@ -113,6 +117,8 @@ class FeedbackDataModule(L.LightningDataModule):
             raise DataError(f"unknown validation_targets {validation_targets!r}; expected one of {list(splits.VALIDATION_TARGETS)}")
         if max_len < 1:
             raise DataError(f"max_len must be at least 1, got {max_len}")
+        if neighbours < 1:
+            raise DataError(f"neighbours must be at least 1, got {neighbours}")
         self.path = Path(path) if path else embedded_ratings()
         self.columns = dict(format=format, user_col=user_col, item_col=item_col, feedback_col=feedback_col, time_col=time_col)
         self.threshold = threshold
@@ -125,6 +131,7 @@ class FeedbackDataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.num_workers = num_workers
+        self.neighbours = neighbours
 
     # -- data preparation: once, on first use (the CLI needs num_items at instantiation) --
 
@@ -202,6 +209,11 @@ class FeedbackDataModule(L.LightningDataModule):
     def num_train_items(self) -> int:
         """Distinct items in the training events: the denominator of Coverage@k."""
         return self.split.train["item"].n_unique()
+
+    @cached_property
+    def item_neighbours(self) -> ItemNeighbours:
+        """``item_neighbours(items)`` -> ``(B, m)`` each item's m nearest items in the training events (0 = none)."""
+        return ItemNeighbours(self.split.train, self.num_items, self.neighbours)
 
     def setup(self, stage: str) -> None:
         # build the tensors each stage needs up front, so that data errors surface before training
