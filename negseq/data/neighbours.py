@@ -41,8 +41,12 @@ class ItemNeighbours:
         self.num_items, self.m, self.block_items = num_items, m, block_items
 
     def __call__(self, items: Tensor) -> Tensor:
-        device = items.device
-        items = items.detach().cpu().long()
+        # outside inference mode: a sparse index_select inside it fails in torch 2.13 ("inplace update to inference
+        # tensor") on catalogues of a few thousand items; the test loop runs in it
+        with torch.inference_mode(False):
+            return self._neighbours(items.detach().cpu().long()).to(items.device)
+
+    def _neighbours(self, items: Tensor) -> Tensor:
         known = (items > 0) & (items <= self.num_items)
         safe = torch.where(known, items, 0)
         result = torch.zeros(len(items), self.m, dtype=torch.long)
@@ -55,4 +59,4 @@ class ItemNeighbours:
             cosine[:, 0] = 0.0
             values, ids = cosine.topk(min(self.m, cosine.shape[1]), dim=1)  # (b, m), most similar first
             result[start : start + len(block), : ids.shape[1]] = torch.where(values > 0, ids, 0)
-        return torch.where(known[:, None], result, 0).to(device)
+        return torch.where(known[:, None], result, 0)

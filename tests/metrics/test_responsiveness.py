@@ -31,6 +31,20 @@ def test_neighbours_are_the_most_similar_items_by_cosine_of_users_in_common():
         ItemNeighbours(TRAIN, 6, m=0)
 
 
+@pytest.mark.parametrize("built_in_inference", [False, True])
+def test_neighbours_work_inside_the_test_loops_inference_mode(built_in_inference):
+    """A sparse index_select inside inference mode fails on a few thousand items (torch 2.13); the test loop runs in it."""
+    generator = torch.Generator().manual_seed(0)
+    train = pl.DataFrame({"user": torch.randint(0, 600, (50_000,), generator=generator).numpy(),
+                          "item": torch.randint(1, 9001, (50_000,), generator=generator).numpy()})
+    with torch.inference_mode(built_in_inference):
+        neighbours = ItemNeighbours(train, 9000)
+    items = torch.randint(1, 9001, (300,), generator=generator)
+    with torch.inference_mode():
+        inside = neighbours(items)
+    assert inside.shape == (300, 20) and torch.equal(inside, neighbours(items))
+
+
 def test_goldens_on_three_users_and_six_items():
     original = torch.tensor([[1, 5, 6], [3, 1, 2], [5, 2, 4]])  # L; i1 = 1, 3, 5
     baseline = torch.tensor([[5, 6, 2], [1, 2, 5], [2, 4, 6]])  # B: i1 excluded as seen, inputs unchanged
