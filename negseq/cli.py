@@ -4,8 +4,8 @@ It adds early stopping and checkpointing on validation NDCG_p@k (k = ``--model.k
 data-derived sizes into the model, and gives every run its own directory under
 ``--trainer.default_root_dir`` (or ``--run_dir``): checkpoints, config.yaml, history, W&B files
 and results all land there, whatever the logger. After ``fit`` its ``after_fit`` hook runs the
-rest of the job (:func:`negseq.job.finish_fit`): choose ``--select_negative_scoring`` on
-validation, test, predict, write the run's files; the last line printed is the run directory.
+rest of the job (:func:`negseq.job.finish_fit`): choose ``--select_negative_scoring`` and
+``--select_dislike_demotion`` on validation, test, predict, write the run's files; the last line printed is the run directory.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from negseq.data import FeedbackDataModule
 from negseq.errors import ConfigError, NegSeqError
 from negseq.job import finish_fit, finish_full_fit
 from negseq.module import NegSeqModule
-from negseq.selection import check_selection
+from negseq.selection import candidates, check_selection
 from negseq.tracking import SaveConfigToLoggers
 
 DEFAULT_ROOT = layout.DEFAULT_ROOT
@@ -62,9 +62,17 @@ class NegSeqCLI(LightningCLI):
             "--select_negative_scoring", type=Optional[list[float]], default=None,
             help="Candidate lambdas of --model.negative_scoring, chosen after the fit on --select_monitor (validation only).",
         )
+        parser.add_argument(
+            "--select_dislike_demotion", type=Optional[list[float]], default=None,
+            help="Candidate lambdas of --model.dislike_demotion, chosen with those of --select_negative_scoring (every pair).",
+        )
+        parser.add_argument(
+            "--select_tolerance", type=Optional[float], default=None,
+            help="Only candidates whose validation NDCG_p@k is within this share (0.02 = 2 %%) of the smallest weights' compete.",
+        )
         # a monitor ending in "@k" follows --model.k: val/ndcg_p@k is val/ndcg_p@5 with --model.k 5
         parser.add_argument(
-            "--select_monitor", type=str, default=layout.selection_monitor(K), help="Validation metric that --select_negative_scoring maximises."
+            "--select_monitor", type=str, default=layout.selection_monitor(K), help="Validation metric that the selection maximises."
         )
         parser.add_lightning_class_args(EarlyStopping, "early_stopping")
         parser.set_defaults({"early_stopping.monitor": layout.monitor(K), "early_stopping.mode": "max", "early_stopping.patience": 10})
@@ -126,16 +134,19 @@ class NegSeqCLI(LightningCLI):
     def _train_on_everything(config) -> None:
         """``--data.split none``: nothing to validate on, so no validation, early stopping or best-checkpoint monitor;
         ``--trainer.max_epochs`` epochs, and ``best.ckpt`` (what serving loads) is the last epoch's model."""
-        if config.select_negative_scoring and len(config.select_negative_scoring) > 1:
-            raise ConfigError("--select_negative_scoring chooses on validation, which --data.split none has not: set --model.negative_scoring")
+        for name in ("negative_scoring", "dislike_demotion"):
+            if len(config[f"select_{name}"] or []) > 1:
+                raise ConfigError(f"--select_{name} chooses on validation, which --data.split none has not: set --model.{name}")
         config.trainer.limit_val_batches = 0
         config.checkpoint.monitor = None  # the early_stopping callback is left out (instantiate_trainer)
 
     def before_fit(self) -> None:
-        """Fail before training when the negative-scoring choice could not be made; start the fit clock."""
-        config = self.active_config
-        self.selection_weights = config.select_negative_scoring or [self.model.hparams.negative_scoring]
-        check_selection(self.selection_weights, config.select_monitor, self.model, self.datamodule.validation_targets)
+        """Fail before training when the choice of ranking weights could not be made; start the fit clock."""
+        config, hp = self.active_config, self.model.hparams
+        if config.select_tolerance is not None and not 0 <= config.select_tolerance < 1:
+            raise ConfigError(f"--select_tolerance must be in [0, 1), got {config.select_tolerance}")
+        self.selection_options = candidates(config.select_negative_scoring or [hp.negative_scoring], config.select_dislike_demotion or [hp.dislike_demotion])
+        check_selection(self.selection_options, config.select_monitor, self.model, self.datamodule.validation_targets)
         self._fit_started = time.perf_counter()
 
     def after_fit(self) -> None:
@@ -144,7 +155,10 @@ class NegSeqCLI(LightningCLI):
         if self.datamodule.split_name == "none":
             self.metrics = finish_full_fit(self.trainer, self.run_dir, fit_seconds)
             return
-        self.metrics = finish_fit(self.trainer, self.model, self.datamodule, self.run_dir, self.selection_weights, self.active_config.select_monitor, fit_seconds)
+        config = self.active_config
+        self.metrics = finish_fit(
+            self.trainer, self.model, self.datamodule, self.run_dir, self.selection_options, config.select_monitor, fit_seconds, config.select_tolerance
+        )
 
     def instantiate_classes(self) -> None:
         # the data is read here (the model needs its sizes): a data error leaves no empty run directory behind

@@ -73,7 +73,8 @@ def collect_selections(runs_dir: Path) -> pl.DataFrame:
     for path in sorted(runs_dir.glob("*/seed*/selection.json")):
         selection = json.loads(path.read_text())
         identity = {"config": path.parent.parent.name, "seed": int(path.parent.name.removeprefix("seed"))}
-        rows += [{**identity, **candidate, "chosen": candidate["negative_scoring"] == selection["chosen"]} for candidate in selection["candidates"]]
+        chosen = selection["chosen"] if isinstance(selection["chosen"], dict) else {"negative_scoring": selection["chosen"]}  # older runs: a number
+        rows += [{**identity, **candidate, "chosen": all(candidate.get(name) == value for name, value in chosen.items())} for candidate in selection["candidates"]]
     return pl.DataFrame(rows).sort("config", "seed", "negative_scoring") if rows else pl.DataFrame()
 
 

@@ -1,4 +1,4 @@
-"""What a fit does after training: choose the negative-scoring weight on validation, test, predict, write the run's files.
+"""What a fit does after training: choose the ranking weights on validation, test, predict, write the run's files.
 
 Called by the CLI's ``after_fit`` hook, so ``python -m negseq fit`` and ``python -m negseq.fit``
 do the same job. Every process takes part in the validation, test and prediction passes; only
@@ -27,16 +27,20 @@ def gather(trainer: L.Trainer, predictions: list) -> list:
     return [batch for part in parts for batch in part]
 
 
-def finish_fit(trainer: L.Trainer, model: L.LightningModule, data, run_dir: Path, weights: list[float], monitor: str, fit_seconds: float) -> dict:
-    """Restore the best checkpoint, pick the weight among ``weights`` on ``monitor``, test and predict with it, write
+def finish_fit(
+    trainer: L.Trainer, model: L.LightningModule, data, run_dir: Path, options: list[dict[str, float]], monitor: str, fit_seconds: float,
+    tolerance: float | None = None,
+) -> dict:
+    """Restore the best checkpoint, pick the ranking weights among ``options`` (:func:`negseq.selection.choose` on ``monitor``,
+    NDCG_p@k within ``tolerance``), test and predict with them, write
     metrics.json, recommendations.parquet, per_user.parquet (and selection.json when there was a choice), fill the W&B
     summary, and print the metrics table then the run directory as the last line. Returns the metrics (empty off rank 0)."""
     best = trainer.checkpoint_callback.best_model_path
     load_weights(model, best)
-    validation = validate_each(trainer, model, data, weights)
-    chosen = choose(weights, validation, monitor)
+    validation = validate_each(trainer, model, data, options)
+    chosen = choose(options, validation, monitor, tolerance, layout.monitor(model.hparams.k))
     if trainer.is_global_zero:
-        record_choice(best, weights[chosen])
+        record_choice(best, options[chosen])
     trainer.strategy.barrier()
     (test_results,) = trainer.test(model, datamodule=data, ckpt_path=best, weights_only=True)
     predictions = gather(trainer, trainer.predict(model, datamodule=data, ckpt_path=best, weights_only=True))
@@ -46,9 +50,9 @@ def finish_fit(trainer: L.Trainer, model: L.LightningModule, data, run_dir: Path
     recommendations.write_parquet(run_dir / layout.RECOMMENDATIONS_FILE)
     per_user_frame(predictions, data).write_parquet(run_dir / layout.PER_USER_FILE)
     hp = model.hparams
-    metrics = write_metrics(run_dir, validation[chosen], test_results, best_epoch(best), fit_seconds, weights[chosen], hp.k, hp.ks)
-    if len(weights) > 1:
-        write_selection(run_dir, weights, validation, monitor, chosen)
+    metrics = write_metrics(run_dir, validation[chosen], test_results, best_epoch(best), fit_seconds, options[chosen], hp.k, hp.ks)
+    if len(options) > 1:
+        write_selection(run_dir, options, validation, monitor, chosen, tolerance)
     log_test_summary(trainer, metrics, recommendations, data, k=hp.k)
     finish_wandb()
     print(format_table(metrics))

@@ -27,6 +27,7 @@ STAGES = ("val", "test")
 SIGNED_METRICS = ("hr", "ndcg", "mrr")  # each has a positive-target (_p) and a negative-target (_n) part
 DELTA_METRICS = ("hr", "ndcg")  # Delta = positive part - negative part
 USER_COUNTS = ("n_users_pos", "n_users_neg")
+RESPONSIVENESS_METRICS = ("list_change", "neighbour_suppression")  # test only: the answer to a counterfactual dislike
 
 
 def metric_names(k: int) -> tuple[str, ...]:
@@ -41,8 +42,10 @@ def cutoffs(k: int, extra: Iterable[int] = ()) -> tuple[int, ...]:
 
 
 def metric_keys(stage: str, k: int, extra: Iterable[int] = ()) -> tuple[str, ...]:
-    """Every metric key a stage logs: ``stage/name@c`` for each cutoff, then the user counts."""
-    return (*(f"{stage}/{name}" for c in cutoffs(k, extra) for name in metric_names(c)), *(f"{stage}/{n}" for n in USER_COUNTS))
+    """Every metric key a stage logs: ``stage/name@c`` for each cutoff (the test adds responsiveness), then the user counts."""
+    responsiveness = RESPONSIVENESS_METRICS if stage == "test" else ()
+    names = (name for c in cutoffs(k, extra) for name in (*metric_names(c), *(f"{r}@{c}" for r in responsiveness)))
+    return (*(f"{stage}/{name}" for name in names), *(f"{stage}/{n}" for n in USER_COUNTS))
 
 
 def monitor(k: int) -> str:
@@ -69,11 +72,14 @@ def table_rows(k: int) -> tuple[tuple[str, str, int, int], ...]:
         (f"Delta_NDCG@{k}", f"test/delta_ndcg@{k}", +1, 4),
         (f"HR_n@{k}", f"test/hr_n@{k}", -1, 4),
         (f"Coverage@{k}", f"test/coverage@{k}", +1, 4),
+        (f"List change@{k}", f"test/list_change@{k}", 0, 4),
+        (f"Neighbour suppression@{k}", f"test/neighbour_suppression@{k}", +1, 4),
         # validation (best checkpoint), what choices are made on; rows appear when the runs have them
         (f"val NDCG_p@{k}", f"val/ndcg_p@{k}", +1, 4),
         (f"val Delta_NDCG@{k}", f"val/delta_ndcg@{k}", +1, 4),
         (f"val HR_n@{k}", f"val/hr_n@{k}", -1, 4),
         ("negative_scoring (lambda)", "negative_scoring", 0, 4),
+        ("dislike_demotion (lambda)", "dislike_demotion", 0, 4),
         ("training time, s", "fit_seconds", 0, 1),
         ("best epoch", "best_epoch", 0, 1),
     )

@@ -16,12 +16,14 @@ SASRec + unlikel.  all          0      0      unlikelihood_weight > 0
 =================  ===========  =====  =====  ======================================
 
 Beyond the paper (each off by default): ``negative_scoring`` ranks with the negative encoder
-too, ``fusion`` lets the user representation read the negative encoder's state, and
+too, ``dislike_demotion`` sinks items whose embedding is close to the user's newest dislikes, ``fusion`` lets the user representation read the negative encoder's state, and
 ``contrast_negatives`` chooses which disliked items a liked item is contrasted with.
 
 The model is :class:`negseq.models.recommender.SequentialRecommender`, the losses are
 :mod:`negseq.objectives`, ranking is :mod:`negseq.ranking`; this module checks the arguments,
-builds those, runs the steps and logs the metrics under the names of :mod:`negseq.layout`.
+builds those, runs the steps and logs the metrics under the names of :mod:`negseq.layout`. At test
+it also asks how the ranking answers a counterfactual dislike of each user's first item
+(:mod:`negseq.responsiveness`), with the item neighbours its datamodule provides (``item_neighbours``).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from negseq.errors import ConfigError, NonFiniteLossError
 from negseq.metrics import MRR, NDCG, Coverage, HitRate
 from negseq.models.recommender import SequentialRecommender
 from negseq.objectives import SignSeparated, WholeHistory
+from negseq.responsiveness import ListChange, NeighbourSuppression, with_dislike
 
 SIZE_ARGUMENTS = ("num_items", "dim", "max_len")  # a checkpoint must match these to load
 
@@ -62,6 +65,8 @@ def check_arguments(hp: dict[str, Any]) -> None:
         raise ConfigError("`unlikelihood_weight` applies to history='all', where next items of both signs are labels")
     if hp["history"] != "positives" and (hp["hard_negative_weight"] or hp["contrast_negatives"] != "all"):
         raise ConfigError("`hard_negative_weight` and `contrast_negatives` apply to history='positives', whose disliked items are apart")
+    if hp["dislike_demotion"] < 0 or hp["demotion_window"] < 1:
+        raise ConfigError(f"`dislike_demotion` must be >= 0 and `demotion_window` >= 1, got {hp['dislike_demotion']} and {hp['demotion_window']}")
     if hp["hard_negative_weight"] and hp["softmax"] != "full":
         raise ConfigError(
             f"`hard_negative_weight` needs softmax='full': with softmax={hp['softmax']!r} the sampled denominator is on another "
@@ -120,6 +125,11 @@ class NegSeqModule(L.LightningModule):
         fusion: ``gated`` adds to the positive encoder's state a gated projection of the negative
             encoder's state (at each position, the one after the last dislike before the label), so
             the user representation itself knows what the user rejected; ``none`` is the paper.
+        dislike_demotion: lambda of similar-item demotion at ranking, ``score_j -= lambda * max(0, max_m cos(e_j, e_m))``
+            over the user's last ``demotion_window`` disliked items m, cosines of the shared item table (any model).
+            0 (the paper) demotes nothing. ``--select_dislike_demotion [..]`` picks it on validation; the weight used
+            is the model's ``dislike_demotion`` buffer, which the checkpoints carry.
+        demotion_window: R, the newest disliked items that ``dislike_demotion`` reads.
     """
 
     def __init__(
@@ -148,13 +158,16 @@ class NegSeqModule(L.LightningModule):
         contrast_negatives: Literal["all", "earlier", "all_with_last"] = "all",
         hard_negative_weight: float = 0.0,
         fusion: Literal["none", "gated"] = "none",
+        dislike_demotion: float = 0.0,
+        demotion_window: int = 5,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         hp = self.hparams
         check_arguments(hp)
         self.model = SequentialRecommender(
-            num_items, max_len, dim, blocks, heads, dropout, negative_encoder=bool(alpha), fusion=fusion == "gated", negative_scoring=negative_scoring
+            num_items, max_len, dim, blocks, heads, dropout, negative_encoder=bool(alpha), fusion=fusion == "gated", negative_scoring=negative_scoring,
+            dislike_demotion=dislike_demotion, demotion_window=demotion_window,
         )
         if history == "positives":
             self.objective = SignSeparated(alpha, beta, temperature, cosine, contrast_negatives, hard_negative_weight)
@@ -166,6 +179,10 @@ class NegSeqModule(L.LightningModule):
         self.register_buffer("sampling_probs", uniform, persistent=False)
         self.cutoffs = layout.cutoffs(k, ks)
         self.metrics = nn.ModuleDict({stage: self._stage_metrics() for stage in layout.STAGES})
+        self.responsiveness = nn.ModuleDict(
+            {f"{name}@{c}": metric(c) for c in self.cutoffs for name, metric in (("list_change", ListChange), ("neighbour_suppression", NeighbourSuppression))}
+        )
+        self.item_neighbours = None  # items (B,) -> (B, m) their nearest items; set from the datamodule in setup()
 
     def _stage_metrics(self) -> nn.ModuleDict:
         """One metric set per cutoff, keyed ``hr@k``, ..., ``coverage@k``."""
@@ -198,6 +215,8 @@ class NegSeqModule(L.LightningModule):
         if self.hparams.softmax == "popularity" and stage == "fit" and datamodule is not None:
             counts = datamodule.item_counts.to(self.sampling_probs)
             self.sampling_probs.copy_(counts / counts.sum())
+        if stage == "test" and datamodule is not None and hasattr(datamodule, "item_neighbours"):
+            self.item_neighbours = datamodule.item_neighbours
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         terms = self.loss_terms(batch)
@@ -214,12 +233,23 @@ class NegSeqModule(L.LightningModule):
 
     # -- evaluation --
 
+    def _history(self, batch: dict[str, Tensor]) -> Tensor:
+        return batch["positives"] if self.hparams.history == "positives" else batch["history"]
+
     def rank_batch(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
         """Ranks of the batch's targets in the top ``max(cutoffs)`` (``inf`` beyond) and that top list ``(scores, item ids)``."""
-        history = batch["positives"] if self.hparams.history == "positives" else batch["history"]
         return self.model.rank_and_recommend(
-            history, batch["seen"], batch["target"], max(self.cutoffs), batch.get("negatives"), self.hparams.score_block_items
+            self._history(batch), batch["seen"], batch["target"], max(self.cutoffs), batch.get("negatives"), self.hparams.score_block_items
         )
+
+    def recommend_batch(self, batch: dict[str, Tensor]) -> Tensor:
+        """``(B, max(cutoffs))`` item ids of the batch's top lists, best first."""
+        return self.model.recommend(self._history(batch), batch["seen"], max(self.cutoffs), batch.get("negatives"), self.hparams.score_block_items)[1]
+
+    def respond_batch(self, batch: dict[str, Tensor], top_items: Tensor) -> tuple[Tensor, Tensor]:
+        """The baseline B (``top_items``' first item excluded as seen, inputs unchanged) and the list L' after a dislike of it."""
+        disliked = with_dislike(batch, top_items[:, 0])
+        return self.recommend_batch({**batch, "seen": disliked["seen"]}), self.recommend_batch(disliked)
 
     def _shared_eval_step(self, batch: dict[str, Tensor], stage: str) -> None:
         ranks, _, top_items = self.rank_batch(batch)
@@ -228,6 +258,14 @@ class NegSeqModule(L.LightningModule):
             for name in layout.SIGNED_METRICS:
                 metrics[f"{name}@{c}"].update(ranks, batch["target_positive"])
             metrics[f"coverage@{c}"].update(top_items[:, :c])
+        if stage == "test":
+            baseline, counterfactual = self.respond_batch(batch, top_items)
+            # without a datamodule that knows the training events there are no neighbours: suppression stays NaN
+            neighbours = None if self.item_neighbours is None else self.item_neighbours(top_items[:, 0]).to(top_items.device)  # (B, m)
+            for c in self.cutoffs:
+                self.responsiveness[f"list_change@{c}"].update(top_items, counterfactual)
+                if neighbours is not None:
+                    self.responsiveness[f"neighbour_suppression@{c}"].update(baseline, counterfactual, neighbours)
 
     def _log_stage(self, stage: str) -> None:
         metrics, values = self.metrics[stage], {}
@@ -239,6 +277,10 @@ class NegSeqModule(L.LightningModule):
                 if name in layout.DELTA_METRICS:
                     values[f"{stage}/delta_{name}@{c}"] = result["delta"]
             values[f"{stage}/coverage@{c}"] = metrics[f"coverage@{c}"].compute()
+        if stage == "test":
+            values.update({f"test/{name}": metric.compute() for name, metric in self.responsiveness.items()})
+            for metric in self.responsiveness.values():
+                metric.reset()
         self.log_dict(values, prog_bar=False)
         # compute() syncs states only for its result: the counts held here are this process's, so sum them over processes
         counted = metrics[f"hr@{self.hparams.k}"]
@@ -274,7 +316,8 @@ class NegSeqModule(L.LightningModule):
         weights = checkpoint.get("state_dict", {})
         if "items.weight" in weights:  # written before the model was its own module: same weights, keys without "model."
             checkpoint["state_dict"] = weights = {f"model.{key}": value for key, value in weights.items()}
-        weights.setdefault("model.negative_scoring", torch.tensor(float(checkpoint.get("hyper_parameters", {}).get("negative_scoring", 0.0))))
+        for buffer in ("negative_scoring", "dislike_demotion"):  # checkpoints written before the buffer existed
+            weights.setdefault(f"model.{buffer}", torch.tensor(float(checkpoint.get("hyper_parameters", {}).get(buffer, 0.0))))
         saved = dict(checkpoint.get("hyper_parameters", {}))
         # sizes from the weights themselves: load_from_checkpoint(..., num_items=...) overwrites the saved hyper-parameters
         if "model.items.weight" in weights:

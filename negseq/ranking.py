@@ -75,17 +75,22 @@ def count_ahead(scores: Tensor, target_scores: Tensor, targets: Tensor, first_id
     return (scores > bar).sum(dim=1, dtype=torch.int32).long()
 
 
-def score_block(users: Tensor, items: Tensor, seen: Tensor, start: int, stop: int) -> Tensor:
+def score_block(users: Tensor, items: Tensor, seen: Tensor, start: int, stop: int, demote: Tensor | None = None) -> Tensor:
     """``(B, stop - start)`` fp32 scores of items ``start..stop-1``; padding and ``seen`` items are ``-inf``.
 
     Args:
         users: ``(B, D)`` user vectors.
         items: ``(N + 1, D)`` item table (row 0 is padding).
         seen: ``(B, S)`` item ids that may not be recommended (0 = none).
+        demote: ``(B, R, D)`` ``lambda`` times the unit vectors of items each user disliked (zero rows: none); an item's
+            score then drops by ``max(0, max_r demote_r . e / |e|)``, lambda times its highest cosine to any of them.
     """
     with torch.autocast(device_type=users.device.type, enabled=False):
         # fp32 so that bf16 rounding does not create ties among thousands of items
         block = users.float() @ items[start:stop].float().T  # (B, C)
+        if demote is not None:
+            unit = torch.nn.functional.normalize(items[start:stop].float(), dim=1)  # (C, D)
+            block -= (demote.float() @ unit.T).amax(dim=1).clamp(min=0)  # (B, R, C) -> (B, C)
     local = seen - start  # (B, S)
     inside = (local >= 0) & (local < stop - start) & (seen > 0)
     rows = torch.arange(len(seen), device=seen.device)[:, None].expand_as(seen)
@@ -95,8 +100,9 @@ def score_block(users: Tensor, items: Tensor, seen: Tensor, start: int, stop: in
     return block
 
 
-def top_k(users: Tensor, items: Tensor, seen: Tensor, k: int, block_items: int = 2048) -> tuple[Tensor, Tensor]:
-    """Top-``k`` ``(scores, item ids)``, each ``(B, k)`` best first, scoring ``block_items`` items at a time.
+def top_k(users: Tensor, items: Tensor, seen: Tensor, k: int, block_items: int = 2048, demote: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Top-``k`` ``(scores, item ids)``, each ``(B, k)`` best first, scoring ``block_items`` items at a time
+    (``demote``: see :func:`score_block`).
 
     A batch never holds more than ``B * block_items`` scores; slots with no recommendable item
     (a catalogue smaller than ``k`` plus the seen items) get id 0 and score ``-inf``.
@@ -104,7 +110,7 @@ def top_k(users: Tensor, items: Tensor, seen: Tensor, k: int, block_items: int =
     top_keys = seen.new_empty(len(users), 0)
     for start in range(0, len(items), block_items):
         stop = min(start + block_items, len(items))
-        block_keys = block_top_keys(score_block(users, items, seen, start, stop), start, k)  # (B, <= k)
+        block_keys = block_top_keys(score_block(users, items, seen, start, stop, demote), start, k)  # (B, <= k)
         candidates = torch.cat([top_keys, block_keys], dim=1)  # (B, <= 2k)
         top_keys = candidates.topk(min(k, candidates.shape[1]), dim=1).values  # (B, <= k), best first
     scores, ids = decode_keys(top_keys)
@@ -123,8 +129,8 @@ def ranks_in(top_items: Tensor, targets: Tensor) -> Tensor:
 
 
 def rank_and_recommend(
-    users: Tensor, items: Tensor, seen: Tensor, targets: Tensor, k: int, block_items: int = 2048
+    users: Tensor, items: Tensor, seen: Tensor, targets: Tensor, k: int, block_items: int = 2048, demote: Tensor | None = None
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Each target's rank (:func:`ranks_in`) and the top-k ``(scores, item ids)`` of user vectors ``(B, D)`` over ``items``."""
-    scores, top_items = top_k(users, items, seen, k, block_items)
+    scores, top_items = top_k(users, items, seen, k, block_items, demote)
     return ranks_in(top_items, targets), scores, top_items

@@ -31,18 +31,18 @@ def _number(key: str, value: float) -> float | int | None:
 
 
 def write_metrics(
-    run_dir: Path, val_results: dict[str, float], test_results: dict[str, float], best: int, fit_seconds: float, negative_scoring: float,
+    run_dir: Path, val_results: dict[str, float], test_results: dict[str, float], best: int, fit_seconds: float, weights: dict[str, float],
     k: int = layout.DEFAULT_K, ks: tuple[int, ...] = (),
 ) -> dict:
     """``metrics.json``: every test metric (:func:`negseq.layout.metric_keys` of ``k`` and ``ks``) and user count, the
-    same on validation (best checkpoint, as ranked for the test), best epoch, fit time and the negative-scoring weight
-    used. A metric over a group with no user (no disliked validation target) is null."""
+    same on validation (best checkpoint, as ranked for the test), best epoch, fit time and the ranking ``weights`` used
+    (``negative_scoring``, ``dislike_demotion``). A metric over a group with no user (no disliked validation target) is null."""
     metrics = {}
     for stage, results in (("test", test_results), ("val", val_results)):
         metrics.update({key: _number(key, results[key]) for key in layout.metric_keys(stage, k, ks)})
     metrics["best_epoch"] = best
     metrics["fit_seconds"] = round(fit_seconds, 3)
-    metrics["negative_scoring"] = float(negative_scoring)
+    metrics.update({name: float(value) for name, value in weights.items()})
     (run_dir / layout.METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
 
@@ -54,10 +54,13 @@ def write_fit_metrics(run_dir: Path, best: int, fit_seconds: float) -> dict:
     return metrics
 
 
-def write_selection(run_dir: Path, weights: list[float], results: list[dict[str, float]], monitor: str, chosen: int) -> None:
-    """``selection.json``: each candidate negative-scoring weight's validation metrics, and the one chosen on ``monitor``."""
-    candidates = [{"negative_scoring": weight, **{key: _number(key, value) for key, value in result.items()}} for weight, result in zip(weights, results)]
-    (run_dir / layout.SELECTION_FILE).write_text(json.dumps({"monitor": monitor, "chosen": weights[chosen], "candidates": candidates}, indent=2) + "\n")
+def write_selection(
+    run_dir: Path, options: list[dict[str, float]], results: list[dict[str, float]], monitor: str, chosen: int, tolerance: float | None = None
+) -> None:
+    """``selection.json``: each candidate's ranking weights and validation metrics, and the weights chosen on ``monitor``."""
+    candidates = [{**option, **{key: _number(key, value) for key, value in result.items()}} for option, result in zip(options, results)]
+    selection = {"monitor": monitor, "tolerance": tolerance, "chosen": options[chosen], "candidates": candidates}
+    (run_dir / layout.SELECTION_FILE).write_text(json.dumps(selection, indent=2) + "\n")
 
 
 def _in_user_order(predictions: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:

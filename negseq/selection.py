@@ -1,15 +1,18 @@
-"""Choosing the negative-scoring weight lambda on validation, never on test.
+"""Choosing the ranking weights (negative scoring, dislike demotion) on validation, never on test.
 
-After a fit, the best checkpoint is validated once per candidate lambda: the weights stay the
-same, only the way items are scored changes, so each candidate costs one validation pass. The
-lambda with the best monitored validation metric is kept for the test and the recommendations;
-a tie goes to the smaller lambda (the closer to the paper's ranking). The chosen lambda is
-written into the best checkpoint (the model's ``negative_scoring`` buffer), so loading it ranks
-as the test did.
+After a fit, the best checkpoint is validated once per candidate (a pair of weights): the
+trained weights stay the same, only the way items are scored changes, so each candidate costs
+one validation pass. The candidate with the best monitored validation metric is kept for the
+test and the recommendations; a tie goes to the smaller weights (the closer to the paper's
+ranking). With a tolerance, only candidates whose validation NDCG_p@k stays within that share
+of the reference (both weights 0, else the smallest pair) compete, so a weight that buys
+Delta by giving up liked items is not chosen. The chosen weights are written into the best
+checkpoint (the model's buffers), so loading it ranks as the test did.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 
@@ -18,17 +21,30 @@ import torch
 
 from negseq.errors import ConfigError
 
-BUFFER_KEY = "model.negative_scoring"  # the weight's entry in a checkpoint's state_dict
+WEIGHTS = ("negative_scoring", "dislike_demotion")  # the model's ranking buffers, model.<name> in a checkpoint
 
 
-def check_selection(weights: list[float], monitor: str, model: L.LightningModule, validation_targets: str) -> None:
+def candidates(negative_scoring: list[float], dislike_demotion: list[float]) -> list[dict[str, float]]:
+    """Every pair of the two weights' candidates, as ``{"negative_scoring": a, "dislike_demotion": b}``."""
+    return [dict(zip(WEIGHTS, (float(a), float(b)))) for a, b in itertools.product(negative_scoring, dislike_demotion)]
+
+
+def check_selection(options: list[dict[str, float]], monitor: str, model: L.LightningModule, validation_targets: str) -> None:
     """Fail before training when a selection could not be made or would be blind to what it selects on."""
-    if any(weights) and model.model.negative_encoder is None:
+    if any(option["negative_scoring"] for option in options) and model.model.negative_encoder is None:
         raise ConfigError("--select_negative_scoring: negative scoring reads the negative encoder, which needs history='positives' and alpha > 0")
-    if len(weights) > 1 and validation_targets == "positive" and ("_n@" in monitor or "delta" in monitor):
+    if any(option["dislike_demotion"] < 0 for option in options):
+        raise ConfigError(f"--select_dislike_demotion: weights must be >= 0, got {[option['dislike_demotion'] for option in options]}")
+    if len(options) > 1 and validation_targets == "positive" and ("_n@" in monitor or "delta" in monitor):
         raise ConfigError(
             f"--select_monitor {monitor} needs validation users with a disliked target: set --data.validation_targets all"
         )
+
+
+def set_weights(model: L.LightningModule, option: dict[str, float]) -> None:
+    """Rank with ``option``'s weights from now on."""
+    model.model.set_negative_scoring(option["negative_scoring"])
+    model.model.set_dislike_demotion(option["dislike_demotion"])
 
 
 def load_weights(model: L.LightningModule, checkpoint: str | Path) -> None:
@@ -38,13 +54,13 @@ def load_weights(model: L.LightningModule, checkpoint: str | Path) -> None:
     model.load_state_dict(saved["state_dict"])
 
 
-def validate_each(trainer: L.Trainer, model: L.LightningModule, datamodule, weights: list[float]) -> list[dict[str, float]]:
-    """Validation metrics of ``model``'s weights scored with each weight; kept out of the loggers, whose curves are the fit's."""
+def validate_each(trainer: L.Trainer, model: L.LightningModule, datamodule, options: list[dict[str, float]]) -> list[dict[str, float]]:
+    """Validation metrics of ``model``'s weights ranked with each option; kept out of the loggers, whose curves are the fit's."""
     loggers, trainer.loggers = trainer.loggers, []
     try:
         results = []
-        for weight in weights:
-            model.model.set_negative_scoring(weight)
+        for option in options:
+            set_weights(model, option)
             (metrics,) = trainer.validate(model, datamodule=datamodule, verbose=False)
             results.append({name: float(value) for name, value in metrics.items()})
     finally:
@@ -52,22 +68,40 @@ def validate_each(trainer: L.Trainer, model: L.LightningModule, datamodule, weig
     return results
 
 
-def record_choice(checkpoint: str | Path, weight: float) -> None:
-    """Write the chosen weight into the checkpoint's ``negative_scoring`` buffer, so that loading it ranks with it."""
+def record_choice(checkpoint: str | Path, option: dict[str, float]) -> None:
+    """Write the chosen weights into the checkpoint's buffers, so that loading it ranks with them."""
     saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    buffer = saved["state_dict"].get(BUFFER_KEY)
-    if buffer is None or float(buffer) != weight:
-        saved["state_dict"][BUFFER_KEY] = torch.tensor(float(weight))
+    state = saved["state_dict"]
+    if any(f"model.{name}" not in state or float(state[f"model.{name}"]) != option[name] for name in WEIGHTS):
+        for name in WEIGHTS:
+            state[f"model.{name}"] = torch.tensor(float(option[name]))
         torch.save(saved, checkpoint)
 
 
-def choose(weights: list[float], results: list[dict[str, float]], monitor: str) -> int:
-    """Index of the weight whose validation ``monitor`` is highest (the smaller weight on a tie)."""
-    if len(weights) == 1:
+def _smaller(option: dict[str, float]) -> tuple[float, ...]:
+    """Sort key: the total weight, then each weight (closer to the paper's ranking first)."""
+    return (sum(option.values()), *option.values())
+
+
+def choose(
+    options: list[dict[str, float]], results: list[dict[str, float]], monitor: str, tolerance: float | None = None, keep: str | None = None
+) -> int:
+    """Index of the option whose validation ``monitor`` is highest (the smaller weights on a tie).
+
+    With ``tolerance``, only options whose validation ``keep`` (NDCG_p@k) is at least ``1 - tolerance`` times the
+    reference option's (the smallest weights, both 0 when listed) are eligible; the reference always is.
+    """
+    if len(options) == 1:
         return 0
-    if monitor not in results[0]:
-        raise ConfigError(f"--select_monitor {monitor} is not a validation metric; validation logs {sorted(results[0])}")
+    for name in (monitor, keep if tolerance is not None else None):
+        if name is not None and name not in results[0]:
+            raise ConfigError(f"--select_monitor {name} is not a validation metric; validation logs {sorted(results[0])}")
     values = [result[monitor] for result in results]
     if any(math.isnan(value) for value in values):
         raise ConfigError(f"--select_monitor {monitor} is NaN: validation has no user in its group (--data.validation_targets all?)")
-    return max(range(len(weights)), key=lambda index: (values[index], -weights[index]))
+    eligible = range(len(options))
+    if tolerance is not None:
+        reference = min(eligible, key=lambda index: _smaller(options[index]))
+        floor = (1.0 - tolerance) * results[reference][keep]
+        eligible = [index for index in eligible if index == reference or results[index][keep] >= floor]
+    return max(eligible, key=lambda index: (values[index], tuple(-w for w in _smaller(options[index]))))

@@ -110,7 +110,7 @@ def test_experiments_layout_and_runs_dir_lookup(runs_root, tmp_path, monkeypatch
     "config, label",
     [("pnfrec", "PNFRec"), ("pnfrec_ce", "PNFRec CE+CE"), ("pnfrec_cl", "PNFRec CE+contrast"), ("sasrec", "SASRec"),
      ("sasrec_c", "SASRec_c"), ("sasrec_negw", "SASRec+unlikelihood"), ("sasrec_p", "SASRec_p"),
-     ("pnfrec_plus", "PNFRec + cosine contrast")],
+     ("pnfrec_plus", "PNFRec")],  # PNFRec training; its ranking weights are chosen after the fit (group by config)
 )
 def test_model_label_of_each_shipped_config(config, label):
     files = [ROOT / "experiments" / "models" / f"{config}.yaml"] if config != "pnfrec_plus" else [ROOT / "experiments" / "models" / "pnfrec.yaml", ROOT / "experiments" / "beyond" / "pnfrec_plus.yaml"]
@@ -237,9 +237,15 @@ def test_recommendations_notebook_runs_headless(monkeypatch, runs_root):
 def test_negative_feedback_notebook_runs_on_the_committed_results(monkeypatch, runs_root):
     notebook = execute(ROOT / "notebooks" / "03_negative_feedback.ipynb", monkeypatch, runs_root)
     configs = pl.read_csv(ROOT / "experiments" / "ml-latest-small" / "beyond" / "selection.csv")["config"].n_unique()
-    assert len(outputs(notebook, "image/png")) == 1 + configs + 2  # scatter, a lambda plot per config that chose lambda, synthetic x 2
+    # scatter, a lambda plot per config that chose lambda, synthetic x 2, responsiveness of the arms and of the runs
+    assert len(outputs(notebook, "image/png")) == 1 + configs + 2 + 2
     tables = [out["data"]["text/markdown"] for out in outputs(notebook, "text/markdown")]
-    assert len(tables) == 2 and all("| HR_p@10 |" in table for table in tables)
+    assert len(tables) == 3 + 2 and all("| HR_p@10 |" in table for table in tables[:2])  # + a heading per model
+    assert "| test/neighbour_suppression@10 |" in tables[2]
+    text = "".join(out.get("text", "") for out in outputs(notebook, "stream"))
+    assert "2 of 2 runs report responsiveness" in text
+    html = "".join(out["data"].get("text/html", "") for out in outputs(notebook, "text/html"))
+    assert "after dislike" in html and "first excluded" in html
 
 
 def test_model_labels_name_the_options_beyond_the_paper():
@@ -247,4 +253,6 @@ def test_model_labels_name_the_options_beyond_the_paper():
         "PNFRec + contrast with earlier dislikes + hard negatives + gated fusion"
     )
     assert analysis.model_label({"beta": 0.0, "negative_scoring": 0.5}) == "PNFRec CE+CE + negative scoring"
+    assert analysis.model_label({"negative_scoring": 0.5, "dislike_demotion": 2.0}) == "PNFRec + negative scoring + dislike demotion"
+    assert analysis.model_label({"history": "all", "alpha": 0.0, "beta": 0.0, "dislike_demotion": 1.0}) == "SASRec + dislike demotion"
     assert analysis.model_label({"alpha": 0.0, "beta": 0.0, "cosine": True}) == "SASRec_p"  # no contrast: cosine plays no part

@@ -12,30 +12,46 @@ from negseq.data import FeedbackDataModule
 from negseq.errors import ConfigError
 from negseq.fit import main as fit_main
 from negseq.module import NegSeqModule
-from negseq.selection import check_selection, choose
+from negseq.selection import candidates, check_selection, choose
 
 FAST = ["--model.dim", "16", "--data.max_len", "10", "--trainer.max_epochs", "3", "--trainer.enable_progress_bar", "false"]
 
 
 def test_choose_takes_the_best_validation_value_and_the_smaller_weight_on_a_tie():
     results = [{"val/m": 0.1}, {"val/m": 0.3}, {"val/m": 0.3}, {"val/m": 0.2}]
-    assert choose([0.0, 0.5, 1.0, 2.0], results, "val/m") == 1
-    assert choose([2.0, 1.0, 0.5, 0.0], results, "val/m") == 2  # the tie again: 0.5 < 1.0 wherever it is listed
+    assert choose(candidates([0.0, 0.5, 1.0, 2.0], [0.0]), results, "val/m") == 1
+    assert choose(candidates([2.0, 1.0, 0.5, 0.0], [0.0]), results, "val/m") == 2  # the tie again: 0.5 < 1.0 wherever it is listed
+    assert choose(candidates([0.0], [2.0, 1.0, 0.5, 0.0]), results, "val/m") == 2  # the same for the demotion weight
+
+
+def test_choose_with_a_tolerance_keeps_ndcg_p_within_it_of_the_smallest_weights():
+    options = candidates([0.0, 1.0], [0.0, 2.0])  # (0, 0), (0, 2), (1, 0), (1, 2)
+    results = [
+        {"val/delta": 0.10, "val/p": 0.100},
+        {"val/delta": 0.20, "val/p": 0.0985},  # 1.5 % below the reference (0, 0): eligible at 2 %
+        {"val/delta": 0.30, "val/p": 0.0970},  # 3 % below: not eligible at 2 %
+        {"val/delta": 0.15, "val/p": 0.110},
+    ]
+    assert choose(options, results, "val/delta") == 2
+    assert choose(options, results, "val/delta", tolerance=0.02, keep="val/p") == 1
+    assert choose(options, results, "val/delta", tolerance=0.0, keep="val/p") == 3  # only NDCG_p at least the reference's
+    assert options[1] == {"negative_scoring": 0.0, "dislike_demotion": 2.0}
 
 
 def test_choose_rejects_a_monitor_validation_does_not_log():
     with pytest.raises(ConfigError, match="val/nope.*validation logs \\['val/m'\\]"):
-        choose([0.0, 1.0], [{"val/m": 0.1}, {"val/m": math.nan}], "val/nope")
+        choose(candidates([0.0, 1.0], [0.0]), [{"val/m": 0.1}, {"val/m": math.nan}], "val/nope")
 
 
 def test_selection_guards():
     pnfrec, sasrec_p = NegSeqModule(20, 20, alpha=0.45), NegSeqModule(20, 20, alpha=0.0, beta=0.0)
-    check_selection([0.0, 0.5], "val/delta_ndcg@10", pnfrec, "all")
-    check_selection([0.0, 0.5], "val/ndcg_p@10", pnfrec, "positive")  # a positive-only monitor needs no negative targets
+    check_selection(candidates([0.0, 0.5], [0.0]), "val/delta_ndcg@10", pnfrec, "all")
+    check_selection(candidates([0.0, 0.5], [0.0]), "val/ndcg_p@10", pnfrec, "positive")  # a positive-only monitor needs no negative targets
+    check_selection(candidates([0.0], [0.0, 1.0]), "val/delta_ndcg@10", sasrec_p, "all")  # demotion reads the item table only
     with pytest.raises(ConfigError, match="alpha > 0"):
-        check_selection([0.0, 0.5], "val/delta_ndcg@10", sasrec_p, "all")
+        check_selection(candidates([0.0, 0.5], [0.0]), "val/delta_ndcg@10", sasrec_p, "all")
     with pytest.raises(ConfigError, match="--data.validation_targets all"):
-        check_selection([0.0, 0.5], "val/delta_ndcg@10", pnfrec, "positive")
+        check_selection(candidates([0.0, 0.5], [0.0]), "val/delta_ndcg@10", pnfrec, "positive")
 
 
 def test_fit_chooses_lambda_on_validation_and_tests_with_it(tmp_path, tiny_log):
@@ -50,7 +66,7 @@ def test_fit_chooses_lambda_on_validation_and_tests_with_it(tmp_path, tiny_log):
     values = [candidate["val/delta_ndcg@10"] for candidate in selection["candidates"]]
     assert len(set(values)) > 1  # lambda changes the ranking
     chosen = selection["candidates"][values.index(max(values))]
-    assert selection["chosen"] == metrics["negative_scoring"] == chosen["negative_scoring"]
+    assert selection["chosen"]["negative_scoring"] == metrics["negative_scoring"] == chosen["negative_scoring"]
     assert metrics["val/n_users_neg"] > 0
     for key in ("val/ndcg_p@10", "val/hr_n@10", "val/delta_ndcg@10"):
         assert metrics[key] == pytest.approx(chosen[key], abs=1e-7)

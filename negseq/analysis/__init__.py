@@ -16,7 +16,8 @@ The notebooks in ``notebooks/`` are built on these functions and on nothing else
   the plots :func:`plot_hr_scatter`, :func:`plot_delta_bars`, :func:`plot_validation_curves`,
   :func:`plot_training_time` (matplotlib, imported only when plotting);
 - :func:`load_model`, :func:`run_datamodule`, :func:`recommend_for_user`, :func:`user_events`,
-  :func:`compare_recommendations`: score one user's history with saved checkpoints;
+  :func:`compare_recommendations`, :func:`counterfactual_dislike`: score one user's history with saved checkpoints
+  (and again after a dislike of their first item);
 - :func:`item_titles`: movie titles of the embedded ml-latest-small (or of a MovieLens
   ``movies.csv``/``movies.dat`` next to a log).
 
@@ -29,9 +30,9 @@ from __future__ import annotations
 
 from negseq.analysis.runs import runs_dir, find_runs, read_config, model_label, load_runs, load_history, load_recommendations, summary_table, metric_stats, ENV_RUNS_DIR, METRIC_COLUMNS, RUN_COLUMNS
 from negseq.analysis.wandb_runs import load_wandb_runs, load_wandb_history, load_wandb_recommendations, combine_runs
-from negseq.analysis.plots import plot_hr_scatter, plot_delta_bars, plot_validation_curves, plot_training_time, plot_negative_scoring
+from negseq.analysis.plots import plot_hr_scatter, plot_delta_bars, plot_validation_curves, plot_training_time, plot_negative_scoring, plot_responsiveness
 from negseq.analysis.titles import item_titles, attach_titles
-from negseq.analysis.one_user import test_targets, run_datamodule, load_model, recommend_for_user, user_events, compare_recommendations, default_comparison, pick_user, LATER_DISLIKED, LATER_LIKED
+from negseq.analysis.one_user import test_targets, run_datamodule, load_model, recommend_for_user, counterfactual_dislike, user_events, compare_recommendations, default_comparison, pick_user, LATER_DISLIKED, LATER_LIKED
 
 __all__ = [
     "runs_dir",
@@ -55,12 +56,14 @@ __all__ = [
     "plot_validation_curves",
     "plot_training_time",
     "plot_negative_scoring",
+    "plot_responsiveness",
     "item_titles",
     "attach_titles",
     "test_targets",
     "run_datamodule",
     "load_model",
     "recommend_for_user",
+    "counterfactual_dislike",
     "user_events",
     "compare_recommendations",
     "default_comparison",

@@ -71,6 +71,40 @@ def _user_code(data, user_id) -> int:
         raise KeyError(f"user {user_id!r} is not in the data") from None
 
 
+def _user_batch(data, user_id) -> tuple[int, dict]:
+    """The user's code and their one-row evaluation batch (test, else validation)."""
+    code = _user_code(data, user_id)
+    for sequences in (data.test_sequences, data.validation_sequences):
+        rows = (sequences.user == code).nonzero().flatten()
+        if len(rows):
+            return code, sequences.take(rows[:1])
+    raise KeyError(f"user {user_id!r} is neither a test nor a validation user")
+
+
+def counterfactual_dislike(model, data, user_id, titles: Optional[pl.DataFrame] = None, k: Optional[int] = None) -> pl.DataFrame:
+    """The user's top-k before and after a counterfactual dislike of its first item (:mod:`negseq.responsiveness`).
+
+    Columns ``rank``, ``before`` (L), ``first excluded`` (B: inputs unchanged, the first item only removed as seen)
+    and ``after dislike`` (L'); cells ``title [item_id]``. An item of L' that was not in B is marked ``(new)``.
+    """
+    import torch
+
+    code, batch = _user_batch(data, user_id)
+    with torch.no_grad():
+        top = model.recommend_batch(batch)
+        baseline, after = model.respond_batch(batch, top)
+    k = k or model.hparams.k
+    lists = {"before": top[0, :k], "first excluded": baseline[0, :k], "after dislike": after[0, :k]}
+    columns = {}
+    for name, items in lists.items():
+        ids = items[items > 0].tolist()
+        frame = attach_titles(data.decode([code] * len(ids), ids).select("item_id"), titles)
+        labels = [f"{r['title']} [{r['item_id']}]" if r.get("title") else str(r["item_id"]) for r in frame.iter_rows(named=True)]
+        columns[name] = labels + [""] * (k - len(labels))
+    columns["after dislike"] = [cell + ("  (new)" if cell and cell not in columns["first excluded"] else "") for cell in columns["after dislike"]]
+    return pl.DataFrame({"rank": list(range(1, k + 1)), **columns})
+
+
 def recommend_for_user(model, data, user_id, k: Optional[int] = None) -> pl.DataFrame:
     """``rank, item_id, score`` (original ids): the model's top-k for a test (else validation) user.
 
@@ -79,15 +113,9 @@ def recommend_for_user(model, data, user_id, k: Optional[int] = None) -> pl.Data
     """
     import torch
 
-    code = _user_code(data, user_id)
-    for sequences in (data.test_sequences, data.validation_sequences):
-        rows = (sequences.user == code).nonzero().flatten()
-        if len(rows):
-            break
-    else:
-        raise KeyError(f"user {user_id!r} is neither a test nor a validation user")
+    code, batch = _user_batch(data, user_id)
     with torch.no_grad():
-        out = model.predict_step(sequences.take(rows[:1]), 0)
+        out = model.predict_step(batch, 0)
     items, scores = out["items"][0], out["scores"][0]
     keep = items > 0
     frame = data.decode([code] * int(keep.sum()), items[keep].tolist()).select("item_id")

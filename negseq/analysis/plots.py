@@ -180,3 +180,31 @@ def _label_bars(ax, stats: pl.DataFrame, by: str, ylabel: str, title: str):
     ax.grid(axis="y", alpha=0.3)
     ax.legend()
     return ax
+
+
+def plot_responsiveness(runs: pl.DataFrame, by: str = "model", axes=None, k: Optional[int] = None):
+    """Two panels, a cross (mean ± sd over runs) per group: HR_p@k against HR_n@k, and HR_p@k against
+    test neighbour suppression@k (how much of the top-k's mass on a disliked item's look-alikes a dislike removes)."""
+    import matplotlib.pyplot as plt
+
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(12, 4.5), layout="constrained")
+    k = k or layout.run_cutoff(runs.columns)
+    hr_p = f"test/hr_p@{k}"
+    groups = _groups(runs, by)
+    colors = _colors(groups)
+    for ax, (other, label) in zip(axes, ((f"test/hr_n@{k}", f"HR_n@{k} (↓ better)"), (f"test/neighbour_suppression@{k}", f"neighbour suppression@{k} (↑ more responsive)"))):
+        for group in groups:
+            sub = runs.filter(pl.col(by) == group)
+            x, y = sub.get_column(hr_p), sub.get_column(other)
+            ax.errorbar(
+                x.mean(), y.mean(), xerr=x.std() or 0.0, yerr=y.std() or 0.0, color=colors[group], marker="X", markersize=10,
+                markeredgecolor="black", capsize=3, label=f"{group} (n={sub.height})",
+            )
+        ax.set_xlabel(f"HR_p@{k} (↑ better)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend(title=by, fontsize="small")
+    axes[0].set_title("Liked vs disliked held-out items in the top-k (mean ± sd)")
+    axes[1].set_title("Liked held-out items vs responsiveness to a dislike (mean ± sd)")
+    return axes

@@ -56,10 +56,11 @@ def model_label(model: Mapping[str, Any]) -> str:
     options beyond the paper it turns on, so that runs of different models never share a label."""
     history = model.get("history", "positives")  # missing keys: NegSeqModule's defaults
     alpha, beta = float(model.get("alpha", 0.45) or 0), float(model.get("beta", 0.25) or 0)
+    demotion = " + dislike demotion" if float(model.get("dislike_demotion") or 0) else ""  # any model can rank with it
     if history == "all":
         if beta:
-            return "SASRec_c"
-        return "SASRec+unlikelihood" if float(model.get("unlikelihood_weight") or 0) else "SASRec"
+            return "SASRec_c" + demotion
+        return ("SASRec+unlikelihood" if float(model.get("unlikelihood_weight") or 0) else "SASRec") + demotion
     if alpha and beta:
         name = "PNFRec"
     elif alpha:
@@ -73,7 +74,7 @@ def model_label(model: Mapping[str, Any]) -> str:
         f"{model['fusion']} fusion" if model.get("fusion", "none") != "none" else "",
         "negative scoring" if float(model.get("negative_scoring") or 0) else "",
     ]
-    return " + ".join([name, *filter(None, beyond)])
+    return " + ".join([name, *filter(None, beyond)]) + demotion
 
 
 def _identity(config: Mapping[str, Any], fallback_name: str) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from negseq.data import prepare, splits
 from negseq.data.cache import Prepared
 from negseq.data.catalog import Catalog, aligned_titles
 from negseq.data.io import FORMATS, read_log, resolve_format
+from negseq.data.neighbours import ItemNeighbours
 from negseq.data.sequences import EvalSequences, TensorTable, TrainSequences
 from negseq.data.titles import item_titles
 from negseq.errors import DataError
@@ -142,6 +143,8 @@ class FeedbackDataModule(L.LightningDataModule):
             memory-map them in every later run and process; ``false``: prepare in memory each time.
         cache_dir: where cache entries go; default ``$NEGSEQ_CACHE_DIR``, else ``runs/.cache``
             (``$NEGSEQ_RUNS_DIR/.cache``).
+        neighbours: m, the nearest items (by users in common in train, :mod:`negseq.data.neighbours`) of a
+            disliked item whose suppression ``test/neighbour_suppression@k`` measures.
     """
 
     def __init__(
@@ -167,6 +170,7 @@ class FeedbackDataModule(L.LightningDataModule):
         sample_seed: int = 0,
         cache: bool = True,
         cache_dir: Optional[str] = None,
+        neighbours: int = 20,
     ) -> None:
         super().__init__()
         if split not in splits.SPLITS:
@@ -179,6 +183,8 @@ class FeedbackDataModule(L.LightningDataModule):
             raise DataError(f"holdout {holdout!r} applies to split 'leave_last_out', not {split!r}; drop --data.holdout or use --data.split leave_last_out")
         if max_len < 1:
             raise DataError(f"max_len must be at least 1, got {max_len}")
+        if neighbours < 1:
+            raise DataError(f"neighbours must be at least 1, got {neighbours}")
         self.path = Path(path) if path else embedded_ratings()
         self.columns = dict(format=format, user_col=user_col, item_col=item_col, feedback_col=feedback_col, time_col=time_col)
         self.threshold = threshold
@@ -209,6 +215,7 @@ class FeedbackDataModule(L.LightningDataModule):
         data._frame = frame.lazy()
         data.path = Path("frame")
         return data
+        self.neighbours = neighbours
 
     # -- data preparation: once, on first use (the CLI needs num_items at instantiation) --
 
@@ -353,6 +360,11 @@ class FeedbackDataModule(L.LightningDataModule):
     def num_train_items(self) -> int:
         """Distinct items in the training events: the denominator of Coverage@k."""
         return self.prepared.num_train_items
+
+    @cached_property
+    def item_neighbours(self) -> ItemNeighbours:
+        """``item_neighbours(items)`` -> ``(B, m)`` each item's m nearest items in the training events (0 = none)."""
+        return ItemNeighbours(self.split.train, self.num_items, self.neighbours)
 
     def setup(self, stage: str) -> None:
         # build the tensors each stage needs up front, so that data errors surface before training

@@ -44,6 +44,9 @@ class SequentialRecommender(nn.Module):
         fusion: the positive state reads the negative encoder's state through :class:`GatedFusion`.
         negative_scoring: lambda of ``score = z_pos - lambda * z_neg``; a buffer, so a checkpoint
             carries the weight the run ranked with (chosen on validation or given).
+        dislike_demotion: lambda of ``score_j -= lambda * max(0, max_m cos(e_j, e_m))`` over the user's last
+            ``demotion_window`` disliked items m (the shared item table, no negative encoder needed); a buffer too.
+        demotion_window: R, how many of the newest disliked items demote their look-alikes.
     """
 
     def __init__(
@@ -57,8 +60,12 @@ class SequentialRecommender(nn.Module):
         negative_encoder: bool = True,
         fusion: bool = False,
         negative_scoring: float = 0.0,
+        dislike_demotion: float = 0.0,
+        demotion_window: int = 5,
     ) -> None:
         super().__init__()
+        if dislike_demotion < 0 or demotion_window < 1:
+            raise ConfigError(f"dislike_demotion must be >= 0 and demotion_window >= 1, got {dislike_demotion} and {demotion_window}")
         if (fusion or negative_scoring) and not negative_encoder:
             raise ConfigError("fusion and negative_scoring read the negative encoder, which needs history='positives' and alpha > 0")
         self.items = nn.Embedding(num_items + 1, dim, padding_idx=0)
@@ -66,6 +73,8 @@ class SequentialRecommender(nn.Module):
         self.negative_encoder = CausalEncoder(max_len, dim, blocks, heads, dropout) if negative_encoder else None
         self.fusion = GatedFusion(dim) if fusion else None
         self.register_buffer("negative_scoring", torch.tensor(float(negative_scoring)))
+        self.register_buffer("dislike_demotion", torch.tensor(float(dislike_demotion)))
+        self.demotion_window = demotion_window
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -85,6 +94,22 @@ class SequentialRecommender(nn.Module):
         if weight and self.negative_encoder is None:
             raise ConfigError("negative_scoring reads the negative encoder, which needs history='positives' and alpha > 0")
         self.negative_scoring.fill_(float(weight))
+
+    def set_dislike_demotion(self, weight: float) -> None:
+        """Demote items like the user's newest dislikes by ``weight`` times their cosine from now on."""
+        if weight < 0:
+            raise ConfigError(f"dislike_demotion must be >= 0, got {weight}")
+        self.dislike_demotion.fill_(float(weight))
+
+    def demotion(self, negatives: Tensor | None) -> Tensor | None:
+        """``(B, R, D)`` ``dislike_demotion`` times the unit vectors of each user's last R disliked items (zero rows
+        for padding), what :func:`negseq.ranking.score_block` demotes by; ``None`` when the weight is 0."""
+        weight = float(self.dislike_demotion)
+        if not weight:
+            return None
+        if negatives is None:
+            raise ConfigError("dislike_demotion needs the users' disliked items (batch key 'negatives')")
+        return weight * nn.functional.normalize(self.items(negatives[:, -self.demotion_window :]).float(), dim=-1)
 
     def encode(self, sequences: Tensor, encoder: CausalEncoder | None = None, last_only: bool = False) -> Tensor:
         """``(B, T)`` left-padded item ids -> ``(B, T, D)`` hidden states (``(B, 1, D)``, the newest, with ``last_only``)."""
@@ -112,14 +137,14 @@ class SequentialRecommender(nn.Module):
 
     def score(self, positives: Tensor, seen: Tensor, negatives: Tensor | None = None) -> Tensor:
         """``(B, N + 1)`` fp32 scores of every item; padding and ``seen`` items are ``-inf``."""
-        return score_block(self(positives, negatives), self.items.weight, seen, 0, self.num_items + 1)
+        return score_block(self(positives, negatives), self.items.weight, seen, 0, self.num_items + 1, self.demotion(negatives))
 
     def recommend(self, positives: Tensor, seen: Tensor, k: int, negatives: Tensor | None = None, block_items: int = 2048) -> tuple[Tensor, Tensor]:
         """Top-``k`` ``(scores, item ids)``, each ``(B, k)`` best first, seen items excluded (see :func:`negseq.ranking.top_k`)."""
-        return top_k(self(positives, negatives), self.items.weight, seen, k, block_items)
+        return top_k(self(positives, negatives), self.items.weight, seen, k, block_items, self.demotion(negatives))
 
     def rank_and_recommend(
         self, positives: Tensor, seen: Tensor, targets: Tensor, k: int, negatives: Tensor | None = None, block_items: int = 2048
     ) -> tuple[Tensor, Tensor, Tensor]:
         """Each target's rank in the top-``k`` (``inf`` beyond) and the top-``k`` ``(scores, item ids)``."""
-        return rank_and_recommend(self(positives, negatives), self.items.weight, seen, targets, k, block_items)
+        return rank_and_recommend(self(positives, negatives), self.items.weight, seen, targets, k, block_items, self.demotion(negatives))

@@ -249,6 +249,6 @@ def test_every_argument_that_shapes_the_prepared_data_keys_the_cache(tiny_log, t
     keyed = {}
     monkeypatch.setattr("negseq.data.cache.cache_key", lambda arguments, files: keyed.update(arguments) or "entry")
     FeedbackDataModule(path=tiny_log, cache_dir=str(tmp_path))._cache_entry()
-    loading_only = {"path", "batch_size", "eval_batch_size", "num_workers", "cache", "cache_dir"}  # the path keys through its file
-    shaping = set(inspect.signature(FeedbackDataModule.__init__).parameters) - {"self"} - loading_only
+    not_prepared = {"path", "batch_size", "eval_batch_size", "num_workers", "cache", "cache_dir", "neighbours"}  # the path keys through its file
+    shaping = set(inspect.signature(FeedbackDataModule.__init__).parameters) - {"self"} - not_prepared
     assert shaping <= set(keyed), sorted(shaping - set(keyed))

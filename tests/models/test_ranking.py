@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from negseq.ranking import block_top_keys, decode_keys, order_keys
@@ -67,3 +68,24 @@ def test_ranks_are_the_positions_in_the_top_k_and_inf_elsewhere():
         expected = shown.index(targets[row].item()) + 1 if targets[row].item() in shown and targets[row] > 0 else float("inf")
         assert ranks[row].item() == expected
     assert torch.isinf(ranks[:4]).all()  # a seen item is never recommended, so never ranked
+
+
+def test_dislike_demotion_subtracts_lambda_times_the_highest_positive_cosine_by_hand():
+    from negseq.models.recommender import SequentialRecommender
+    from negseq.ranking import score_block
+
+    items = torch.tensor([[0.0, 0.0], [2.0, 0.0], [0.0, 3.0], [1.0, 1.0], [-1.0, 0.0]])  # ids 0 (padding) .. 4
+    users = torch.tensor([[1.0, 1.0]])
+    unit_disliked = torch.tensor([[[1.0, 0.0], [0.0, 0.0]]])  # item 1 disliked, one empty slot
+    block = score_block(users, items, torch.zeros(1, 1, dtype=torch.long), 0, 5, 2.0 * unit_disliked)
+    # dot products 2, 3, 2, -1; cosines to item 1: 1, 0, 1/sqrt(2), -1 (clamped to 0: never a promotion)
+    expected = [2 - 2.0, 3 - 0.0, 2 - 2.0 / 2**0.5, -1 - 0.0]
+    assert block[0, 1:].tolist() == pytest.approx(expected) and block[0, 0] == -float("inf")
+
+    model = SequentialRecommender(4, max_len=3, dim=2, dislike_demotion=2.0, demotion_window=1)
+    with torch.no_grad():
+        model.items.weight.copy_(items)
+    demote = model.demotion(torch.tensor([[1, 3]]))  # the window keeps the newest dislike only: item 3
+    assert demote.shape == (1, 1, 2) and demote[0, 0].tolist() == pytest.approx([2.0 / 2**0.5, 2.0 / 2**0.5])
+    model.set_dislike_demotion(0.0)
+    assert model.demotion(torch.tensor([[1, 3]])) is None
