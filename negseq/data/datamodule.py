@@ -204,6 +204,7 @@ class FeedbackDataModule(L.LightningDataModule):
         self.cache_dir = Path(cache_dir) if cache_dir else None
         if sample_users is not None and split == "presplit":
             raise DataError("sample_users does not apply to split='presplit' (its files are already split); sample them before")
+        self.neighbours = neighbours
         self._frame: Optional[pl.LazyFrame] = None
 
     @classmethod
@@ -215,7 +216,6 @@ class FeedbackDataModule(L.LightningDataModule):
         data._frame = frame.lazy()
         data.path = Path("frame")
         return data
-        self.neighbours = neighbours
 
     # -- data preparation: once, on first use (the CLI needs num_items at instantiation) --
 
@@ -270,10 +270,6 @@ class FeedbackDataModule(L.LightningDataModule):
 
     def _eval_sequences(self, events: pl.DataFrame, name: str) -> EvalSequences:
         sequences = EvalSequences.from_events(events, self.max_len)
-        if self.split_name == "none":  # nothing is held out, by request
-            return sequences
-        if len(sequences) == 0:
-            raise DataError(f"{self.path}: the {self.split_name} split leaves no {name} users; use a larger log or another --data.split")
         n_positive = int(sequences.target_positive.sum())
         log.info("%s users: %d (%d positive targets, %d negative)", name, len(sequences), n_positive, len(sequences) - n_positive)
         return sequences
@@ -368,14 +364,17 @@ class FeedbackDataModule(L.LightningDataModule):
 
     def setup(self, stage: str) -> None:
         # build the tensors each stage needs up front, so that data errors surface before training
-        if stage == "fit" and self.split_name == "none":  # nothing held out: no validation
+        # (the sizes the CLI links into the model need none of them: a log without evaluation users still instantiates)
+        if stage == "fit":
             self.train_sequences
-        elif stage == "fit":
-            self.train_sequences, self.validation_sequences
-        elif stage == "validate":
-            self.validation_sequences
-        else:
-            self.test_sequences
+        if stage in ("fit", "validate") and self.split_name != "none":  # nothing held out: no validation
+            self._require_users(self.validation_sequences, "validation")
+        if stage in ("test", "predict"):
+            self._require_users(self.test_sequences, "test")
+
+    def _require_users(self, sequences: EvalSequences, name: str) -> None:
+        if len(sequences) == 0:
+            raise DataError(f"{self.path}: the {self.split_name} split leaves no {name} users; use a larger log or another --data.split")
 
     # -- what a checkpoint carries to serve without this log --
 
