@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 import polars as pl
-import yaml
 
 from negseq import layout
 from negseq.analysis.runs import read_config

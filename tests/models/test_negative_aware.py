@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from negseq.errors import ConfigError
-from negseq.losses import contrastive_loss, next_item_loss
+from negseq.losses import next_item_loss
 from negseq.metrics import target_ranks
 from negseq.models.recommender import GatedFusion
 from negseq.module import NegSeqModule
