@@ -229,3 +229,8 @@ def test_holdout_needs_leave_last_out():
         FeedbackDataModule(split="temporal", holdout="every_user")
     with pytest.raises(DataError, match="unknown holdout 'all'"):
         FeedbackDataModule(holdout="all")
+
+
+def test_neighbours_must_be_positive():
+    with pytest.raises(DataError, match="neighbours must be at least 1, got 0"):
+        FeedbackDataModule(neighbours=0)
