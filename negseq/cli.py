@@ -70,6 +70,10 @@ class NegSeqCLI(LightningCLI):
             "--select_tolerance", type=Optional[float], default=None,
             help="Only candidates whose validation NDCG_p@k is within this share (0.02 = 2 %%) of the smallest weights' compete.",
         )
+        parser.add_argument(
+            "--select_min_suppression", type=Optional[float], default=None,
+            help="Only candidates whose validation neighbour_suppression@k (the answer to a counterfactual dislike) reaches this compete.",
+        )
         # a monitor ending in "@k" follows --model.k: val/ndcg_p@k is val/ndcg_p@5 with --model.k 5
         parser.add_argument(
             "--select_monitor", type=str, default=layout.selection_monitor(K), help="Validation metric that the selection maximises."
@@ -145,6 +149,8 @@ class NegSeqCLI(LightningCLI):
         config, hp = self.active_config, self.model.hparams
         if config.select_tolerance is not None and not 0 <= config.select_tolerance < 1:
             raise ConfigError(f"--select_tolerance must be in [0, 1), got {config.select_tolerance}")
+        if config.select_min_suppression is not None and not config.select_min_suppression <= 1:
+            raise ConfigError(f"--select_min_suppression must be at most 1 (all of the neighbours' mass gone), got {config.select_min_suppression}")
         self.selection_options = candidates(config.select_negative_scoring or [hp.negative_scoring], config.select_dislike_demotion or [hp.dislike_demotion])
         check_selection(self.selection_options, config.select_monitor, self.model, self.datamodule.validation_targets)
         self._fit_started = time.perf_counter()
@@ -157,7 +163,8 @@ class NegSeqCLI(LightningCLI):
             return
         config = self.active_config
         self.metrics = finish_fit(
-            self.trainer, self.model, self.datamodule, self.run_dir, self.selection_options, config.select_monitor, fit_seconds, config.select_tolerance
+            self.trainer, self.model, self.datamodule, self.run_dir, self.selection_options, config.select_monitor, fit_seconds, config.select_tolerance,
+            config.select_min_suppression,
         )
 
     def instantiate_classes(self) -> None:

@@ -29,16 +29,18 @@ def gather(trainer: L.Trainer, predictions: list) -> list:
 
 def finish_fit(
     trainer: L.Trainer, model: L.LightningModule, data, run_dir: Path, options: list[dict[str, float]], monitor: str, fit_seconds: float,
-    tolerance: float | None = None,
+    tolerance: float | None = None, min_suppression: float | None = None,
 ) -> dict:
     """Restore the best checkpoint, pick the ranking weights among ``options`` (:func:`negseq.selection.choose` on ``monitor``,
-    NDCG_p@k within ``tolerance``), test and predict with them, write
+    NDCG_p@k within ``tolerance``, validation neighbour suppression@k at least ``min_suppression``), test and predict with them, write
     metrics.json, recommendations.parquet, per_user.parquet (and selection.json when there was a choice), fill the W&B
     summary, and print the metrics table then the run directory as the last line. Returns the metrics (empty off rank 0)."""
     best = trainer.checkpoint_callback.best_model_path
     load_weights(model, best)
-    validation = validate_each(trainer, model, data, options)
-    chosen = choose(options, validation, monitor, tolerance, layout.monitor(model.hparams.k))
+    k = model.hparams.k
+    floor = None if min_suppression is None else (f"val/neighbour_suppression@{k}", min_suppression)
+    validation = validate_each(trainer, model, data, options, respond=floor is not None and len(options) > 1)
+    chosen = choose(options, validation, monitor, tolerance, layout.monitor(k), floor)
     if trainer.is_global_zero:
         record_choice(best, options[chosen])
     trainer.strategy.barrier()
@@ -52,7 +54,7 @@ def finish_fit(
     hp = model.hparams
     metrics = write_metrics(run_dir, validation[chosen], test_results, best_epoch(best), fit_seconds, options[chosen], hp.k, hp.ks)
     if len(options) > 1:
-        write_selection(run_dir, options, validation, monitor, chosen, tolerance)
+        write_selection(run_dir, options, validation, monitor, chosen, tolerance, min_suppression)
     log_test_summary(trainer, metrics, recommendations, data, k=hp.k)
     finish_wandb()
     print(format_table(metrics))

@@ -65,8 +65,11 @@ def check_arguments(hp: dict[str, Any]) -> None:
         raise ConfigError("`unlikelihood_weight` applies to history='all', where next items of both signs are labels")
     if hp["history"] != "positives" and (hp["hard_negative_weight"] or hp["contrast_negatives"] != "all"):
         raise ConfigError("`hard_negative_weight` and `contrast_negatives` apply to history='positives', whose disliked items are apart")
-    if hp["dislike_demotion"] < 0 or hp["demotion_window"] < 1:
-        raise ConfigError(f"`dislike_demotion` must be >= 0 and `demotion_window` >= 1, got {hp['dislike_demotion']} and {hp['demotion_window']}")
+    if hp["dislike_demotion"] < 0 or hp["demotion_window"] < 1 or not 0 < hp["demotion_decay"] <= 1:
+        raise ConfigError(
+            f"`dislike_demotion` must be >= 0, `demotion_window` >= 1 and `demotion_decay` in (0, 1], "
+            f"got {hp['dislike_demotion']}, {hp['demotion_window']} and {hp['demotion_decay']}"
+        )
     if hp["hard_negative_weight"] and hp["softmax"] != "full":
         raise ConfigError(
             f"`hard_negative_weight` needs softmax='full': with softmax={hp['softmax']!r} the sampled denominator is on another "
@@ -130,6 +133,8 @@ class NegSeqModule(L.LightningModule):
             0 (the paper) demotes nothing. ``--select_dislike_demotion [..]`` picks it on validation; the weight used
             is the model's ``dislike_demotion`` buffer, which the checkpoints carry.
         demotion_window: R, the newest disliked items that ``dislike_demotion`` reads.
+        demotion_decay: gamma in (0, 1]: the r-th newest of those R demotes with weight ``gamma ** r`` (1: all alike), so
+            a fresh dislike changes the list more than an old one.
     """
 
     def __init__(
@@ -160,6 +165,7 @@ class NegSeqModule(L.LightningModule):
         fusion: Literal["none", "gated"] = "none",
         dislike_demotion: float = 0.0,
         demotion_window: int = 5,
+        demotion_decay: float = 1.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -167,7 +173,7 @@ class NegSeqModule(L.LightningModule):
         check_arguments(hp)
         self.model = SequentialRecommender(
             num_items, max_len, dim, blocks, heads, dropout, negative_encoder=bool(alpha), fusion=fusion == "gated", negative_scoring=negative_scoring,
-            dislike_demotion=dislike_demotion, demotion_window=demotion_window,
+            dislike_demotion=dislike_demotion, demotion_window=demotion_window, demotion_decay=demotion_decay,
         )
         if history == "positives":
             self.objective = SignSeparated(alpha, beta, temperature, cosine, contrast_negatives, hard_negative_weight)
@@ -179,10 +185,9 @@ class NegSeqModule(L.LightningModule):
         self.register_buffer("sampling_probs", uniform, persistent=False)
         self.cutoffs = layout.cutoffs(k, ks)
         self.metrics = nn.ModuleDict({stage: self._stage_metrics() for stage in layout.STAGES})
-        self.responsiveness = nn.ModuleDict(
-            {f"{name}@{c}": metric(c) for c in self.cutoffs for name, metric in (("list_change", ListChange), ("neighbour_suppression", NeighbourSuppression))}
-        )
+        self.responsiveness = nn.ModuleDict({stage: self._responsiveness_metrics() for stage in layout.STAGES})
         self.item_neighbours = None  # items (B,) -> (B, m) their nearest items; set from the datamodule in setup()
+        self.respond_in_validation = False  # the counterfactual dislike in validation too (a responsiveness-aware selection)
 
     def _stage_metrics(self) -> nn.ModuleDict:
         """One metric set per cutoff, keyed ``hr@k``, ..., ``coverage@k``."""
@@ -191,6 +196,14 @@ class NegSeqModule(L.LightningModule):
             metrics.update({f"hr@{c}": HitRate(c), f"ndcg@{c}": NDCG(c), f"mrr@{c}": MRR(c)})
             metrics[f"coverage@{c}"] = Coverage(self.hparams.num_items, self.hparams.num_train_items)
         return nn.ModuleDict(metrics)
+
+    def _responsiveness_metrics(self) -> nn.ModuleDict:
+        """``list_change@k`` and ``neighbour_suppression@k`` per cutoff."""
+        pairs = (("list_change", ListChange), ("neighbour_suppression", NeighbourSuppression))
+        return nn.ModuleDict({f"{name}@{c}": metric(c) for c in self.cutoffs for name, metric in pairs})
+
+    def _responds(self, stage: str) -> bool:
+        return stage == "test" or (stage == "val" and self.respond_in_validation)
 
     # -- training --
 
@@ -215,7 +228,7 @@ class NegSeqModule(L.LightningModule):
         if self.hparams.softmax == "popularity" and stage == "fit" and datamodule is not None:
             counts = datamodule.item_counts.to(self.sampling_probs)
             self.sampling_probs.copy_(counts / counts.sum())
-        if stage == "test" and datamodule is not None and hasattr(datamodule, "item_neighbours"):
+        if stage in ("test", "validate") and datamodule is not None and hasattr(datamodule, "item_neighbours"):
             self.item_neighbours = datamodule.item_neighbours
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
@@ -258,14 +271,15 @@ class NegSeqModule(L.LightningModule):
             for name in layout.SIGNED_METRICS:
                 metrics[f"{name}@{c}"].update(ranks, batch["target_positive"])
             metrics[f"coverage@{c}"].update(top_items[:, :c])
-        if stage == "test":
+        if self._responds(stage):
             baseline, counterfactual = self.respond_batch(batch, top_items)
             # without a datamodule that knows the training events there are no neighbours: suppression stays NaN
             neighbours = None if self.item_neighbours is None else self.item_neighbours(top_items[:, 0]).to(top_items.device)  # (B, m)
+            responsiveness = self.responsiveness[stage]
             for c in self.cutoffs:
-                self.responsiveness[f"list_change@{c}"].update(top_items, counterfactual)
+                responsiveness[f"list_change@{c}"].update(top_items, counterfactual)
                 if neighbours is not None:
-                    self.responsiveness[f"neighbour_suppression@{c}"].update(baseline, counterfactual, neighbours)
+                    responsiveness[f"neighbour_suppression@{c}"].update(baseline, counterfactual, neighbours)
 
     def _log_stage(self, stage: str) -> None:
         metrics, values = self.metrics[stage], {}
@@ -277,9 +291,9 @@ class NegSeqModule(L.LightningModule):
                 if name in layout.DELTA_METRICS:
                     values[f"{stage}/delta_{name}@{c}"] = result["delta"]
             values[f"{stage}/coverage@{c}"] = metrics[f"coverage@{c}"].compute()
-        if stage == "test":
-            values.update({f"test/{name}": metric.compute() for name, metric in self.responsiveness.items()})
-            for metric in self.responsiveness.values():
+        if self._responds(stage):
+            values.update({f"{stage}/{name}": metric.compute() for name, metric in self.responsiveness[stage].items()})
+            for metric in self.responsiveness[stage].values():
                 metric.reset()
         self.log_dict(values, prog_bar=False)
         # compute() syncs states only for its result: the counts held here are this process's, so sum them over processes

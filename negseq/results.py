@@ -55,11 +55,12 @@ def write_fit_metrics(run_dir: Path, best: int, fit_seconds: float) -> dict:
 
 
 def write_selection(
-    run_dir: Path, options: list[dict[str, float]], results: list[dict[str, float]], monitor: str, chosen: int, tolerance: float | None = None
+    run_dir: Path, options: list[dict[str, float]], results: list[dict[str, float]], monitor: str, chosen: int, tolerance: float | None = None,
+    min_suppression: float | None = None,
 ) -> None:
     """``selection.json``: each candidate's ranking weights and validation metrics, and the weights chosen on ``monitor``."""
     candidates = [{**option, **{key: _number(key, value) for key, value in result.items()}} for option, result in zip(options, results)]
-    selection = {"monitor": monitor, "tolerance": tolerance, "chosen": options[chosen], "candidates": candidates}
+    selection = {"monitor": monitor, "tolerance": tolerance, "min_suppression": min_suppression, "chosen": options[chosen], "candidates": candidates}
     (run_dir / layout.SELECTION_FILE).write_text(json.dumps(selection, indent=2) + "\n")
 
 

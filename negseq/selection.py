@@ -6,7 +6,10 @@ one validation pass. The candidate with the best monitored validation metric is 
 test and the recommendations; a tie goes to the smaller weights (the closer to the paper's
 ranking). With a tolerance, only candidates whose validation NDCG_p@k stays within that share
 of the reference (both weights 0, else the smallest pair) compete, so a weight that buys
-Delta by giving up liked items is not chosen. The chosen weights are written into the best
+Delta by giving up liked items is not chosen. With a responsiveness floor, validation also
+answers the counterfactual dislike (:mod:`negseq.responsiveness`) and only candidates whose
+validation neighbour suppression reaches the floor compete (the most suppressing one when none
+does): "react to a dislike this much, then rank liked items best". The chosen weights are written into the best
 checkpoint (the model's buffers), so loading it ranks as the test did.
 """
 
@@ -54,9 +57,13 @@ def load_weights(model: L.LightningModule, checkpoint: str | Path) -> None:
     model.load_state_dict(saved["state_dict"])
 
 
-def validate_each(trainer: L.Trainer, model: L.LightningModule, datamodule, options: list[dict[str, float]]) -> list[dict[str, float]]:
-    """Validation metrics of ``model``'s weights ranked with each option; kept out of the loggers, whose curves are the fit's."""
+def validate_each(
+    trainer: L.Trainer, model: L.LightningModule, datamodule, options: list[dict[str, float]], respond: bool = False
+) -> list[dict[str, float]]:
+    """Validation metrics of ``model``'s weights ranked with each option (with ``respond``, the responsiveness metrics
+    too); kept out of the loggers, whose curves are the fit's."""
     loggers, trainer.loggers = trainer.loggers, []
+    model.respond_in_validation = respond
     try:
         results = []
         for option in options:
@@ -65,6 +72,7 @@ def validate_each(trainer: L.Trainer, model: L.LightningModule, datamodule, opti
             results.append({name: float(value) for name, value in metrics.items()})
     finally:
         trainer.loggers = loggers
+        model.respond_in_validation = False
     return results
 
 
@@ -83,17 +91,25 @@ def _smaller(option: dict[str, float]) -> tuple[float, ...]:
     return (sum(option.values()), *option.values())
 
 
+def _ordered(value: float) -> float:
+    """``value``, with NaN lowest."""
+    return -math.inf if math.isnan(value) else value
+
+
 def choose(
-    options: list[dict[str, float]], results: list[dict[str, float]], monitor: str, tolerance: float | None = None, keep: str | None = None
+    options: list[dict[str, float]], results: list[dict[str, float]], monitor: str, tolerance: float | None = None, keep: str | None = None,
+    floor: tuple[str, float] | None = None,
 ) -> int:
     """Index of the option whose validation ``monitor`` is highest (the smaller weights on a tie).
 
     With ``tolerance``, only options whose validation ``keep`` (NDCG_p@k) is at least ``1 - tolerance`` times the
     reference option's (the smallest weights, both 0 when listed) are eligible; the reference always is.
+    With ``floor = (metric, minimum)``, of those only the options whose validation ``metric`` reaches ``minimum`` are;
+    when none does, the one with the highest ``metric``.
     """
     if len(options) == 1:
         return 0
-    for name in (monitor, keep if tolerance is not None else None):
+    for name in (monitor, keep if tolerance is not None else None, floor[0] if floor else None):
         if name is not None and name not in results[0]:
             raise ConfigError(f"--select_monitor {name} is not a validation metric; validation logs {sorted(results[0])}")
     values = [result[monitor] for result in results]
@@ -102,6 +118,10 @@ def choose(
     eligible = range(len(options))
     if tolerance is not None:
         reference = min(eligible, key=lambda index: _smaller(options[index]))
-        floor = (1.0 - tolerance) * results[reference][keep]
-        eligible = [index for index in eligible if index == reference or results[index][keep] >= floor]
+        bar = (1.0 - tolerance) * results[reference][keep]
+        eligible = [index for index in eligible if index == reference or results[index][keep] >= bar]
+    if floor is not None:
+        metric, minimum = floor
+        reached = [index for index in eligible if results[index][metric] >= minimum]  # NaN reaches nothing
+        eligible = reached or [max(eligible, key=lambda index: _ordered(results[index][metric]))]
     return max(eligible, key=lambda index: (values[index], tuple(-w for w in _smaller(options[index]))))

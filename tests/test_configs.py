@@ -59,7 +59,7 @@ def test_model_files_hold_a_model_section_with_every_loss_key(model):
 @pytest.mark.parametrize("option", BEYOND)
 def test_overlays_change_only_what_differs_from_pnfrec(option):
     config, pnfrec = load("beyond", f"{option}.yaml"), load("models", "pnfrec.yaml")["model"]
-    assert set(config) <= {"model", "data", "select_negative_scoring", "select_dislike_demotion", "select_tolerance", "select_monitor"}
+    assert set(config) <= {"model", "data", "select_negative_scoring", "select_dislike_demotion", "select_tolerance", "select_min_suppression", "select_monitor"}
     assert all(pnfrec.get(key) != value for key, value in config.get("model", {}).items())
     assert set(config.get("data", {})) <= {"validation_targets"}  # the batch and the file are the dataset's
 

@@ -84,3 +84,53 @@ def test_selection_without_negative_targets_stops_before_training(tmp_path, tiny
     with pytest.raises(ConfigError, match="validation_targets all"):
         fit_main(["--trainer.default_root_dir", str(tmp_path / "runs"), *FAST, "--data.path", tiny_log, "--select_negative_scoring", "[0.0, 1.0]"])
     assert not list((tmp_path / "runs").glob("*/checkpoints"))
+
+
+def test_choose_with_a_suppression_floor_ranks_only_the_responsive_candidates():
+    options = candidates([0.0], [0.0, 1.0, 2.0, 3.0])
+    results = [
+        {"val/p": 0.100, "val/sup": 0.0},
+        {"val/p": 0.099, "val/sup": 0.2},
+        {"val/p": 0.095, "val/sup": 0.35},  # the first to reach 0.3
+        {"val/p": 0.090, "val/sup": 0.50},
+    ]
+    assert choose(options, results, "val/p") == 0
+    assert choose(options, results, "val/p", floor=("val/sup", 0.3)) == 2  # the best NDCG_p among those reaching it
+    assert choose(options, results, "val/p", floor=("val/sup", 0.6)) == 3  # none reaches it: the most suppressing
+    # the tolerance applies first: within 6 % of the reference's NDCG_p, (0, 3) is out and nothing reaches 0.4
+    assert choose(options, results, "val/p", tolerance=0.06, keep="val/p", floor=("val/sup", 0.4)) == 2
+    with pytest.raises(ConfigError, match="val/missing"):
+        choose(options, results, "val/p", floor=("val/missing", 0.3))
+
+
+def test_fit_with_a_suppression_floor_validates_the_counterfactual_dislike(tmp_path, tiny_log):
+    root = tmp_path / "runs"
+    metrics = fit_main([
+        "--trainer.default_root_dir", str(root), *FAST, "--data.path", tiny_log, "--data.threshold", "4",
+        "--select_dislike_demotion", "[0.0, 50.0]", "--select_monitor", "val/ndcg_p@10", "--select_min_suppression", "0.5",
+    ])
+    (run_dir,) = root.iterdir()
+    selection = json.loads((run_dir / "selection.json").read_text())
+    assert selection["min_suppression"] == 0.5
+    suppression = [candidate["val/neighbour_suppression@10"] for candidate in selection["candidates"]]
+    assert suppression[0] == 0.0 and all(math.isfinite(value) for value in suppression)  # PNFRec's own ranking ignores the dislike
+    assert [candidate["val/list_change@10"] > 0 for candidate in selection["candidates"]] == [False, True]
+    reached = [index for index, value in enumerate(suppression) if value >= 0.5]
+    if reached:  # the best NDCG_p among them
+        ndcg = [selection["candidates"][index]["val/ndcg_p@10"] for index in reached]
+        chosen = reached[ndcg.index(max(ndcg))]
+    else:  # the most suppressing
+        chosen = suppression.index(max(suppression))
+    assert metrics["dislike_demotion"] == selection["chosen"]["dislike_demotion"] == selection["candidates"][chosen]["dislike_demotion"]
+    assert math.isfinite(metrics["test/neighbour_suppression@10"])  # validation's counterfactual (selection.json), the test's own
+
+
+@pytest.mark.parametrize(("argument", "value", "message"), [
+    ("--select_tolerance", "1.5", "--select_tolerance must be in \\[0, 1\\), got 1.5"),
+    ("--select_tolerance", "-0.1", "--select_tolerance must be in \\[0, 1\\), got -0.1"),
+    ("--select_min_suppression", "1.2", "--select_min_suppression must be at most 1"),
+])
+def test_out_of_range_selection_arguments_stop_before_training(tmp_path, tiny_log, argument, value, message):
+    with pytest.raises(ConfigError, match=message):
+        fit_main(["--trainer.default_root_dir", str(tmp_path / "runs"), *FAST, "--data.path", tiny_log, argument, value])
+    assert not list((tmp_path / "runs").glob("*/checkpoints"))

@@ -47,6 +47,8 @@ class SequentialRecommender(nn.Module):
         dislike_demotion: lambda of ``score_j -= lambda * max(0, max_m cos(e_j, e_m))`` over the user's last
             ``demotion_window`` disliked items m (the shared item table, no negative encoder needed); a buffer too.
         demotion_window: R, how many of the newest disliked items demote their look-alikes.
+        demotion_decay: gamma in (0, 1]: the r-th newest of them demotes with weight ``gamma ** r`` (the newest 1), so
+            a fresh dislike moves the list more than old ones do; 1 weighs the R alike.
     """
 
     def __init__(
@@ -62,10 +64,13 @@ class SequentialRecommender(nn.Module):
         negative_scoring: float = 0.0,
         dislike_demotion: float = 0.0,
         demotion_window: int = 5,
+        demotion_decay: float = 1.0,
     ) -> None:
         super().__init__()
-        if dislike_demotion < 0 or demotion_window < 1:
-            raise ConfigError(f"dislike_demotion must be >= 0 and demotion_window >= 1, got {dislike_demotion} and {demotion_window}")
+        if dislike_demotion < 0 or demotion_window < 1 or not 0 < demotion_decay <= 1:
+            raise ConfigError(
+                f"dislike_demotion must be >= 0, demotion_window >= 1 and demotion_decay in (0, 1], got {dislike_demotion}, {demotion_window} and {demotion_decay}"
+            )
         if (fusion or negative_scoring) and not negative_encoder:
             raise ConfigError("fusion and negative_scoring read the negative encoder, which needs history='positives' and alpha > 0")
         self.items = nn.Embedding(num_items + 1, dim, padding_idx=0)
@@ -75,6 +80,7 @@ class SequentialRecommender(nn.Module):
         self.register_buffer("negative_scoring", torch.tensor(float(negative_scoring)))
         self.register_buffer("dislike_demotion", torch.tensor(float(dislike_demotion)))
         self.demotion_window = demotion_window
+        self.demotion_decay = demotion_decay
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -102,14 +108,18 @@ class SequentialRecommender(nn.Module):
         self.dislike_demotion.fill_(float(weight))
 
     def demotion(self, negatives: Tensor | None) -> Tensor | None:
-        """``(B, R, D)`` ``dislike_demotion`` times the unit vectors of each user's last R disliked items (zero rows
-        for padding), what :func:`negseq.ranking.score_block` demotes by; ``None`` when the weight is 0."""
+        """``(B, R, D)`` ``dislike_demotion`` times ``demotion_decay ** age`` times the unit vectors of each user's last R
+        disliked items (age 0 the newest; zero rows for padding), what :func:`negseq.ranking.score_block` demotes by;
+        ``None`` when the weight is 0."""
         weight = float(self.dislike_demotion)
         if not weight:
             return None
         if negatives is None:
             raise ConfigError("dislike_demotion needs the users' disliked items (batch key 'negatives')")
-        return weight * nn.functional.normalize(self.items(negatives[:, -self.demotion_window :]).float(), dim=-1)
+        window = negatives[:, -self.demotion_window :]  # (B, R), left-padded: the newest last
+        age = torch.arange(window.shape[1] - 1, -1, -1, device=window.device, dtype=torch.float32)  # (R,)
+        recency = self.demotion_decay**age  # (R,)
+        return weight * recency[None, :, None] * nn.functional.normalize(self.items(window).float(), dim=-1)
 
     def encode(self, sequences: Tensor, encoder: CausalEncoder | None = None, last_only: bool = False) -> Tensor:
         """``(B, T)`` left-padded item ids -> ``(B, T, D)`` hidden states (``(B, 1, D)``, the newest, with ``last_only``)."""

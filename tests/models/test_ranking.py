@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from negseq.errors import ConfigError
 from negseq.ranking import block_top_keys, decode_keys, order_keys
 
 
@@ -89,3 +90,20 @@ def test_dislike_demotion_subtracts_lambda_times_the_highest_positive_cosine_by_
     assert demote.shape == (1, 1, 2) and demote[0, 0].tolist() == pytest.approx([2.0 / 2**0.5, 2.0 / 2**0.5])
     model.set_dislike_demotion(0.0)
     assert model.demotion(torch.tensor([[1, 3]])) is None
+
+
+def test_demotion_decay_weighs_the_r_th_newest_dislike_by_gamma_to_the_r():
+    from negseq.models.recommender import SequentialRecommender
+    from negseq.ranking import score_block
+
+    items = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])  # ids 0 (padding) .. 3
+    model = SequentialRecommender(3, max_len=4, dim=2, dislike_demotion=2.0, demotion_window=3, demotion_decay=0.5)
+    with torch.no_grad():
+        model.items.weight.copy_(items)
+    demote = model.demotion(torch.tensor([[0, 1, 2]]))  # padding, then item 1 (one step old), then item 2 (the newest)
+    assert demote[0].flatten().tolist() == pytest.approx([0.0, 0.0, 2.0 * 0.5, 0.0, 0.0, 2.0])
+    # item 3 is as close to both dislikes (cosine 1/sqrt(2)): the newest one's full weight counts, 2/sqrt(2)
+    block = score_block(torch.tensor([[1.0, 1.0]]), items, torch.zeros(1, 1, dtype=torch.long), 0, 4, demote)
+    assert block[0, 1:].tolist() == pytest.approx([1 - 1.0, 1 - 2.0, 2 - 2.0 / 2**0.5])
+    with pytest.raises(ConfigError, match="demotion_decay in \\(0, 1\\]"):
+        SequentialRecommender(3, max_len=4, dim=2, demotion_decay=0.0)
