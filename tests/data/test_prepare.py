@@ -83,10 +83,13 @@ def test_order_events_matches_io_event_order_on_random_ties():
     from negseq.data.io import event_order
 
     expected = event_order(frame)
-    assert prepare.order_events(frame).equals(expected)
+    moved = frame.clone()
+    assert prepare.order_events(moved).equals(expected)
+    assert moved.width == 0  # its columns were moved out, not copied
     assert prepare.order_events(frame.reverse()).equals(expected)  # rows out of order are put back first
+    assert prepare.order_events(frame.head(0).vstack(frame), first_row=7).equals(expected.with_columns(pl.col("row") + 7))
     wide = frame.with_columns(time=pl.col("time").cast(pl.Int64) * 2**44)  # too wide to pack with the user: two sorts
-    assert prepare.order_events(wide).equals(event_order(wide))
+    assert prepare.order_events(wide.clone()).equals(event_order(wide))
 
 
 # -- sampling users at the scan --
