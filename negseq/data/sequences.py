@@ -111,7 +111,7 @@ class TrainSequences(TensorTable):
         ids, positions = id_dtype(int(items.max()) if len(items) else 0), id_dtype(len(users) + 1)
         dtypes = {"positives": ids, "negatives": ids, "history": ids, "history_positive": bool, "positives_order": positions, "negatives_order": positions}
         matrices = {name: np.zeros((n_rows, width), dtype=dtype) for name, dtype in dtypes.items()}
-        for start, end in _user_blocks(users, BLOCK_EVENTS):
+        for start, end in user_blocks(users, BLOCK_EVENTS):
             first = int(users[start:end].min())
             rows = (users[start:end] - first).astype(np.int64 if end - start >= 2**31 else np.int32)  # (block events,) row in the block
             n_block = int(rows.max()) + 1
@@ -133,7 +133,7 @@ class TrainSequences(TensorTable):
         return cls(**{name: torch.from_numpy(matrix) for name, matrix in matrices.items()})
 
 
-def _user_blocks(users: np.ndarray, block_events: int) -> list[tuple[int, int]]:
+def user_blocks(users: np.ndarray, block_events: int) -> list[tuple[int, int]]:
     """``(start, end)`` event ranges of about ``block_events`` events, each holding whole users.
 
     ``users`` sorted (event order): ranges cut at user boundaries; otherwise one range of all events.
@@ -208,7 +208,7 @@ class EvalSequences(TensorTable):
         ids = id_dtype(int(items.max()) if len(items) else 0)
         blocks = [
             _eval_block(users[start:end], items[start:end], positive[start:end], is_target[start:end], max_len, ids)
-            for start, end in _user_blocks(users, BLOCK_EVENTS) or [(0, 0)]
+            for start, end in user_blocks(users, BLOCK_EVENTS) or [(0, 0)]
         ]
         counts = [np.diff(block["seen_offsets"]) for block in blocks]
         blocks = [{name: part for name, part in block.items() if name != "seen_offsets"} for block in blocks]

@@ -183,6 +183,36 @@ def test_cache_is_written_once_then_mapped_and_invalidated(tiny_log, tmp_path):
     assert torch.equal(changed.train_sequences.positives, fresh.train_sequences.positives)
 
 
+def test_a_cached_run_needs_no_log_for_the_item_neighbours_and_the_test_metrics(tiny_log, tmp_path):
+    """The neighbours come from the training pairs the entry keeps: once it is mapped the log can be gone."""
+    import lightning as L
+
+    from negseq.data.neighbours import ItemNeighbours
+    from negseq.module import NegSeqModule
+
+    def test_metrics(data: FeedbackDataModule) -> dict:
+        torch.manual_seed(0)
+        model = NegSeqModule(data.num_items, data.num_train_items, max_len=10, dim=16, negative_scoring=1.0)  # reads dislikes: lists move
+        (metrics,) = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False).test(model, datamodule=data, verbose=False)
+        return metrics
+
+    uncached = FeedbackDataModule(path=tiny_log, max_len=10, cache=False)
+    items = torch.arange(uncached.num_items + 2)  # every item, the padding id and an unknown one
+    expected = ItemNeighbours.from_events(uncached.split.train, uncached.num_items)(items)  # from the split's events, as before the cache kept them
+    assert (expected > 0).sum() > uncached.num_items
+    expected_metrics = test_metrics(FeedbackDataModule(path=tiny_log, max_len=10, cache=False))
+    assert 0 < abs(expected_metrics["test/neighbour_suppression@10"]) < 1
+
+    root = tmp_path / "cache"
+    FeedbackDataModule(path=tiny_log, max_len=10, cache_dir=str(root)).prepare_data()  # writes the entry
+    cached = FeedbackDataModule(path=tiny_log, max_len=10, cache_dir=str(root))
+    cached.prepare_data()  # maps it
+    Path(tiny_log).rename(tmp_path / "moved.csv")
+    assert torch.equal(cached.item_neighbours(items), expected)
+    assert test_metrics(cached) == pytest.approx(expected_metrics, nan_ok=True)
+    assert "split" not in cached.__dict__
+
+
 def test_cache_false_writes_nothing(tiny_log, tmp_path):
     root = tmp_path / "cache"
     FeedbackDataModule(path=tiny_log, cache=False, cache_dir=str(root)).prepare_data()

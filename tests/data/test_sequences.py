@@ -112,7 +112,7 @@ def test_sequences_built_in_blocks_of_users_equal_one_block(kind, monkeypatch):
     build, events = (TrainSequences.from_events, train_frame()) if kind == "train" else (EvalSequences.from_events, eval_frame())
     whole = build(events, max_len=3)
     monkeypatch.setattr(module, "BLOCK_EVENTS", 2)  # about every user its own block (blocks hold whole users)
-    assert len(module._user_blocks(events["user"].to_numpy(), 2)) >= 3
+    assert len(module.user_blocks(events["user"].to_numpy(), 2)) >= 3
     blocks = build(events, max_len=3)
     for name in whole.__dataclass_fields__:
         assert getattr(blocks, name).dtype == getattr(whole, name).dtype and torch.equal(getattr(blocks, name), getattr(whole, name)), name
