@@ -30,10 +30,10 @@ def training_pairs(train: pl.DataFrame) -> Tensor:
     dtype = id_dtype(max(span, int(users.max()) + 1 if len(users) else 0))
     blocks = [np.zeros((0, 2), dtype=dtype)]
     for start, end in user_blocks(users, BLOCK_EVENTS):
-        keys = users[start:end].astype(np.int64)  # (block events,) user * span + item, sorted in place
+        keys = users[start:end].astype(np.int64)  # (block events,) user * span + item
         keys *= span
         keys += items[start:end]
-        keys.sort()
+        keys = pl.Series(keys).sort().to_numpy()  # (polars sorts integers about twice as fast as numpy here)
         keys = keys[np.concatenate([[True], keys[1:] != keys[:-1]])]
         blocks.append(np.stack([keys // span, keys % span], axis=1).astype(dtype))
     return torch.from_numpy(np.concatenate(blocks))
