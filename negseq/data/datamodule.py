@@ -49,16 +49,15 @@ def applied_threshold(path: Path, format: str, threshold: Optional[float]) -> fl
 
 
 def read_signed(path: Path, format: str = "auto", user_col: Optional[str] = None, item_col: Optional[str] = None,
-                feedback_col: Optional[str] = None, time_col: Optional[str] = None, threshold: Optional[float] = 4.0,
-                require_positive: bool = True) -> pl.DataFrame:
+                feedback_col: Optional[str] = None, time_col: Optional[str] = None, threshold: Optional[float] = 4.0) -> pl.DataFrame:
     """A log read, validated and signed (``positive``) as the DataModule reads it, without the feedback column;
-    one without a liked event is an error unless ``require_positive`` is off (serving)."""
+    one without a liked event is an error."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     fmt = resolve_format(path, format)
     columns = dict(format=fmt, user_col=user_col, item_col=item_col, feedback_col=feedback_col, time_col=time_col)
-    events = splits.add_sign(read_log(path, **columns), applied_threshold(path, fmt, threshold), path, require_positive)
+    events = splits.add_sign(read_log(path, **columns), applied_threshold(path, fmt, threshold), path)
     return events.drop("feedback")  # the sign is all that is used from here on
 
 

@@ -297,11 +297,13 @@ def prepare_events(
     sample: Optional[int | float] = None,
     sample_seed: int = 0,
     fmt: str = "parquet",
+    require_positive: bool = True,
 ) -> Events:
     """Validate, code, sign, order and deduplicate a raw log (lazy, the file's column names) into :class:`Events`.
 
     ``sessions``: sum Zvuk plays per (user, ``session_id``, track) first. ``sample``: keep that
     many users (or that fraction of them), chosen by a hash of the id seeded with ``sample_seed``.
+    ``require_positive``: a log without a liked event cannot train anything (serving takes one).
     """
     names = raw.collect_schema().names()
     wanted = dict(zip(STANDARD_COLUMNS, (columns.user, columns.item, columns.feedback, columns.time)))
@@ -369,7 +371,7 @@ def prepare_events(
     if n_duplicates:
         log.info("%s: dropped %d exact duplicate events (same user, item, feedback and time)", source, n_duplicates)
     kept = n_events - n_duplicates
-    if n_positive == 0:
+    if n_positive == 0 and require_positive:
         raise DataError(
             f"{source}: no positive events: every feedback value is below the threshold {threshold} "
             f"(max {feedback_max}); lower --data.threshold"
