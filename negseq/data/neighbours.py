@@ -23,20 +23,23 @@ from negseq.data.sequences import BLOCK_EVENTS, id_dtype, user_blocks
 def training_pairs(train: pl.DataFrame) -> Tensor:
     """``(P, 2)`` the distinct (user, item) pairs of encoded training events, sorted; int32 when the codes fit.
 
-    A block of users at a time (``train`` is in event order): the working memory is that of a block.
+    A block of users at a time (``train`` is in event order), written into one array of the events'
+    length (a view of its first P rows is returned): no second copy of the pairs is ever made.
     """
     users, items = train["user"].to_numpy(), train["item"].to_numpy()
     span = int(items.max()) + 1 if len(items) else 1
-    dtype = id_dtype(max(span, int(users.max()) + 1 if len(users) else 0))
-    blocks = [np.zeros((0, 2), dtype=dtype)]
+    pairs = np.empty((len(users), 2), dtype=id_dtype(max(span, int(users.max()) + 1 if len(users) else 0)))
+    filled = 0
     for start, end in user_blocks(users, BLOCK_EVENTS):
         keys = users[start:end].astype(np.int64)  # (block events,) user * span + item
         keys *= span
         keys += items[start:end]
         keys = pl.Series(keys).sort().to_numpy()  # (polars sorts integers about twice as fast as numpy here)
         keys = keys[np.concatenate([[True], keys[1:] != keys[:-1]])]
-        blocks.append(np.stack([keys // span, keys % span], axis=1).astype(dtype))
-    return torch.from_numpy(np.concatenate(blocks))
+        pairs[filled : filled + len(keys), 0] = keys // span
+        pairs[filled : filled + len(keys), 1] = keys % span
+        filled += len(keys)
+    return torch.from_numpy(pairs[:filled])
 
 
 class ItemNeighbours:
