@@ -208,11 +208,6 @@ def _sorted_keys(high: np.ndarray) -> tuple[np.ndarray, int]:
     return pl.Series(keys).sort().to_numpy(), position_bits
 
 
-def _split_keys(keys: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
-    """(high part, position) of sorted keys."""
-    return keys >> np.uint64(bits), keys & np.uint64(2**bits - 1)
-
-
 def _gather(frame: pl.DataFrame, permutation: np.ndarray) -> pl.DataFrame:
     """``frame``'s rows in ``permutation`` order, one column at a time with numpy (several times faster than polars' gather here).
 
@@ -221,15 +216,20 @@ def _gather(frame: pl.DataFrame, permutation: np.ndarray) -> pl.DataFrame:
     return pl.DataFrame([pl.Series(name, frame.drop_in_place(name).to_numpy()[permutation]) for name in frame.columns])
 
 
-def _high_and_position(keys: np.ndarray, bits: int, shift: int, position_dtype: type) -> tuple[np.ndarray, np.ndarray]:
-    """(UInt32 ``keys >> (bits + shift)``, ``position_dtype`` low ``bits``) of sorted keys, a block at a time (no temporary of the log's length)."""
-    high, position = np.empty(len(keys), dtype=np.uint32), np.empty(len(keys), dtype=position_dtype)
-    mask = np.uint64(2**bits - 1)
+def _low_bits(keys: np.ndarray, bits: int, dtype: type) -> np.ndarray:
+    """The positions (low ``bits``) of sorted keys as ``dtype``, a block at a time (no temporary of the log's length)."""
+    position, mask = np.empty(len(keys), dtype=dtype), np.uint64(2**bits - 1)
     for start in range(0, len(keys), KEY_BLOCK):
-        block = keys[start : start + KEY_BLOCK]
-        high[start : start + KEY_BLOCK] = block >> np.uint64(bits + shift)
-        position[start : start + KEY_BLOCK] = block & mask
-    return high, position
+        position[start : start + KEY_BLOCK] = keys[start : start + KEY_BLOCK] & mask
+    return position
+
+
+def _high_and_position(keys: np.ndarray, bits: int, shift: int, position_dtype: type) -> tuple[np.ndarray, np.ndarray]:
+    """(UInt32 ``keys >> (bits + shift)``: the user codes, and the positions) of sorted keys, a block at a time."""
+    high = np.empty(len(keys), dtype=np.uint32)
+    for start in range(0, len(keys), KEY_BLOCK):
+        high[start : start + KEY_BLOCK] = keys[start : start + KEY_BLOCK] >> np.uint64(bits + shift)
+    return high, _low_bits(keys, bits, position_dtype)
 
 
 def order_events(frame: pl.DataFrame, first_row: int = 0) -> pl.DataFrame:
@@ -242,7 +242,7 @@ def order_events(frame: pl.DataFrame, first_row: int = 0) -> pl.DataFrame:
     """
     if not frame["row"].is_sorted():  # ties keep the input order: first put the frame in it
         keys, bits = _sorted_keys(frame["row"].to_numpy())
-        frame = _gather(frame, _split_keys(keys, bits)[1])
+        frame = _gather(frame, _low_bits(keys, bits, np.int64))
         del keys
     row_dtype = pl.UInt64 if first_row + frame.height >= 2**32 else pl.UInt32
     renumbered = pl.int_range(first_row, first_row + frame.height, dtype=row_dtype).alias("row")
@@ -259,27 +259,30 @@ def order_events(frame: pl.DataFrame, first_row: int = 0) -> pl.DataFrame:
         return event_order(frame.with_columns(renumbered))
     users, times = frame["user"].to_numpy(), time.to_numpy()
     del time
-    one_key = user_bits + time_bits + position_bits <= 64
-    if one_key:  # one sort: (user, time, position)
+    positions = np.uint32 if frame.height < 2**32 else np.int64
+    if user_bits + time_bits + position_bits <= 64:  # one sort: (user, time, position)
         high = users.astype(np.uint64)
         high <<= np.uint64(time_bits)
         high |= (times.astype(np.int64) - low).astype(np.uint64)
         keys, bits = _sorted_keys(high)
         del high
+        user, permutation = _high_and_position(keys, bits, time_bits, positions)
     elif frame["time"].is_sorted():  # a time-ordered log: a stable sort by user is enough
         keys, bits = _sorted_keys(users)
-    else:  # by time, then a stable sort by user
-        keys, bits = _sorted_keys((times.astype(np.int64) - low).astype(np.uint64))
-        by_time = _split_keys(keys, bits)[1]
+        user, permutation = _high_and_position(keys, bits, 0, positions)
+    else:  # by time, then a stable sort by user: the permutation is the two composed
+        offsets = times.astype(np.int64)
+        offsets -= low
+        keys, bits = _sorted_keys(offsets)
+        del offsets
+        by_time = _low_bits(keys, bits, positions)
         del keys
         keys, bits = _sorted_keys(users[by_time])
-        then = _split_keys(keys, bits)[1]
-        keys = (keys & ~np.uint64(2**bits - 1)) | by_time[then].astype(np.uint64)  # the positions in the frame, not in the time order
+        user, then = _high_and_position(keys, bits, 0, positions)
+        permutation = by_time[then]  # the positions in the frame, not in the time order
         del by_time, then
-    del users, times
+    del keys, users, times
     columns = frame.columns
-    user, permutation = _high_and_position(keys, bits, time_bits if one_key else 0, np.uint32 if frame.height < 2**32 else np.int64)
-    del keys
     frame.drop_in_place("user")
     frame.drop_in_place("row")
     rest = _gather(frame, permutation)

@@ -7,6 +7,8 @@ slices of these tensors; nothing per example is built in Python.
 Memory is bounded by what is kept: ``users x (max_len + 1)`` per training matrix, and for the
 items a user has seen (which are all kept, to filter them out of the ranking) one flat array of
 distinct (user, item) pairs with per-user offsets. No matrix is as wide as the longest history.
+Ids are stored as int32 when they fit (half of int64) and widened per batch; the tensors are
+built a block of users at a time, so the working memory is that of a block, not of the log.
 """
 
 from __future__ import annotations

@@ -90,6 +90,8 @@ def test_order_events_matches_io_event_order_on_random_ties():
     assert prepare.order_events(frame.head(0).vstack(frame), first_row=7).equals(expected.with_columns(pl.col("row") + 7))
     wide = frame.with_columns(time=pl.col("time").cast(pl.Int64) * 2**44)  # too wide to pack with the user: two sorts
     assert prepare.order_events(wide.clone()).equals(event_order(wide))
+    by_time = wide.sort("time", maintain_order=True).with_columns(row=pl.int_range(n, dtype=pl.UInt32))  # a log in time order: one stable sort by user
+    assert prepare.order_events(by_time.clone()).equals(event_order(by_time))
 
 
 # -- sampling users at the scan --
