@@ -240,9 +240,10 @@ def order_events(frame: pl.DataFrame, first_row: int = 0) -> pl.DataFrame:
     the other columns are gathered (random reads: the slow part), each moved out of ``frame`` as
     it is (``frame`` is then left empty: the log's columns are not held twice).
     """
+    positions = np.uint32 if frame.height < 2**32 else np.int64
     if not frame["row"].is_sorted():  # ties keep the input order: first put the frame in it
         keys, bits = _sorted_keys(frame["row"].to_numpy())
-        frame = _gather(frame, _low_bits(keys, bits, np.int64))
+        frame = _gather(frame, _low_bits(keys, bits, positions))
         del keys
     row_dtype = pl.UInt64 if first_row + frame.height >= 2**32 else pl.UInt32
     renumbered = pl.int_range(first_row, first_row + frame.height, dtype=row_dtype).alias("row")
@@ -259,7 +260,6 @@ def order_events(frame: pl.DataFrame, first_row: int = 0) -> pl.DataFrame:
         return event_order(frame.with_columns(renumbered))
     users, times = frame["user"].to_numpy(), time.to_numpy()
     del time
-    positions = np.uint32 if frame.height < 2**32 else np.int64
     if user_bits + time_bits + position_bits <= 64:  # one sort: (user, time, position)
         high = users.astype(np.uint64)
         high <<= np.uint64(time_bits)
