@@ -27,10 +27,10 @@ from rich.progress import track
 
 from negseq import layout
 from negseq.data.catalog import STATE_KEY, Catalog
-from negseq.data.datamodule import read_signed
-from negseq.data.io import Columns, standardize
+from negseq.data import prepare
+from negseq.data.datamodule import applied_threshold
+from negseq.data.io import Columns
 from negseq.data.sequences import EvalSequences
-from negseq.data.splits import add_sign
 from negseq.errors import ConfigError, DataError
 from negseq.models.recommender import SequentialRecommender
 from negseq.module import NegSeqModule
@@ -175,16 +175,25 @@ class Recommender:
             yield self._decode(self._recommend_codes(chunk, last - first, k, exclude_seen), user_ids.slice(first, last - first))
 
     def _read(self, source: str | Path | pl.DataFrame, reading: dict) -> tuple[pl.DataFrame, str]:
-        """Signed events (``user``, ``item``, ``positive``, in event order) read with the training log's settings."""
+        """Signed events (``user``, ``item``, ``positive``, in event order) read with the training log's settings.
+
+        Streamed as the DataModule prepares a log (:mod:`negseq.data.prepare`: the same checks and
+        messages): only the used columns are read and compact codes held, not an eager copy of the log.
+        """
         unknown = set(reading) - set(self.catalog.reading)
         if unknown:
             raise ConfigError(f"unknown reading options {sorted(unknown)}; expected some of {sorted(self.catalog.reading)}")
         settings = {**self.catalog.reading, **{key: value for key, value in reading.items() if value is not None}}
-        if not isinstance(source, pl.DataFrame):
-            return read_signed(Path(source), **settings, require_positive=False).select("user", "item", "positive"), str(source)
-        names = {role: settings.get(f"{role}_col") or self.catalog.columns[role] for role in ("user", "item", "feedback", "time")}
-        events = add_sign(standardize(source, Columns(**names), "frame"), settings["threshold"], "frame", require_positive=False)
-        return events.select("user", "item", "positive"), "frame"
+        if isinstance(source, pl.DataFrame):
+            names = {role: settings.get(f"{role}_col") or self.catalog.columns[role] for role in ("user", "item", "feedback", "time")}
+            raw, columns, fmt, name, threshold = source.lazy(), Columns(**names), "frame", "frame", settings["threshold"]
+        else:
+            raw, columns, fmt = prepare.scan(source, settings["format"], settings)
+            name, threshold = str(source), applied_threshold(Path(source), fmt, settings["threshold"])
+        events = prepare.prepare_events(raw, columns, threshold, name, sessions=fmt == "zvuk", fmt=fmt, require_positive=False)
+        frame = events.frame
+        decoded = pl.DataFrame({"user": events.user_ids.gather(frame["user"]), "item": events.item_ids.gather(frame["item"]), "positive": frame["positive"]})
+        return decoded, name
 
     def _known(self, events: pl.DataFrame, name: str, require_known: bool) -> tuple[pl.DataFrame, int]:
         """``events`` with item codes, unknown items dropped (counted in the log), and the number of users with a known item."""

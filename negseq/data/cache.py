@@ -29,7 +29,7 @@ from torch import Tensor
 
 from negseq.data.sequences import EvalSequences, TensorTable, TrainSequences
 
-VERSION = 2  # bump when what is written changes
+VERSION = 3  # bump when what is written changes (3: int32 matrices, the training pairs)
 ENV_CACHE_DIR = "NEGSEQ_CACHE_DIR"
 BLOCK = 1 << 20
 
@@ -70,6 +70,7 @@ class Prepared:
     item_ids: pl.Series  # original id of item code c at position c - 1
     item_counts: Tensor  # (N + 1,) training events per item id
     liked_counts: Tensor  # (N + 1,) liked training events per item id (serving's popularity fallback)
+    train_pairs: Tensor  # (P, 2) distinct training (user, item) pairs: the item neighbours' similarity, without the log
     num_train_items: int
 
     @property
@@ -78,6 +79,7 @@ class Prepared:
 
 
 _TABLES = {"train": TrainSequences, "validation": EvalSequences, "test": EvalSequences}
+_TENSORS = ("item_counts", "liked_counts", "train_pairs")
 
 
 def write(prepared: Prepared, directory: Path) -> None:
@@ -85,7 +87,7 @@ def write(prepared: Prepared, directory: Path) -> None:
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = directory.parent / f".{directory.name}.{uuid.uuid4().hex}"
     staging.mkdir()
-    tensors = {"item_counts": prepared.item_counts, "liked_counts": prepared.liked_counts}
+    tensors = {name: getattr(prepared, name) for name in _TENSORS}
     for name in _TABLES:
         table: TensorTable = getattr(prepared, name)
         tensors.update({f"{name}.{field.name}": getattr(table, field.name) for field in dataclasses.fields(table)})
@@ -129,8 +131,7 @@ def load(directory: Path) -> Optional[Prepared]:
         **tables,
         user_ids=pl.read_parquet(directory / "user_ids.parquet")["id"],
         item_ids=pl.read_parquet(directory / "item_ids.parquet")["id"],
-        item_counts=tensors["item_counts"],
-        liked_counts=tensors["liked_counts"],
+        **{name: tensors[name] for name in _TENSORS},
         num_train_items=meta["num_train_items"],
     )
 

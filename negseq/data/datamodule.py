@@ -21,7 +21,7 @@ from negseq.data import prepare, splits
 from negseq.data.cache import Prepared
 from negseq.data.catalog import Catalog, aligned_titles
 from negseq.data.io import FORMATS, read_log, resolve_format
-from negseq.data.neighbours import ItemNeighbours
+from negseq.data.neighbours import ItemNeighbours, training_pairs
 from negseq.data.sequences import EvalSequences, TensorTable, TrainSequences
 from negseq.data.titles import item_titles
 from negseq.errors import DataError
@@ -49,25 +49,28 @@ def applied_threshold(path: Path, format: str, threshold: Optional[float]) -> fl
 
 
 def read_signed(path: Path, format: str = "auto", user_col: Optional[str] = None, item_col: Optional[str] = None,
-                feedback_col: Optional[str] = None, time_col: Optional[str] = None, threshold: Optional[float] = 4.0,
-                require_positive: bool = True) -> pl.DataFrame:
+                feedback_col: Optional[str] = None, time_col: Optional[str] = None, threshold: Optional[float] = 4.0) -> pl.DataFrame:
     """A log read, validated and signed (``positive``) as the DataModule reads it, without the feedback column;
-    one without a liked event is an error unless ``require_positive`` is off (serving)."""
+    one without a liked event is an error."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     fmt = resolve_format(path, format)
     columns = dict(format=fmt, user_col=user_col, item_col=item_col, feedback_col=feedback_col, time_col=time_col)
-    events = splits.add_sign(read_log(path, **columns), applied_threshold(path, fmt, threshold), path, require_positive)
+    events = splits.add_sign(read_log(path, **columns), applied_threshold(path, fmt, threshold), path)
     return events.drop("feedback")  # the sign is all that is used from here on
 
 
-def _counts_per_item(events: pl.DataFrame, num_items: int) -> torch.Tensor:
-    """``(N + 1,)`` float64: events per item id (0 for padding and for items without one)."""
-    counts = events.group_by("item").len()
-    result = torch.zeros(num_items + 1, dtype=torch.float64)
-    result[torch.from_numpy(counts["item"].cast(pl.Int64).to_numpy(writable=True))] = torch.from_numpy(counts["len"].to_numpy(writable=True)).double()
-    return result
+def _counts_per_item(events: pl.DataFrame, num_items: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(N + 1,)`` float64 each: events per item id, and liked events per item id (0 for padding and for items without one)."""
+    counts = events.group_by("item").agg(pl.len().alias("events"), pl.col("positive").sum().alias("liked"))
+    index = torch.from_numpy(counts["item"].cast(pl.Int64).to_numpy(writable=True))
+    result = []
+    for column in ("events", "liked"):
+        per_item = torch.zeros(num_items + 1, dtype=torch.float64)
+        per_item[index] = torch.from_numpy(counts[column].cast(pl.Float64).to_numpy(writable=True))
+        result.append(per_item)
+    return result[0], result[1]
 
 
 class _Rows(Dataset):
@@ -239,7 +242,7 @@ class FeedbackDataModule(L.LightningDataModule):
 
     @cached_property
     def split(self) -> splits.Split:
-        """The encoded event frames (kept, unlike those :attr:`prepared` builds its tensors from when it caches them)."""
+        """The encoded event frames (kept, unlike those :attr:`prepared` builds its tensors from)."""
         return self._split()
 
     def _split(self) -> splits.Split:
@@ -274,12 +277,12 @@ class FeedbackDataModule(L.LightningDataModule):
         log.info("%s users: %d (%d positive targets, %d negative)", name, len(sequences), n_positive, len(sequences) - n_positive)
         return sequences
 
-    def _prepare(self, consume: bool = False) -> Prepared:
-        """Split the log and build every tensor from it; ``consume``: drop each event frame once its tensors are built."""
-        consume = consume and "split" not in self.__dict__  # a split someone may hold a reference to is left whole
+    def _prepare(self) -> Prepared:
+        """Split the log and build every tensor from it, dropping each event frame once its tensors are built
+        (unless :attr:`split` was asked for: a split someone may hold a reference to is left whole)."""
+        consume = "split" not in self.__dict__
         split = self._split() if consume else self.split
-        item_counts = _counts_per_item(split.train, split.num_items)
-        liked_counts = _counts_per_item(split.train.filter("positive"), split.num_items)
+        item_counts, liked_counts = _counts_per_item(split.train, split.num_items)
         num_train_items = split.train["item"].n_unique()
         validation = self._eval_sequences(split.validation, "validation")  # the evaluation frames first: they are the smaller tensors
         if consume:
@@ -288,7 +291,8 @@ class FeedbackDataModule(L.LightningDataModule):
         if consume:
             split.test = None
         train = self._train_sequences(split)
-        return Prepared(train, validation, test, split.user_ids, split.item_ids, item_counts, liked_counts, num_train_items)
+        pairs = training_pairs(split.train)  # last: the training events' other tensors are built by then
+        return Prepared(train, validation, test, split.user_ids, split.item_ids, item_counts, liked_counts, pairs, num_train_items)
 
     def _cache_entry(self) -> Optional[Path]:
         """This log's cache directory, or None when caching is off or there is no file to key it on."""
@@ -311,7 +315,7 @@ class FeedbackDataModule(L.LightningDataModule):
         entry = self._cache_entry()
         if entry is None:
             return self._prepare()
-        loaded, written = prepared_cache.load_or_write(entry, lambda: self._prepare(consume=True))  # the event frames only build the tensors
+        loaded, written = prepared_cache.load_or_write(entry, self._prepare)
         if written:
             log.info("%s: prepared data cached in %s", self.path, entry)
         return loaded
@@ -359,8 +363,10 @@ class FeedbackDataModule(L.LightningDataModule):
 
     @cached_property
     def item_neighbours(self) -> ItemNeighbours:
-        """``item_neighbours(items)`` -> ``(B, m)`` each item's m nearest items in the training events (0 = none)."""
-        return ItemNeighbours(self.split.train, self.num_items, self.neighbours)
+        """``item_neighbours(items)`` -> ``(B, m)`` each item's m nearest items in the training events (0 = none).
+
+        From the prepared training pairs: a cached run does not read the log again."""
+        return ItemNeighbours(self.prepared.train_pairs, self.num_items, self.neighbours)
 
     def setup(self, stage: str) -> None:
         # build the tensors each stage needs up front, so that data errors surface before training

@@ -5,14 +5,41 @@ user interacted with the item, liked or disliked, else 0). Both signs count: the
 an item are the items watched by the same people, which is what a dislike of it says something
 about, and a mostly-disliked item (the kind a user dislikes) has few likes to compare on.
 Neighbours are computed on demand for the items asked, a block at a time, as a sparse product:
-memory is ``block x catalogue`` floats, so a 100k-item catalogue is fine.
+memory is ``block x catalogue`` floats, so a 100k-item catalogue is fine. All they need is the
+distinct training (user, item) pairs (:func:`training_pairs`), which the prepared-data cache keeps,
+so that a cached run never reads the log again for them.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 import torch
 from torch import Tensor
+
+from negseq.data.sequences import BLOCK_EVENTS, id_dtype, user_blocks
+
+
+def training_pairs(train: pl.DataFrame) -> Tensor:
+    """``(P, 2)`` the distinct (user, item) pairs of encoded training events, sorted; int32 when the codes fit.
+
+    A block of users at a time (``train`` is in event order), written into one array of the events'
+    length (a view of its first P rows is returned): no second copy of the pairs is ever made.
+    """
+    users, items = train["user"].to_numpy(), train["item"].to_numpy()
+    span = int(items.max()) + 1 if len(items) else 1
+    pairs = np.empty((len(users), 2), dtype=id_dtype(max(span, int(users.max()) + 1 if len(users) else 0)))
+    filled = 0
+    for start, end in user_blocks(users, BLOCK_EVENTS):
+        keys = users[start:end].astype(np.int64)  # (block events,) user * span + item
+        keys *= span
+        keys += items[start:end]
+        keys = pl.Series(keys).sort().to_numpy()  # (polars sorts integers about twice as fast as numpy here)
+        keys = keys[np.concatenate([[True], keys[1:] != keys[:-1]])]
+        pairs[filled : filled + len(keys), 0] = keys // span
+        pairs[filled : filled + len(keys), 1] = keys % span
+        filled += len(keys)
+    return torch.from_numpy(pairs[:filled])
 
 
 class ItemNeighbours:
@@ -20,18 +47,16 @@ class ItemNeighbours:
     (0 where an item has fewer than ``m`` items with a positive similarity, and for padding or unknown items).
 
     Args:
-        train: encoded training events (columns ``user``, ``item``).
+        pairs: ``(P, 2)`` distinct training (user, item) pairs (:func:`training_pairs`).
         num_items: catalogue size N (ids 1..N).
         m: neighbours per item.
         block_items: items whose similarities are held at once.
     """
 
-    def __init__(self, train: pl.DataFrame, num_items: int, m: int = 20, block_items: int = 256) -> None:
+    def __init__(self, pairs: Tensor, num_items: int, m: int = 20, block_items: int = 256) -> None:
         if m < 1:
             raise ValueError(f"`m` must be positive, got {m!r}")
-        pairs = train.select("item", "user").unique()
-        items = torch.from_numpy(pairs["item"].cast(pl.Int64).to_numpy().copy())
-        users = torch.from_numpy(pairs["user"].cast(pl.Int64).to_numpy().copy())
+        users, items = pairs[:, 0].long(), pairs[:, 1].long()  # (P,) each
         n_users = int(users.max()) + 1 if len(users) else 1
         ones = torch.ones(len(items))
         # (N + 1, U) incidence; its transpose (U, N + 1) is the right-hand side of every block's product
@@ -39,6 +64,11 @@ class ItemNeighbours:
         self.by_user = torch.sparse_coo_tensor(torch.stack([users, items]), ones, (n_users, num_items + 1), check_invariants=False).coalesce()
         self.norms = torch.zeros(num_items + 1).index_add_(0, items, ones).sqrt()  # (N + 1,): sqrt(users of the item)
         self.num_items, self.m, self.block_items = num_items, m, block_items
+
+    @classmethod
+    def from_events(cls, train: pl.DataFrame, num_items: int, m: int = 20, block_items: int = 256) -> "ItemNeighbours":
+        """From encoded training events (columns ``user``, ``item``, in event order)."""
+        return cls(training_pairs(train), num_items, m, block_items)
 
     def __call__(self, items: Tensor) -> Tensor:
         # outside inference mode: a sparse index_select inside it fails in torch 2.13 ("inplace update to inference

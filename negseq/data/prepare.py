@@ -208,62 +208,87 @@ def _sorted_keys(high: np.ndarray) -> tuple[np.ndarray, int]:
     return pl.Series(keys).sort().to_numpy(), position_bits
 
 
-def _split_keys(keys: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
-    """(high part, position) of sorted keys."""
-    return keys >> np.uint64(bits), keys & np.uint64(2**bits - 1)
-
-
 def _gather(frame: pl.DataFrame, permutation: np.ndarray) -> pl.DataFrame:
-    """``frame``'s rows in ``permutation`` order, one column at a time with numpy (several times faster than polars' gather here)."""
-    return pl.DataFrame([pl.Series(name, frame[name].to_numpy()[permutation]) for name in frame.columns])
+    """``frame``'s rows in ``permutation`` order, one column at a time with numpy (several times faster than polars' gather here).
+
+    Each column is moved out of ``frame`` (left empty) as it is gathered: one column of the log is copied at a time.
+    """
+    return pl.DataFrame([pl.Series(name, frame.drop_in_place(name).to_numpy()[permutation]) for name in frame.columns])
+
+
+def _low_bits(keys: np.ndarray, bits: int, dtype: type) -> np.ndarray:
+    """The positions (low ``bits``) of sorted keys as ``dtype``, a block at a time (no temporary of the log's length)."""
+    position, mask = np.empty(len(keys), dtype=dtype), np.uint64(2**bits - 1)
+    for start in range(0, len(keys), KEY_BLOCK):
+        position[start : start + KEY_BLOCK] = keys[start : start + KEY_BLOCK] & mask
+    return position
+
+
+def _high_and_position(keys: np.ndarray, bits: int, shift: int, position_dtype: type) -> tuple[np.ndarray, np.ndarray]:
+    """(UInt32 ``keys >> (bits + shift)``: the user codes, and the positions) of sorted keys, a block at a time."""
+    high = np.empty(len(keys), dtype=np.uint32)
+    for start in range(0, len(keys), KEY_BLOCK):
+        high[start : start + KEY_BLOCK] = keys[start : start + KEY_BLOCK] >> np.uint64(bits + shift)
+    return high, _low_bits(keys, bits, position_dtype)
 
 
 def order_events(frame: pl.DataFrame, first_row: int = 0) -> pl.DataFrame:
     """``frame`` (UInt32 user codes, integer or float time) sorted by user, then time, then row, as :func:`negseq.data.io.event_order`.
 
     ``row`` becomes ``first_row`` + the event's position in input order (an order-equivalent tie
-    breaker, cheaper than carrying the original). Users and times come out of the sorted keys; only
-    the other columns are gathered (random reads: the slow part).
+    breaker, cheaper than carrying the original). Users and rows come out of the sorted keys; only
+    the other columns are gathered (random reads: the slow part), each moved out of ``frame`` as
+    it is (``frame`` is then left empty: the log's columns are not held twice).
     """
+    positions = np.uint32 if frame.height < 2**32 else np.int64
     if not frame["row"].is_sorted():  # ties keep the input order: first put the frame in it
         keys, bits = _sorted_keys(frame["row"].to_numpy())
-        frame = _gather(frame, _split_keys(keys, bits)[1])
+        frame = _gather(frame, _low_bits(keys, bits, positions))
         del keys
-    frame = frame.with_columns(row=pl.int_range(first_row, first_row + frame.height, dtype=pl.UInt64 if first_row + frame.height >= 2**32 else pl.UInt32))
-    if in_event_order(frame):
-        return frame
+    row_dtype = pl.UInt64 if first_row + frame.height >= 2**32 else pl.UInt32
+    renumbered = pl.int_range(first_row, first_row + frame.height, dtype=row_dtype).alias("row")
+    if in_event_order(frame):  # the rows are increasing: order-equivalent to the renumbered ones
+        return frame.with_columns(renumbered)
     time = frame["time"]
     if not time.dtype.is_integer():
-        return event_order(frame)
+        return event_order(frame.with_columns(renumbered))
     low = int(time.min())
     user_bits = int(frame["user"].max()).bit_length()
     time_bits = (int(time.max()) - low).bit_length()
     position_bits = max(1, (frame.height - 1).bit_length())
     if time_bits + position_bits > 64 or user_bits + position_bits > 64:
-        return event_order(frame)
+        return event_order(frame.with_columns(renumbered))
     users, times = frame["user"].to_numpy(), time.to_numpy()
+    del time
     if user_bits + time_bits + position_bits <= 64:  # one sort: (user, time, position)
         high = users.astype(np.uint64)
         high <<= np.uint64(time_bits)
         high |= (times.astype(np.int64) - low).astype(np.uint64)
         keys, bits = _sorted_keys(high)
         del high
-    elif time.is_sorted():  # a time-ordered log: a stable sort by user is enough
+        user, permutation = _high_and_position(keys, bits, time_bits, positions)
+    elif frame["time"].is_sorted():  # a time-ordered log: a stable sort by user is enough
         keys, bits = _sorted_keys(users)
-    else:  # by time, then a stable sort by user
-        keys, bits = _sorted_keys((times.astype(np.int64) - low).astype(np.uint64))
-        by_time = _split_keys(keys, bits)[1]
+        user, permutation = _high_and_position(keys, bits, 0, positions)
+    else:  # by time, then a stable sort by user: the permutation is the two composed
+        offsets = times.astype(np.int64)
+        offsets -= low
+        keys, bits = _sorted_keys(offsets)
+        del offsets
+        by_time = _low_bits(keys, bits, positions)
         del keys
         keys, bits = _sorted_keys(users[by_time])
-        then = _split_keys(keys, bits)[1]
-        keys = (keys & ~np.uint64(2**bits - 1)) | by_time[then].astype(np.uint64)  # the positions in the frame, not in the time order
+        user, then = _high_and_position(keys, bits, 0, positions)
+        permutation = by_time[then]  # the positions in the frame, not in the time order
         del by_time, then
-    user = (keys >> np.uint64(bits + (time_bits if user_bits + time_bits + position_bits <= 64 else 0))).astype(np.uint32)
-    permutation = (keys & np.uint64(2**bits - 1)).astype(np.uint32 if frame.height < 2**32 else np.int64)
-    del keys
-    rest = _gather(frame.select(pl.exclude("user")), permutation)
-    del permutation
-    return rest.with_columns(user=pl.Series(user)).select(frame.columns)
+    del keys, users, times
+    columns = frame.columns
+    frame.drop_in_place("user")
+    frame.drop_in_place("row")
+    rest = _gather(frame, permutation)
+    row = permutation.astype(np.uint64) if row_dtype == pl.UInt64 else permutation  # the event's position in input order
+    row += row.dtype.type(first_row)
+    return rest.with_columns(user=pl.Series(user), row=pl.Series(row)).select(columns)
 
 
 def prepare_events(
@@ -275,11 +300,13 @@ def prepare_events(
     sample: Optional[int | float] = None,
     sample_seed: int = 0,
     fmt: str = "parquet",
+    require_positive: bool = True,
 ) -> Events:
     """Validate, code, sign, order and deduplicate a raw log (lazy, the file's column names) into :class:`Events`.
 
     ``sessions``: sum Zvuk plays per (user, ``session_id``, track) first. ``sample``: keep that
     many users (or that fraction of them), chosen by a hash of the id seeded with ``sample_seed``.
+    ``require_positive``: a log without a liked event cannot train anything (serving takes one).
     """
     names = raw.collect_schema().names()
     wanted = dict(zip(STANDARD_COLUMNS, (columns.user, columns.item, columns.feedback, columns.time)))
@@ -347,7 +374,7 @@ def prepare_events(
     if n_duplicates:
         log.info("%s: dropped %d exact duplicate events (same user, item, feedback and time)", source, n_duplicates)
     kept = n_events - n_duplicates
-    if n_positive == 0:
+    if n_positive == 0 and require_positive:
         raise DataError(
             f"{source}: no positive events: every feedback value is below the threshold {threshold} "
             f"(max {feedback_max}); lower --data.threshold"

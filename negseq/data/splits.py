@@ -46,11 +46,11 @@ class Split:
         return self.item_ids.len()
 
 
-def add_sign(frame: pl.DataFrame, threshold: float, source: str | Path, require_positive: bool = True) -> pl.DataFrame:
-    """Add ``positive = feedback >= threshold``; a log with no positive event cannot train anything (serving takes one)."""
+def add_sign(frame: pl.DataFrame, threshold: float, source: str | Path) -> pl.DataFrame:
+    """Add ``positive = feedback >= threshold``; a log with no positive event cannot train anything."""
     frame = frame.with_columns(positive=pl.col("feedback") >= threshold)
     n_positive = int(frame["positive"].sum())
-    if n_positive == 0 and require_positive:
+    if n_positive == 0:
         raise DataError(
             f"{source}: no positive events: every feedback value is below the threshold {threshold} "
             f"(max {frame['feedback'].max()}); lower --data.threshold"

@@ -83,10 +83,15 @@ def test_order_events_matches_io_event_order_on_random_ties():
     from negseq.data.io import event_order
 
     expected = event_order(frame)
-    assert prepare.order_events(frame).equals(expected)
+    moved = frame.clone()
+    assert prepare.order_events(moved).equals(expected)
+    assert moved.width == 0  # its columns were moved out, not copied
     assert prepare.order_events(frame.reverse()).equals(expected)  # rows out of order are put back first
+    assert prepare.order_events(frame.head(0).vstack(frame), first_row=7).equals(expected.with_columns(pl.col("row") + 7))
     wide = frame.with_columns(time=pl.col("time").cast(pl.Int64) * 2**44)  # too wide to pack with the user: two sorts
-    assert prepare.order_events(wide).equals(event_order(wide))
+    assert prepare.order_events(wide.clone()).equals(event_order(wide))
+    by_time = wide.sort("time", maintain_order=True).with_columns(row=pl.int_range(n, dtype=pl.UInt32))  # a log in time order: one stable sort by user
+    assert prepare.order_events(by_time.clone()).equals(event_order(by_time))
 
 
 # -- sampling users at the scan --
@@ -178,6 +183,36 @@ def test_cache_is_written_once_then_mapped_and_invalidated(tiny_log, tmp_path):
     assert len(changed.train_sequences) > 0 and len(entries(root)) == 3
     fresh = FeedbackDataModule(path=tiny_log, max_len=5, cache=False)
     assert torch.equal(changed.train_sequences.positives, fresh.train_sequences.positives)
+
+
+def test_a_cached_run_needs_no_log_for_the_item_neighbours_and_the_test_metrics(tiny_log, tmp_path):
+    """The neighbours come from the training pairs the entry keeps: once it is mapped the log can be gone."""
+    import lightning as L
+
+    from negseq.data.neighbours import ItemNeighbours
+    from negseq.module import NegSeqModule
+
+    def test_metrics(data: FeedbackDataModule) -> dict:
+        torch.manual_seed(0)
+        model = NegSeqModule(data.num_items, data.num_train_items, max_len=10, dim=16, negative_scoring=1.0)  # reads dislikes: lists move
+        (metrics,) = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False).test(model, datamodule=data, verbose=False)
+        return metrics
+
+    uncached = FeedbackDataModule(path=tiny_log, max_len=10, cache=False)
+    items = torch.arange(uncached.num_items + 2)  # every item, the padding id and an unknown one
+    expected = ItemNeighbours.from_events(uncached.split.train, uncached.num_items)(items)  # from the split's events, as before the cache kept them
+    assert (expected > 0).sum() > uncached.num_items
+    expected_metrics = test_metrics(FeedbackDataModule(path=tiny_log, max_len=10, cache=False))
+    assert 0 < abs(expected_metrics["test/neighbour_suppression@10"]) < 1
+
+    root = tmp_path / "cache"
+    FeedbackDataModule(path=tiny_log, max_len=10, cache_dir=str(root)).prepare_data()  # writes the entry
+    cached = FeedbackDataModule(path=tiny_log, max_len=10, cache_dir=str(root))
+    cached.prepare_data()  # maps it
+    Path(tiny_log).rename(tmp_path / "moved.csv")
+    assert torch.equal(cached.item_neighbours(items), expected)
+    assert test_metrics(cached) == pytest.approx(expected_metrics, nan_ok=True)
+    assert "split" not in cached.__dict__
 
 
 def test_cache_false_writes_nothing(tiny_log, tmp_path):

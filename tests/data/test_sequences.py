@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import polars as pl
+import pytest
 import torch
 
 from negseq.data.sequences import EvalSequences, TrainSequences, last_items
@@ -98,7 +99,23 @@ def test_train_sequences_exact_matrices():
         [False, False, True, False],
         [False, False, True, True],
     ]
-    assert sequences.positives.dtype == sequences.negatives.dtype == sequences.history.dtype == torch.int64
+    # stored narrow (half the memory), handed to the model as int64 (cross-entropy targets and gathers need it)
+    assert sequences.positives.dtype == sequences.negatives.dtype == sequences.history.dtype == sequences.positives_order.dtype == torch.int32
+    batch = sequences.take(torch.arange(4))
+    assert {name: batch[name].dtype for name in batch} == {**dict.fromkeys(batch, torch.int64), "history_positive": torch.bool}
+
+
+@pytest.mark.parametrize("kind", ["train", "eval"])
+def test_sequences_built_in_blocks_of_users_equal_one_block(kind, monkeypatch):
+    from negseq.data import sequences as module
+
+    build, events = (TrainSequences.from_events, train_frame()) if kind == "train" else (EvalSequences.from_events, eval_frame())
+    whole = build(events, max_len=3)
+    monkeypatch.setattr(module, "BLOCK_EVENTS", 2)  # about every user its own block (blocks hold whole users)
+    assert len(module.user_blocks(events["user"].to_numpy(), 2)) >= 3
+    blocks = build(events, max_len=3)
+    for name in whole.__dataclass_fields__:
+        assert getattr(blocks, name).dtype == getattr(whole, name).dtype and torch.equal(getattr(blocks, name), getattr(whole, name)), name
 
 
 def test_train_sequences_padding_marks_no_sign():

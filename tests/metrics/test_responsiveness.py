@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from negseq.data import FeedbackDataModule
-from negseq.data.neighbours import ItemNeighbours
+from negseq.data import neighbours as neighbours_module
+from negseq.data.neighbours import ItemNeighbours, training_pairs
 from negseq.module import NegSeqModule
 from negseq.ranking import top_k
 from negseq.responsiveness import ListChange, NeighbourSuppression, append_newest, with_dislike
@@ -22,13 +23,22 @@ TRAIN = pl.DataFrame({"user": [0, 0, 0, 1, 1, 1, 2, 2, 2], "item": [1, 2, 3, 1, 
 def test_neighbours_are_the_most_similar_items_by_cosine_of_users_in_common():
     # cosines by hand (norms: items 1, 2, 3 have 2 users, items 4, 5, 6 one):
     # item 1: 2 -> 2/2 = 1, 4 -> 1/sqrt(2), 3 -> 1/2; item 5: 6 -> 1, 3 -> 1/sqrt(2); item 4: 1, 2 -> 1/sqrt(2), then none
-    neighbours = ItemNeighbours(TRAIN, num_items=6, m=2, block_items=2)  # blocks of 2 items: the blocking is exercised
+    neighbours = ItemNeighbours.from_events(TRAIN, num_items=6, m=2, block_items=2)  # blocks of 2 items: the blocking is exercised
     result = neighbours(torch.tensor([1, 5, 0, 7]))
     assert result[:2].tolist() == [[2, 4], [6, 3]]
     assert result[2:].tolist() == [[0, 0], [0, 0]]  # padding and an unknown id have no neighbours
-    assert ItemNeighbours(TRAIN, num_items=6, m=4)(torch.tensor([4])).tolist() == [[1, 2, 0, 0]]  # no shared user: 0
+    assert ItemNeighbours.from_events(TRAIN, num_items=6, m=4)(torch.tensor([4])).tolist() == [[1, 2, 0, 0]]  # no shared user: 0
     with pytest.raises(ValueError, match="`m` must be positive"):
-        ItemNeighbours(TRAIN, 6, m=0)
+        ItemNeighbours.from_events(TRAIN, 6, m=0)
+
+
+@pytest.mark.parametrize("block_events", [2, 1000])
+def test_training_pairs_are_the_distinct_user_item_pairs(block_events, monkeypatch):
+    monkeypatch.setattr(neighbours_module, "BLOCK_EVENTS", block_events)  # 2: blocks of whole users, cut between them
+    train = pl.DataFrame({"user": [0, 0, 0, 1, 1, 2], "item": [3, 1, 3, 2, 2, 5]})
+    pairs = training_pairs(train)
+    assert pairs.dtype == torch.int32 and pairs.tolist() == [[0, 1], [0, 3], [1, 2], [2, 5]]
+    assert training_pairs(train.head(0)).shape == (0, 2)
 
 
 @pytest.mark.parametrize("built_in_inference", [False, True])
@@ -38,7 +48,7 @@ def test_neighbours_work_inside_the_test_loops_inference_mode(built_in_inference
     train = pl.DataFrame({"user": torch.randint(0, 600, (50_000,), generator=generator).numpy(),
                           "item": torch.randint(1, 9001, (50_000,), generator=generator).numpy()})
     with torch.inference_mode(built_in_inference):
-        neighbours = ItemNeighbours(train, 9000)
+        neighbours = ItemNeighbours.from_events(train, 9000)
     items = torch.randint(1, 9001, (300,), generator=generator)
     with torch.inference_mode():
         inside = neighbours(items)
@@ -49,7 +59,7 @@ def test_goldens_on_three_users_and_six_items():
     original = torch.tensor([[1, 5, 6], [3, 1, 2], [5, 2, 4]])  # L; i1 = 1, 3, 5
     baseline = torch.tensor([[5, 6, 2], [1, 2, 5], [2, 4, 6]])  # B: i1 excluded as seen, inputs unchanged
     counterfactual = torch.tensor([[5, 3, 6], [4, 6, 5], [2, 1, 3]])  # L' after the dislike of i1
-    neighbours = ItemNeighbours(TRAIN, num_items=6, m=2)(original[:, 0])
+    neighbours = ItemNeighbours.from_events(TRAIN, num_items=6, m=2)(original[:, 0])
     assert [set(row) for row in neighbours.tolist()] == [{2, 4}, {5, 6}, {6, 3}]
 
     change = ListChange(k=3)
@@ -109,7 +119,7 @@ def test_a_random_reshuffle_is_not_rewarded_and_demoting_the_neighbours_is():
     generator = torch.Generator().manual_seed(0)
     n_users, n_items, m, k = 4000, 100, 20, 10
     events = torch.randint(0, 300, (6000,), generator=generator), torch.randint(1, n_items + 1, (6000,), generator=generator)
-    neighbours_of = ItemNeighbours(pl.DataFrame({"user": events[0].numpy(), "item": events[1].numpy()}), n_items, m)
+    neighbours_of = ItemNeighbours.from_events(pl.DataFrame({"user": events[0].numpy(), "item": events[1].numpy()}), n_items, m)
     scores = torch.rand(n_users, n_items + 1, generator=generator)  # (U, N + 1); id 0 is padding, never ranked
     no_seen = torch.zeros(n_users, 1, dtype=torch.long)
     original = top_k(scores, torch.eye(n_items + 1), no_seen, k)[1]  # an identity item table: the user rows are the scores
