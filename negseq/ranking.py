@@ -62,7 +62,7 @@ def count_ahead(scores: Tensor, target_scores: Tensor, targets: Tensor, first_id
 
 
 def score_error(dim: int, precision: str) -> float:
-    """``eps`` with ``|s_approx - s| <= eps * (|u| * max_j |e_j| + max_r |d_r|)`` for every item j of :func:`score_block`.
+    """``eps`` with ``|s_approx - s| <= eps * (|u| |e_j| + max_r |d_r|)`` for every item j of :func:`score_block`.
 
     ``s`` is the real-valued score ``u . e_j - max(0, max_r d_r . e_j / |e_j|)``. With unit roundoff ``rho``
     (2**-8 for bf16, 2**-24 for fp32), a score goes through at most five roundings (the two inputs to
@@ -151,6 +151,15 @@ def certified_top_keys(
     return keys
 
 
+def candidate_precision(device: torch.device) -> str:
+    """``bf16`` where bf16 matmuls are native (CUDA; a CPU with AVX512-BF16 or AMX, as oneDNN reports), else ``fp32``: the
+    precision of :func:`top_k`'s candidate pass, which changes its speed, never its result."""
+    if device.type == "cuda":
+        return "bf16"
+    native = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    return "bf16" if device.type == "cpu" and torch.backends.mkldnn.is_available() and native is not None and native() else "fp32"
+
+
 def top_k(
     users: Tensor, items: Tensor, seen: Tensor, k: int, block_items: int = 2048, demote: Tensor | None = None, precision: str = "fp32"
 ) -> tuple[Tensor, Tensor]:
@@ -182,10 +191,12 @@ def top_k(
 
 
 def _score_scale(users: Tensor, items: Tensor, demote: Tensor | None) -> Tensor:
-    """``(B,)`` ``|u| * max_j |e_j| + max_r |d_r|`` in fp64, 2**-10 above (for the fp32 norms' own rounding)."""
-    scale = users.double().norm(dim=1) * items.double().norm(dim=1).max()  # (B,)
-    if demote is not None:
-        scale = scale + demote.double().norm(dim=2).amax(dim=1)
+    """``(B,)`` ``|u| * max_j |e_j| + max_r |d_r|`` in fp64, from fp32 norms taken 2**-10 above (their rounding error is
+    below ``(D / 2 + 2) * 2**-24``)."""
+    with torch.autocast(device_type=users.device.type, enabled=False):
+        scale = users.float().norm(dim=1).double() * float(items.float().norm(dim=1).max())  # (B,)
+        if demote is not None:
+            scale = scale + demote.float().norm(dim=2).amax(dim=1).double()
     return scale * (1 + 2.0**-10)
 
 
