@@ -161,10 +161,11 @@ def candidate_precision(device: torch.device) -> str:
 
 
 def top_k(
-    users: Tensor, items: Tensor, seen: Tensor, k: int, block_items: int = 2048, demote: Tensor | None = None, precision: str = "fp32"
+    users: Tensor, items: Tensor, seen: Tensor, k: int, block_items: int = 2048, demote: Tensor | None = None, precision: str | None = None
 ) -> tuple[Tensor, Tensor]:
     """Top-``k`` ``(scores, item ids)``, each ``(B, k)`` best first: the exact scores (:func:`exact_scores`), ties by smaller
-    id, with ``precision`` the precision of the candidate pass (:func:`certified_top_keys`; bf16 gives the same result).
+    id. ``precision`` is the candidate pass's (:func:`certified_top_keys`), ``fp32`` or ``bf16``: the same result either
+    way; by default :func:`candidate_precision`, the faster one on the users' device.
 
     A batch never holds more than ``B * block_items`` scores: whole rows of the catalogue for as
     many users as fit (one matmul and one top-k a row), else every user over ``block_items`` items at
@@ -173,6 +174,7 @@ def top_k(
     """
     rows = min(len(users), len(users) * block_items // len(items))
     rows, width = (rows, len(items)) if rows >= min(len(users), MIN_ROWS) else (len(users), block_items)
+    precision = precision or candidate_precision(users.device)
     slack = score_error(users.shape[1], precision) * _score_scale(users, items, demote) if len(users) else users.new_empty(0)  # (B,)
     parts = []
     for first in range(0, len(users), max(rows, 1)):

@@ -34,7 +34,7 @@ from negseq.data.splits import add_sign
 from negseq.errors import ConfigError, DataError
 from negseq.models.recommender import SequentialRecommender
 from negseq.module import NegSeqModule
-from negseq.ranking import candidate_precision, top_k
+from negseq.ranking import top_k
 
 log = logging.getLogger("negseq")
 
@@ -230,18 +230,17 @@ class Recommender:
         width = min(k, self.catalog.num_items + 1)
         scores = torch.full((n_users, width), float("-inf"), device=self.device)  # (B, k)
         codes = torch.zeros(n_users, width, dtype=torch.long, device=self.device)  # (B, k)
-        candidates = candidate_precision(self.device)
         budget = n_users * self.block_items  # scores the batch may hold at a time
         chunk = CPU_CHUNK_USERS if self.device.type == "cpu" else n_users
         ranked = (~fallback).nonzero()[:, 0]  # (B_m,) users the model ranks
         with torch.autocast(self.device.type, torch.bfloat16, enabled=self.precision == "bf16"):
             for first in range(0, len(ranked), chunk):
                 rows = ranked[first : first + chunk]  # (b,)
-                scores[rows], codes[rows] = self.model.recommend(inputs[rows], seen[rows], k, batch["negatives"][rows], budget // len(rows), candidates)
+                scores[rows], codes[rows] = self.model.recommend(inputs[rows], seen[rows], k, batch["negatives"][rows], budget // len(rows))
         if fallback.any():
             popularity = self.catalog.popularity.to(self.device)[:, None]  # (N + 1, 1): a one-dimensional "item table"
             ones = torch.ones(int(fallback.sum()), 1, device=self.device)  # (B_f, 1)
-            scores[fallback], codes[fallback] = top_k(ones, popularity, seen[fallback], k, self.block_items, precision=candidates)
+            scores[fallback], codes[fallback] = top_k(ones, popularity, seen[fallback], k, self.block_items)
         ranks = torch.arange(1, width + 1, device=self.device).expand(n_users, width)
         keep = (codes > 0).flatten().cpu()
         return pl.DataFrame({

@@ -139,12 +139,9 @@ class SequentialRecommender(nn.Module):
         """``(B, N + 1)`` fp32 scores of every item; padding and ``seen`` items are ``-inf``."""
         return score_block(self(positives, negatives), self.items.weight, seen, 0, self.num_items + 1, self.demotion(negatives))
 
-    def recommend(
-        self, positives: Tensor, seen: Tensor, k: int, negatives: Tensor | None = None, block_items: int = 2048, candidates: str = "fp32"
-    ) -> tuple[Tensor, Tensor]:
-        """Top-``k`` ``(scores, item ids)``, each ``(B, k)`` best first, seen items excluded (see :func:`negseq.ranking.top_k`;
-        ``candidates``: the precision of its candidate pass, the same result either way)."""
-        return top_k(self(positives, negatives), self.items.weight, seen, k, block_items, self.demotion(negatives), candidates)
+    def recommend(self, positives: Tensor, seen: Tensor, k: int, negatives: Tensor | None = None, block_items: int = 2048) -> tuple[Tensor, Tensor]:
+        """Top-``k`` ``(scores, item ids)``, each ``(B, k)`` best first, seen items excluded (see :func:`negseq.ranking.top_k`)."""
+        return top_k(self(positives, negatives), self.items.weight, seen, k, block_items, self.demotion(negatives))
 
     def rank_and_recommend(
         self, positives: Tensor, seen: Tensor, targets: Tensor, k: int, negatives: Tensor | None = None, block_items: int = 2048
