@@ -1,5 +1,12 @@
 """Ranking the catalogue for user vectors: block-wise scores, exact top-k, and each target's rank.
 
+An item's score is the dot product computed in fp64 and rounded once to fp32 (:func:`exact_scores`):
+fp32 matmuls of different shapes, kernels or devices differ in the last bits, and the top-k must
+not. Scoring every item that way would be slow, so a fast pass (an fp32 or bf16 matmul) picks
+``k + EXTRA_CANDIDATES`` candidates, which are re-scored exactly; a bound on the fast pass's error
+(:func:`score_error`) certifies that no other item can enter the top-k, and a row without that
+certificate (near-ties at the cut) is scored exactly in full (:func:`certified_top_keys`).
+
 ``torch.topk`` orders exactly tied scores as its kernel happens to (differently on CPU and
 CUDA). Packing a score and an item id into one int64 key makes the order total (score
 descending, item id ascending), so the recommendations and the ranks do not depend on the device.

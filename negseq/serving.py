@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import inspect
 import logging
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -230,13 +232,17 @@ class Recommender:
         width = min(k, self.catalog.num_items + 1)
         scores = torch.full((n_users, width), float("-inf"), device=self.device)  # (B, k)
         codes = torch.zeros(n_users, width, dtype=torch.long, device=self.device)  # (B, k)
-        budget = n_users * self.block_items  # scores the batch may hold at a time
-        chunk = CPU_CHUNK_USERS if self.device.type == "cpu" else n_users
         ranked = (~fallback).nonzero()[:, 0]  # (B_m,) users the model ranks
-        with torch.autocast(self.device.type, torch.bfloat16, enabled=self.precision == "bf16"):
-            for first in range(0, len(ranked), chunk):
-                rows = ranked[first : first + chunk]  # (b,)
+        cpu = self.device.type == "cpu"
+        workers = torch.get_num_threads() if cpu else 1
+        budget = n_users * self.block_items // workers  # scores each worker may hold at a time
+
+        def rank(rows: torch.Tensor) -> None:  # (b,) users, ranked by one worker (inference mode and autocast are per thread)
+            with torch.inference_mode(), torch.autocast(self.device.type, torch.bfloat16, enabled=self.precision == "bf16"):
                 scores[rows], codes[rows] = self.model.recommend(inputs[rows], seen[rows], k, batch["negatives"][rows], budget // len(rows))
+
+        with one_thread_each(workers), ThreadPoolExecutor(workers) as pool:
+            list(pool.map(rank, ranked.split(CPU_CHUNK_USERS if cpu else max(len(ranked), 1)) if len(ranked) else ()))
         if fallback.any():
             popularity = self.catalog.popularity.to(self.device)[:, None]  # (N + 1, 1): a one-dimensional "item table"
             ones = torch.ones(int(fallback.sum()), 1, device=self.device)  # (B_f, 1)
@@ -258,6 +264,23 @@ class Recommender:
             item_id=self.catalog.item_ids.gather(frame["code"] - 1),
             rank="rank", score="score", fallback="fallback",
         )
+
+
+@contextmanager
+def one_thread_each(workers: int) -> Iterator[None]:
+    """torch's ops single-threaded while ``workers`` > 1 threads each run their own chunk of users.
+
+    Why: a chunk of 256 users is many small ops; splitting each op over the cores costs a
+    synchronisation per op (and spinning threads when other processes hold the cores), while one
+    chunk per core needs none.
+    """
+    threads = torch.get_num_threads()
+    if workers > 1:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _check_positive(**values: int) -> None:

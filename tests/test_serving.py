@@ -295,6 +295,22 @@ def test_a_bf16_encoder_recommends_unseen_items_close_to_fp32s_and_bad_precision
         Recommender.load(run_dir, precision="fp16")
 
 
+
+def test_one_chunk_of_users_per_thread_recommends_as_one_thread_and_restores_the_thread_count(movielens_run):
+    """Two workers (each 256 users, torch single-threaded meanwhile) give the same top-k as one thread, batch sizes apart."""
+    run_dir, moved = movielens_run
+    rec = Recommender.load(run_dir)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        single = rec.recommend_log(moved, k=K, format="movielens", batch_size=600)
+        torch.set_num_threads(2)
+        assert rec.recommend_log(moved, k=K, format="movielens", batch_size=600).equals(single)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
+
+
 # -- export --
 
 
