@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import inspect
 import logging
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -69,9 +69,9 @@ class Recommender:
         history: ``positives`` (the model reads liked items; disliked ones feed its negative
             encoder when it has one) or ``all`` (the whole mixed history, in time order).
         block_items: scores held at a time per user of a batch (memory: ``users x block_items`` scores).
-        precision: ``fp32``, or ``bf16`` to run the encoder under bf16 autocast: about 2x faster on a CPU with bf16
-            matrix instructions, user vectors within ~1 % of fp32's, so a near-tie in the top-k can swap (benchmarks/README.md
-            "Serving" measures how often). The catalogue's top-k for a user vector is exact either way.
+        precision: ``fp32``, or ``bf16`` to run the encoder under bf16 autocast: faster on a CPU with bf16 instructions
+            (1.2x here), but its user vectors differ from fp32's in the last bits, so a near-tie in the top-k can swap
+            (benchmarks/README.md "Serving" measures how often). The catalogue's top-k for a user vector is exact either way.
     """
 
     def __init__(
@@ -233,16 +233,15 @@ class Recommender:
         scores = torch.full((n_users, width), float("-inf"), device=self.device)  # (B, k)
         codes = torch.zeros(n_users, width, dtype=torch.long, device=self.device)  # (B, k)
         ranked = (~fallback).nonzero()[:, 0]  # (B_m,) users the model ranks
-        cpu = self.device.type == "cpu"
-        workers = torch.get_num_threads() if cpu else 1
+        chunk, workers = (CPU_CHUNK_USERS, torch.get_num_threads()) if self.device.type == "cpu" else (n_users, 1)
         budget = n_users * self.block_items // workers  # scores each worker may hold at a time
 
         def rank(rows: torch.Tensor) -> None:  # (b,) users, ranked by one worker (inference mode and autocast are per thread)
             with torch.inference_mode(), torch.autocast(self.device.type, torch.bfloat16, enabled=self.precision == "bf16"):
                 scores[rows], codes[rows] = self.model.recommend(inputs[rows], seen[rows], k, batch["negatives"][rows], budget // len(rows))
 
-        with one_thread_each(workers), ThreadPoolExecutor(workers) as pool:
-            list(pool.map(rank, ranked.split(CPU_CHUNK_USERS if cpu else max(len(ranked), 1)) if len(ranked) else ()))
+        with _one_thread_each(workers), ThreadPoolExecutor(workers) as pool:
+            list(pool.map(rank, [ranked[first : first + chunk] for first in range(0, len(ranked), chunk)]))
         if fallback.any():
             popularity = self.catalog.popularity.to(self.device)[:, None]  # (N + 1, 1): a one-dimensional "item table"
             ones = torch.ones(int(fallback.sum()), 1, device=self.device)  # (B_f, 1)
@@ -267,7 +266,7 @@ class Recommender:
 
 
 @contextmanager
-def one_thread_each(workers: int) -> Iterator[None]:
+def _one_thread_each(workers: int) -> Iterator[None]:
     """torch's ops single-threaded while ``workers`` > 1 threads each run their own chunk of users.
 
     Why: a chunk of 256 users is many small ops; splitting each op over the cores costs a
