@@ -1,13 +1,14 @@
 """Recommend-all throughput of :class:`negseq.Recommender` on a synthetic log; prints one JSON line last.
 
-    python benchmarks/bench_recommend.py --users 100000 --items 20000 --history 50 [--batch_size 4096] [--k 10]
+    python benchmarks/bench_recommend.py --users 100000 --items 20000 --history 50 [--batch_size 4096] [--k 10] [--precision bf16]
 
 Each synthetic user has ``--history`` events (random items, ``--negative_share`` of them
 disliked); the model is PNFRec-sized (d=64, 2 blocks, max_len 50, a negative encoder) with random
 weights (speed does not depend on them). Timed: :meth:`Recommender.iter_log` over the log frame
 (validate and sign, encode ids, per batch: sequences, encoder, block scores of the whole
 catalogue with seen items removed, exact top-k, original ids), the frames consumed and dropped
-as `negseq recommend` writes them. ``peak_rss_mb`` is the process's peak (log included), so run
+as `negseq recommend` writes them. ``users_per_cpu_s`` (users per second of the process's CPU time) with
+``--threads 1`` compares variants on a machine shared with other jobs, where wall seconds are not comparable. ``peak_rss_mb`` is the process's peak (log included), so run
 one size per process.
 """
 
@@ -51,24 +52,29 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=64)
     parser.add_argument("--max_len", type=int, default=50)
     parser.add_argument("--negative_scoring", type=float, default=0.0)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, 2 here).")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="The encoder's (Recommender's precision).")
     args = parser.parse_args()
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model = SequentialRecommender(args.items, args.max_len, args.dim, negative_scoring=args.negative_scoring)
     ids = pl.Series("item_id", np.arange(1, args.items + 1, dtype=np.int64))
     popularity = torch.cat([torch.zeros(1), torch.rand(args.items)])
     columns = {"user": "user_id", "item": "item_id", "feedback": "rating", "time": "timestamp"}
     reading = {"format": "auto", "user_col": None, "item_col": None, "feedback_col": None, "time_col": None, "threshold": 4.0}
-    recommender = Recommender(model, Catalog(ids, popularity, None, reading, columns, args.max_len))
+    recommender = Recommender(model, Catalog(ids, popularity, None, reading, columns, args.max_len), precision=args.precision)
     log = synthetic_log(args.users, args.items, args.history, args.negative_share)
 
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     rows = sum(frame.height for frame in recommender.iter_log(log, args.k, batch_size=args.batch_size))
-    seconds = time.perf_counter() - started
+    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     assert rows == args.users * args.k
     print(json.dumps({
-        "users": args.users, "items": args.items, "history": args.history, "k": args.k, "batch_size": args.batch_size,
-        "seconds": round(seconds, 2), "users_per_s": round(args.users / seconds), "threads": torch.get_num_threads(),
+        "users": args.users, "items": args.items, "history": args.history, "k": args.k, "batch_size": args.batch_size, "precision": args.precision,
+        "seconds": round(seconds, 2), "users_per_s": round(args.users / seconds),
+        "cpu_seconds": round(cpu_seconds, 2), "users_per_cpu_s": round(args.users / cpu_seconds), "threads": torch.get_num_threads(),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
     }))
 

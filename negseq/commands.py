@@ -34,12 +34,16 @@ def recommend_parser() -> ArgumentParser:
     parser.add_argument("--users", type=Optional[str], default=None, help="Text file of user ids, one a line: only these users.")
     parser.add_argument("--batch_size", type=int, default=4096, help="Users per batch (memory bound).")
     parser.add_argument("--exclude_seen", type=bool, default=True, help="Never recommend an item the user interacted with.")
+    parser.add_argument(
+        "--precision", type=str, default="fp32",
+        help="The encoder's, fp32 or bf16: bf16 is faster on bf16 hardware, its top-k can differ from fp32's at near-ties.",
+    )
     return parser
 
 
 def recommend(args: list[str]) -> None:
     config = recommend_parser().parse_args(args)
-    recommender = Recommender.load(config.run)
+    recommender = Recommender.load(config.run, precision=config.precision)
     users = Path(config.users).read_text().split() if config.users else None
     reading = {name: config.data[name] for name in READING}
     batches = recommender.iter_log(

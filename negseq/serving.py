@@ -17,6 +17,8 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -40,6 +42,10 @@ log = logging.getLogger("negseq")
 
 Id = Union[int, str]  # an original user or item id
 RECOMMENDATION_COLUMNS = ("user_id", "item_id", "rank", "score", "fallback")
+PRECISIONS = ("fp32", "bf16")  # of the encoder (:class:`Recommender`)
+# users encoded and scored at a time on a CPU: their activations (256 x 50 x 64 fp32, 3 MB a tensor) stay in the cache,
+# which made the encoder 2.5x faster than a whole batch of 4,096 (benchmarks/README.md "Serving")
+CPU_CHUNK_USERS = 256
 
 
 def checkpoint_path(source: str | Path) -> Path:
@@ -62,17 +68,25 @@ class Recommender:
         catalog: the item vocabulary, popularity and reading settings of its training log.
         history: ``positives`` (the model reads liked items; disliked ones feed its negative
             encoder when it has one) or ``all`` (the whole mixed history, in time order).
-        block_items: items scored at a time (memory: ``users x block_items`` scores).
+        block_items: scores held at a time per user of a batch (memory: ``users x block_items`` scores).
+        precision: ``fp32``, or ``bf16`` to run the encoder under bf16 autocast: faster on a CPU with bf16 instructions
+            (1.2x here), but its user vectors differ from fp32's in the last bits, so a near-tie in the top-k can swap
+            (benchmarks/README.md "Serving" measures how often). The catalogue's top-k for a user vector is exact either way.
     """
 
-    def __init__(self, model: SequentialRecommender, catalog: Catalog, history: str = "positives", block_items: int = 2048) -> None:
+    def __init__(
+        self, model: SequentialRecommender, catalog: Catalog, history: str = "positives", block_items: int = 2048, precision: str = "fp32"
+    ) -> None:
+        if precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
         self.model = model.eval()
         self.catalog = catalog
         self.history = history
         self.block_items = block_items
+        self.precision = precision
 
     @classmethod
-    def load(cls, source: str | Path, map_location: Any = None) -> "Recommender":
+    def load(cls, source: str | Path, map_location: Any = None, precision: str = "fp32") -> "Recommender":
         """From a run directory or a ``.ckpt`` file; ``map_location`` (default CPU) is the device to score on."""
         path = checkpoint_path(source)
         checkpoint = torch.load(path, map_location=map_location or "cpu", weights_only=True)
@@ -83,7 +97,7 @@ class Recommender:
         module.on_load_checkpoint(checkpoint)
         module.load_state_dict(checkpoint["state_dict"])
         device = next(iter(checkpoint["state_dict"].values())).device
-        return cls(module.model.to(device), Catalog.from_state(checkpoint[STATE_KEY]), module.hparams.history, module.hparams.score_block_items)
+        return cls(module.model.to(device), Catalog.from_state(checkpoint[STATE_KEY]), module.hparams.history, module.hparams.score_block_items, precision)
 
     @property
     def device(self) -> torch.device:
@@ -227,9 +241,16 @@ class Recommender:
         width = min(k, self.catalog.num_items + 1)
         scores = torch.full((n_users, width), float("-inf"), device=self.device)  # (B, k)
         codes = torch.zeros(n_users, width, dtype=torch.long, device=self.device)  # (B, k)
-        model = ~fallback
-        if model.any():
-            scores[model], codes[model] = self.model.recommend(inputs[model], seen[model], k, batch["negatives"][model], self.block_items)
+        ranked = (~fallback).nonzero()[:, 0]  # (B_m,) users the model ranks
+        chunk, workers = (CPU_CHUNK_USERS, torch.get_num_threads()) if self.device.type == "cpu" else (n_users, 1)
+        budget = n_users * self.block_items // workers  # scores each worker may hold at a time
+
+        def rank(rows: torch.Tensor) -> None:  # (b,) users, ranked by one worker (inference mode and autocast are per thread)
+            with torch.inference_mode(), torch.autocast(self.device.type, torch.bfloat16, enabled=self.precision == "bf16"):
+                scores[rows], codes[rows] = self.model.recommend(inputs[rows], seen[rows], k, batch["negatives"][rows], budget // len(rows))
+
+        with _one_thread_each(workers), ThreadPoolExecutor(workers) as pool:
+            list(pool.map(rank, [ranked[first : first + chunk] for first in range(0, len(ranked), chunk)]))
         if fallback.any():
             popularity = self.catalog.popularity.to(self.device)[:, None]  # (N + 1, 1): a one-dimensional "item table"
             ones = torch.ones(int(fallback.sum()), 1, device=self.device)  # (B_f, 1)
@@ -251,6 +272,23 @@ class Recommender:
             item_id=self.catalog.item_ids.gather(frame["code"] - 1),
             rank="rank", score="score", fallback="fallback",
         )
+
+
+@contextmanager
+def _one_thread_each(workers: int) -> Iterator[None]:
+    """torch's ops single-threaded while ``workers`` > 1 threads each run their own chunk of users.
+
+    Why: a chunk of 256 users is many small ops; splitting each op over the cores costs a
+    synchronisation per op (and spinning threads when other processes hold the cores), while one
+    chunk per core needs none.
+    """
+    threads = torch.get_num_threads()
+    if workers > 1:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _check_positive(**values: int) -> None:

@@ -273,6 +273,44 @@ def test_negseq_recommend_refuses_bad_input_in_one_line(movielens_run, tmp_path,
     )
 
 
+
+def test_a_bf16_encoder_recommends_unseen_items_close_to_fp32s_and_bad_precision_is_refused(movielens_run, tmp_path, capsys):
+    """bf16 autocast changes the user vectors in their last bits, so near-ties may swap: most of each top-10 agrees."""
+    run_dir, moved = movielens_run
+    out = tmp_path / "recs.parquet"
+    code, _ = run_command(["recommend", "--run", str(run_dir), "--data.path", str(moved), "--data.format", "movielens",
+                           "--k", "10", "--out", str(out), "--precision", "bf16"], capsys)
+    assert code == 0
+    fast = pl.read_parquet(out)
+    exact = Recommender.load(run_dir).recommend_log(moved, k=10, format="movielens")
+    assert fast.equals(Recommender.load(run_dir, precision="bf16").recommend_log(moved, k=10, format="movielens").drop("fallback"))
+    assert fast.height == exact.height == 610 * 10
+    seen = movielens_events(moved).select(user_id="user", item_id="item").unique()
+    assert fast.join(seen, on=["user_id", "item_id"], how="semi").height == 0
+    shared = fast.join(exact, on=["user_id", "item_id"]).height / exact.height
+    assert 0.9 <= shared < 1.0 or shared == 1.0 and not fast["score"].equals(exact["score"])  # bf16 did run: scores moved
+    code, message = run_command(["recommend", "--run", str(run_dir), "--data.path", str(moved), "--out", str(out), "--precision", "fp16"], capsys)
+    assert (code, message) == (2, "error: precision must be one of ['fp32', 'bf16'], got 'fp16'")
+    with pytest.raises(ConfigError, match=r"precision must be one of \['fp32', 'bf16'\], got 'fp16'"):
+        Recommender.load(run_dir, precision="fp16")
+
+
+
+def test_one_chunk_of_users_per_thread_recommends_as_one_thread_and_restores_the_thread_count(movielens_run):
+    """Two workers (each 256 users, torch single-threaded meanwhile) give the same top-k as one thread, batch sizes apart."""
+    run_dir, moved = movielens_run
+    rec = Recommender.load(run_dir)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        single = rec.recommend_log(moved, k=K, format="movielens", batch_size=600)
+        torch.set_num_threads(2)
+        assert rec.recommend_log(moved, k=K, format="movielens", batch_size=600).equals(single)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
+
+
 # -- export --
 
 

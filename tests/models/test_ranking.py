@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from negseq.errors import ConfigError
-from negseq.ranking import block_top_keys, decode_keys, order_keys
+from negseq.ranking import decode_keys, exact_scores, order_keys, score_block, score_error, top_k
 
 
 def test_keys_round_trip_and_order_scores_then_ids():
@@ -20,26 +20,84 @@ def test_keys_round_trip_and_order_scores_then_ids():
     assert ids[order].tolist() == [3, 1, 8, 2, 6, 5, 4, 9]
 
 
-def test_block_top_keys_picks_the_smallest_ids_among_ties_at_the_cut():
-    block = torch.tensor([[1.0, 5.0, 1.0, 1.0, 1.0, 0.5]])  # ids 10..15; top-3 = 11 then two of the four tied 1.0s
-    scores, items = decode_keys(block_top_keys(block, first_id=10, k=3))
-    assert items.tolist() == [[11, 10, 12]] and scores.tolist() == [[5.0, 1.0, 1.0]]
+def brute_force_top_k(users, items, seen, k, demote=None):
+    """Every item's exact score, seen and padding removed, every key sorted: the reference top-k."""
+    every = torch.arange(len(items)).expand(len(users), -1)
+    scores = exact_scores(users, items, every, demote)
+    excluded = torch.zeros_like(scores, dtype=torch.bool).scatter_(1, seen, True)
+    excluded[:, 0] = True
+    keys = order_keys(scores.masked_fill(excluded, -float("inf")), every).sort(dim=1, descending=True).values[:, :k]
+    scores, ids = decode_keys(keys)
+    return scores, torch.where(torch.isfinite(scores), ids, 0)
 
 
-def test_block_top_keys_against_sorting_every_key():
-    """Rows with ties inside the top-k, across the cut, filling it exactly, -inf slots, and a block narrower than k + 1."""
-    block = torch.tensor([
-        [2.0, 2.0, 1.0, 0.0, -1.0],  # ties inside the top-3 only
-        [3.0, 1.0, 1.0, 1.0, 0.0],  # three tied items for two slots
-        [1.0, 1.0, 1.0, 0.5, 0.5],  # three tied items filling three slots exactly
-        [-float("inf")] * 4 + [0.0],  # one recommendable item
-    ])
-    for width, k in ((5, 3), (3, 3), (2, 3)):
-        part = block[:, :width]
-        ids = torch.arange(20, 20 + width)
-        expected = order_keys(part, ids).sort(dim=1, descending=True).values[:, :k]
-        keys = block_top_keys(part, first_id=20, k=k).sort(dim=1, descending=True).values  # the top-k set; the caller orders it
-        assert torch.equal(keys, expected), (width, k)
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_top_k_picks_the_smallest_ids_among_ties_at_the_cut(precision):
+    # ids 1..6 score their row: top-3 = 2, then two of the four tied 1.0s (1 and 3, the smallest ids)
+    items = torch.tensor([[0.0], [1.0], [5.0], [1.0], [1.0], [1.0], [0.5]])
+    for block in (2, 7):
+        scores, ids = top_k(torch.ones(1, 1), items, torch.zeros(1, 1, dtype=torch.long), 3, block, precision=precision)
+        assert ids.tolist() == [[2, 1, 3]] and scores.tolist() == [[5.0, 1.0, 1.0]], block
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_top_k_equals_sorting_every_exact_key_on_random_and_near_tie_rows(precision):
+    """Random scores; exact ties and near-ties (1 ulp apart, below bf16's resolution) across the cut, more of them than
+    the candidates re-scored; seen items; a catalogue smaller than k plus the seen items; whole rows and item blocks."""
+    generator = torch.Generator().manual_seed(5)
+    items = torch.randn(301, 8, generator=generator)
+    items[0] = 0.0
+    items[100:200] = items[100]  # 100 identical items: exact ties
+    items[200:300] = items[200] * (1 + torch.arange(100)[:, None] * 2.0**-23)  # 100 items a few ulp apart
+    users = torch.randn(40, 8, generator=generator)
+    users[:10] = items[100]  # their top-k cut falls inside the identical items
+    users[10:20] = items[200]  # ... inside the near-ties
+    seen = torch.randint(0, 301, (40, 12), generator=generator)
+    for k in (1, 10, 50):
+        expected = brute_force_top_k(users, items, seen, k)
+        for block in (64, 301, 2048):
+            scores, ids = top_k(users, items, seen, k, block, precision=precision)
+            assert torch.equal(ids, expected[1]) and torch.equal(scores, expected[0]), (k, block)
+    small = items[:6]  # 5 items, up to 3 seen: fewer than k recommendable
+    scores, ids = top_k(users, small, seen % 6, 10, precision=precision)
+    assert torch.equal(ids, brute_force_top_k(users, small, seen % 6, 10)[1])
+    assert ((ids == 0) == torch.isinf(scores)).all() and (ids == 0).any()
+
+
+def test_top_k_with_dislike_demotion_equals_sorting_every_exact_key():
+    generator = torch.Generator().manual_seed(6)
+    items, users = torch.randn(501, 16, generator=generator), torch.randn(24, 16, generator=generator)
+    demote = 0.7 * torch.nn.functional.normalize(torch.randn(24, 5, 16, generator=generator), dim=2)
+    demote[:, :2] = 0.0  # empty slots
+    seen = torch.randint(0, 501, (24, 7), generator=generator)
+    expected = brute_force_top_k(users, items, seen, 10, demote)
+    for precision in ("fp32", "bf16"):
+        for block in (100, 2048):
+            assert torch.equal(top_k(users, items, seen, 10, block, demote, precision)[1], expected[1]), (precision, block)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_score_error_bounds_every_approximate_score(precision):
+    """|approximate - exact| <= eps * (|u| |e_j| + max|d|) for every item j (so with max|e|, as the certificate uses it) on
+    vectors of mixed magnitudes (heavy tails), with and without demotion; the bound is within 10x of the worst error seen."""
+    generator = torch.Generator().manual_seed(7)
+    dim = 64
+    items = torch.randn(4001, dim, generator=generator) * torch.exp(2 * torch.randn(4001, 1, generator=generator))
+    users = torch.randn(64, dim, generator=generator) ** 3 * 10.0
+    demote = 2.0 * torch.nn.functional.normalize(torch.randn(64, 5, dim, generator=generator), dim=2)
+    every = torch.arange(1, 4001).expand(64, -1)
+    eps = score_error(dim, precision)
+    worst = 0.0
+    for weights in (None, demote):
+        approx = score_block(users, items, torch.zeros(64, 1, dtype=torch.long), 1, 4001, weights, precision).double()
+        exact = exact_scores(users, items, every, weights).double()
+        scale = users.double().norm(dim=1)[:, None] * items[1:].double().norm(dim=1)  # (B, C): per item, the stronger statement
+        if weights is not None:
+            scale = scale + weights.double().norm(dim=2).amax(dim=1)[:, None]
+        relative = ((approx - exact).abs() / scale).max().item()
+        assert relative <= eps, (weights is None, relative, eps)
+        worst = max(worst, relative)
+    assert worst > eps / 10 if precision == "bf16" else worst > 0
 
 
 def test_a_target_in_the_top_k_counts_at_the_rank_it_is_shown_at():
@@ -73,7 +131,6 @@ def test_ranks_are_the_positions_in_the_top_k_and_inf_elsewhere():
 
 def test_dislike_demotion_subtracts_lambda_times_the_highest_positive_cosine_by_hand():
     from negseq.models.recommender import SequentialRecommender
-    from negseq.ranking import score_block
 
     items = torch.tensor([[0.0, 0.0], [2.0, 0.0], [0.0, 3.0], [1.0, 1.0], [-1.0, 0.0]])  # ids 0 (padding) .. 4
     users = torch.tensor([[1.0, 1.0]])
@@ -94,7 +151,6 @@ def test_dislike_demotion_subtracts_lambda_times_the_highest_positive_cosine_by_
 
 def test_demotion_decay_weighs_the_r_th_newest_dislike_by_gamma_to_the_r():
     from negseq.models.recommender import SequentialRecommender
-    from negseq.ranking import score_block
 
     items = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])  # ids 0 (padding) .. 3
     model = SequentialRecommender(3, max_len=4, dim=2, dislike_demotion=2.0, demotion_window=3, demotion_decay=0.5)
