@@ -159,8 +159,8 @@ def test_runner_composes_data_base_and_overlay_and_takes_complete_configs(tmp_pa
     overlay = ROOT / "experiments/beyond/pnfrec_plus.yaml"
     run_experiments([str(overlay), "--data", str(DATA), "--base", str(PNFREC), "--seeds", "1", "--out", str(tmp_path / "a"), "--", "--data.path", tiny_log, *TINY])
     config = yaml.safe_load((tmp_path / "a/runs/pnfrec_plus/seed42/config.yaml").read_text())
-    assert (config["model"]["alpha"], config["model"]["beta"], config["model"]["demotion_window"]) == (0.45, 0.25, 5)  # base, then overlay
-    assert (config["data"]["validation_targets"], config["data"]["batch_size"], config["select_monitor"]) == ("all", 64, "val/delta_ndcg@10")
+    assert (config["model"]["alpha"], config["model"]["beta"], config["model"]["demotion_decay"]) == (0.45, 0.25, 0.3)  # base, then overlay
+    assert (config["data"]["batch_size"], config["select_monitor"], config["select_min_suppression"]) == (64, "val/ndcg_p@10", 0.3)
     assert (tmp_path / "a/selection.csv").is_file()
     # the positional form without --data: each config is complete
     complete = tmp_path / "sasrec_c.yaml"
