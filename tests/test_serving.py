@@ -273,7 +273,6 @@ def test_negseq_recommend_refuses_bad_input_in_one_line(movielens_run, tmp_path,
     )
 
 
-
 def test_a_bf16_encoder_recommends_unseen_items_close_to_fp32s_and_bad_precision_is_refused(movielens_run, tmp_path, capsys):
     """bf16 autocast changes the user vectors in their last bits, so near-ties may swap: most of each top-10 agrees."""
     run_dir, moved = movielens_run
