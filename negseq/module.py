@@ -65,11 +65,6 @@ def check_arguments(hp: dict[str, Any]) -> None:
         raise ConfigError("`unlikelihood_weight` applies to history='all', where next items of both signs are labels")
     if hp["history"] != "positives" and (hp["hard_negative_weight"] or hp["contrast_negatives"] != "all"):
         raise ConfigError("`hard_negative_weight` and `contrast_negatives` apply to history='positives', whose disliked items are apart")
-    if hp["dislike_demotion"] < 0 or hp["demotion_window"] < 1 or not 0 < hp["demotion_decay"] <= 1:
-        raise ConfigError(
-            f"`dislike_demotion` must be >= 0, `demotion_window` >= 1 and `demotion_decay` in (0, 1], "
-            f"got {hp['dislike_demotion']}, {hp['demotion_window']} and {hp['demotion_decay']}"
-        )
     if hp["hard_negative_weight"] and hp["softmax"] != "full":
         raise ConfigError(
             f"`hard_negative_weight` needs softmax='full': with softmax={hp['softmax']!r} the sampled denominator is on another "

@@ -93,6 +93,14 @@ def test_bad_input_is_one_clean_line(tmp_path):
     assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").iterdir()), "no run directory is left behind"
 
 
+def test_a_bad_ranking_argument_is_one_clean_line(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "negseq.fit", "--model.demotion_decay", "1.5", "--run_dir", str(tmp_path / "r")], capture_output=True, text=True,
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "error: dislike_demotion must be >= 0, demotion_window >= 1 and demotion_decay in (0, 1], got 0.0, 5 and 1.5" in result.stderr
+
+
 @pytest.mark.slow
 def test_default_job_on_embedded_data_offline_wandb(tmp_path):
     """`python -m negseq.fit` on ml-latest-small with WANDB_MODE unset and no API key: W&B goes offline, never hangs."""
