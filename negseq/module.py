@@ -181,7 +181,7 @@ class NegSeqModule(L.LightningModule):
         self.cutoffs = layout.cutoffs(k, ks)
         self.metrics = nn.ModuleDict({stage: self._stage_metrics() for stage in layout.STAGES})
         self.responsiveness = nn.ModuleDict({stage: self._responsiveness_metrics() for stage in layout.STAGES})
-        self.item_neighbours = None  # items (B,) -> (B, m) their nearest items; set from the datamodule in setup()
+        self.neighbour_source = None  # the datamodule whose item_neighbours the responsiveness metrics read; set in setup()
         self.respond_in_validation = False  # the counterfactual dislike in validation too (a responsiveness-aware selection)
 
     def _stage_metrics(self) -> nn.ModuleDict:
@@ -223,8 +223,8 @@ class NegSeqModule(L.LightningModule):
         if self.hparams.softmax == "popularity" and stage == "fit" and datamodule is not None:
             counts = datamodule.item_counts.to(self.sampling_probs)
             self.sampling_probs.copy_(counts / counts.sum())
-        if stage in ("test", "validate") and datamodule is not None and hasattr(datamodule, "item_neighbours"):
-            self.item_neighbours = datamodule.item_neighbours
+        if stage in ("test", "validate"):
+            self.neighbour_source = datamodule  # its neighbour table is built on first use: only when the model responds
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         terms = self.loss_terms(batch)
@@ -269,7 +269,8 @@ class NegSeqModule(L.LightningModule):
         if self._responds(stage):
             baseline, counterfactual = self.respond_batch(batch, top_items)
             # without a datamodule that knows the training events there are no neighbours: suppression stays NaN
-            neighbours = None if self.item_neighbours is None else self.item_neighbours(top_items[:, 0]).to(top_items.device)  # (B, m)
+            table = getattr(self.neighbour_source, "item_neighbours", None)
+            neighbours = None if table is None else table(top_items[:, 0]).to(top_items.device)  # (B, m)
             responsiveness = self.responsiveness[stage]
             for c in self.cutoffs:
                 responsiveness[f"list_change@{c}"].update(top_items, counterfactual)

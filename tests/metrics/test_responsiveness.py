@@ -160,3 +160,14 @@ def test_models_that_read_the_dislike_change_their_lists(tiny_log, model_args):
     metrics = _test_metrics(tiny_log, **model_args)
     assert metrics["test/list_change@10"] > 0.0
     assert math.isfinite(metrics["test/neighbour_suppression@10"])
+
+
+def test_validation_builds_the_neighbour_table_only_when_it_measures_responsiveness(tiny_log):
+    data = FeedbackDataModule(path=tiny_log, threshold=4, max_len=10)
+    model = NegSeqModule(data.num_items, data.num_train_items, max_len=10, dim=16)
+    trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
+    (plain,) = trainer.validate(model, datamodule=data, verbose=False)
+    assert "item_neighbours" not in vars(data) and "val/neighbour_suppression@10" not in plain  # nothing asked for it
+    model.respond_in_validation = True
+    (responding,) = trainer.validate(model, datamodule=data, verbose=False)
+    assert "item_neighbours" in vars(data) and math.isfinite(responding["val/neighbour_suppression@10"])
