@@ -70,9 +70,9 @@ def check_arguments(hp: dict[str, Any]) -> None:
             f"`hard_negative_weight` needs softmax='full': with softmax={hp['softmax']!r} the sampled denominator is on another "
             "scale than the disliked items' extra mass (popularity: 1/Q of the label), so the weight would not mean what it says"
         )
-    for name, value in (("negative_scoring", hp["negative_scoring"]), ("fusion", hp["fusion"] != "none")):
+    for name, value in (("negative_scoring", hp["negative_scoring"]), ("fusion", hp["fusion"] != "none"), ("identical_start", hp["identical_start"])):
         if value and not hp["alpha"]:
-            raise ConfigError(f"`{name}` reads the negative encoder, which needs history='positives' and alpha > 0")
+            raise ConfigError(f"`{name}` acts on the negative encoder, which only history='positives' with alpha > 0 builds")
 
 
 class NegSeqModule(L.LightningModule):
@@ -130,6 +130,8 @@ class NegSeqModule(L.LightningModule):
         demotion_window: R, the newest disliked items that ``dislike_demotion`` reads.
         demotion_decay: gamma in (0, 1]: the r-th newest of those R demotes with weight ``gamma ** r`` (1: all alike), so
             a fresh dislike changes the list more than an old one.
+        identical_start: the negative encoder starts from the positive encoder's initial weights, as in the authors'
+            code; False (the default) draws them independently. Needs ``alpha > 0``.
     """
 
     def __init__(
@@ -161,6 +163,7 @@ class NegSeqModule(L.LightningModule):
         dislike_demotion: float = 0.0,
         demotion_window: int = 5,
         demotion_decay: float = 1.0,
+        identical_start: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -169,6 +172,7 @@ class NegSeqModule(L.LightningModule):
         self.model = SequentialRecommender(
             num_items, max_len, dim, blocks, heads, dropout, negative_encoder=bool(alpha), fusion=fusion == "gated", negative_scoring=negative_scoring,
             dislike_demotion=dislike_demotion, demotion_window=demotion_window, demotion_decay=demotion_decay,
+            identical_start=identical_start,
         )
         if history == "positives":
             self.objective = SignSeparated(alpha, beta, temperature, cosine, contrast_negatives, hard_negative_weight)

@@ -49,6 +49,8 @@ class SequentialRecommender(nn.Module):
         demotion_window: R, how many of the newest disliked items demote their look-alikes.
         demotion_decay: gamma in (0, 1]: the r-th newest of them demotes with weight ``gamma ** r`` (the newest 1), so
             a fresh dislike moves the list more than old ones do; 1 weighs the R alike.
+        identical_start: the negative encoder starts as a copy of the positive one (the authors' code); otherwise
+            its weights are drawn independently.
     """
 
     def __init__(
@@ -65,6 +67,7 @@ class SequentialRecommender(nn.Module):
         dislike_demotion: float = 0.0,
         demotion_window: int = 5,
         demotion_decay: float = 1.0,
+        identical_start: bool = False,
     ) -> None:
         super().__init__()
         if dislike_demotion < 0 or demotion_window < 1 or not 0 < demotion_decay <= 1:
@@ -82,6 +85,8 @@ class SequentialRecommender(nn.Module):
         self.demotion_window = demotion_window
         self.demotion_decay = demotion_decay
         self._init_weights()
+        if identical_start and self.negative_encoder is not None:
+            self.negative_encoder.load_state_dict(self.encoder.state_dict())
 
     def _init_weights(self) -> None:
         """Xavier-normal matrices, as SASRec; the padding row stays zero."""

@@ -81,6 +81,7 @@ def batch(**overrides) -> dict[str, torch.Tensor]:
         (dict(temperature=0.0), "temperature"),
         (dict(temperature=-0.1), "temperature"),
         (dict(history="mixed"), "history"),
+        (dict(alpha=0.0, identical_start=True), "identical_start"),
     ],
 )
 def test_invalid_configurations_raise(kwargs, match):
@@ -92,6 +93,16 @@ def test_negative_encoder_exists_only_with_alpha():
     assert make(alpha=0.45).model.negative_encoder is not None
     assert make(alpha=0.0, beta=0.25).model.negative_encoder is None
     assert make(history="all", alpha=0.0).model.negative_encoder is None
+
+
+def test_identical_start_copies_the_positive_encoder_and_draws_nothing_else_differently():
+    torch.manual_seed(0)
+    independent = make().model
+    torch.manual_seed(0)
+    identical = make(identical_start=True).model
+    same = lambda a, b: all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))  # noqa: E731
+    assert same(identical.negative_encoder, identical.encoder) and not same(independent.negative_encoder, independent.encoder)
+    assert same(identical.encoder, independent.encoder) and same(identical.items, independent.items)
 
 
 def test_padding_row_of_item_table_is_zero():
