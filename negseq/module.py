@@ -70,9 +70,6 @@ def check_arguments(hp: dict[str, Any]) -> None:
             f"`hard_negative_weight` needs softmax='full': with softmax={hp['softmax']!r} the sampled denominator is on another "
             "scale than the disliked items' extra mass (popularity: 1/Q of the label), so the weight would not mean what it says"
         )
-    for name, value in (("negative_scoring", hp["negative_scoring"]), ("fusion", hp["fusion"] != "none"), ("identical_start", hp["identical_start"])):
-        if value and not hp["alpha"]:
-            raise ConfigError(f"`{name}` acts on the negative encoder, which only history='positives' with alpha > 0 builds")
 
 
 class NegSeqModule(L.LightningModule):

@@ -74,8 +74,9 @@ class SequentialRecommender(nn.Module):
             raise ConfigError(
                 f"dislike_demotion must be >= 0, demotion_window >= 1 and demotion_decay in (0, 1], got {dislike_demotion}, {demotion_window} and {demotion_decay}"
             )
-        if (fusion or negative_scoring) and not negative_encoder:
-            raise ConfigError("fusion and negative_scoring read the negative encoder, which needs history='positives' and alpha > 0")
+        for name, value in (("negative_scoring", negative_scoring), ("fusion", fusion), ("identical_start", identical_start)):
+            if value and not negative_encoder:
+                raise ConfigError(f"`{name}` acts on the negative encoder, which only history='positives' with alpha > 0 builds")
         self.items = nn.Embedding(num_items + 1, dim, padding_idx=0)
         self.encoder = CausalEncoder(max_len, dim, blocks, heads, dropout)
         self.negative_encoder = CausalEncoder(max_len, dim, blocks, heads, dropout) if negative_encoder else None
@@ -85,7 +86,7 @@ class SequentialRecommender(nn.Module):
         self.demotion_window = demotion_window
         self.demotion_decay = demotion_decay
         self._init_weights()
-        if identical_start and self.negative_encoder is not None:
+        if identical_start:
             self.negative_encoder.load_state_dict(self.encoder.state_dict())
 
     def _init_weights(self) -> None:
