@@ -133,9 +133,13 @@ def results_table(runs: pl.DataFrame, order: list[str] | None = None, k: int | N
     return "\n".join(lines) + "\n"
 
 
-def add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags of how configs are composed and seeded, shared by this runner and ``negseq.compare``."""
-    parser.add_argument("--data", type=Path, help="data config given first to every run (e.g. experiments/data/ml-1m.yaml)")
+def add_run_arguments(parser: argparse.ArgumentParser, several_logs: bool = False) -> None:
+    """The flags of how configs are composed and seeded, shared by this runner and ``negseq.compare``
+    (whose ``--data`` may be repeated: one log each)."""
+    if several_logs:
+        parser.add_argument("--data", type=Path, action="append", default=[], help="data config of a log (repeatable: both configs run on each log)")
+    else:
+        parser.add_argument("--data", type=Path, help="data config given first to every run (e.g. experiments/data/ml-1m.yaml)")
     parser.add_argument(
         "--base", type=Path, action="append", default=[],
         help="config given after --data and before each config, e.g. the model that overlays change (repeatable)",
@@ -145,9 +149,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time (each gets cores / jobs threads)")
 
 
-def shared_configs(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[Path]:
-    """``--data`` then the ``--base`` configs, given before each run's own; every named config must exist."""
-    shared = ([args.data] if args.data else []) + args.base
+def shared_configs(data: Path | None, args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[Path]:
+    """``data`` then the ``--base`` configs, given before each run's own; every named config must exist."""
+    shared = ([data] if data else []) + args.base
     for config in [*shared, *args.configs]:
         if not config.is_file():
             parser.error(f"config not found: {config}")
@@ -163,7 +167,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/experiments"), help="holds runs/, runs.csv and RESULTS.md")
     add_run_arguments(parser)
     args = parser.parse_args(argv)
-    shared = shared_configs(args, parser)
+    shared = shared_configs(args.data, args, parser)
     names = [config.stem for config in args.configs]
     if len(set(names)) < len(names):
         parser.error(f"configs share a file name, hence a run directory: {sorted({n for n in names if names.count(n) > 1})}")

@@ -13,6 +13,7 @@ SASRec_p           positives    0      0
 SASRec             all          0      0
 SASRec_c           all          0      0.25   cosine, temperature 0.1
 SASRec + unlikel.  all          0      0      unlikelihood_weight > 0
+Signed SASRec      signed       0      0      (optional: unlikelihood_weight, beta, sign_weight)
 =================  ===========  =====  =====  ======================================
 
 Beyond the paper (each off by default): ``negative_scoring`` ranks with the negative encoder
@@ -37,8 +38,8 @@ from torch import Tensor, nn
 from negseq import layout
 from negseq.errors import ConfigError, NonFiniteLossError
 from negseq.metrics import MRR, NDCG, Coverage, HitRate
-from negseq.models.recommender import SequentialRecommender
-from negseq.objectives import SignSeparated, WholeHistory
+from negseq.models.recommender import SequentialRecommender, model_input
+from negseq.objectives import SignedHistory, SignSeparated, WholeHistory
 from negseq.responsiveness import ListChange, NeighbourSuppression, with_dislike
 
 SIZE_ARGUMENTS = ("num_items", "dim", "max_len")  # a checkpoint must match these to load
@@ -46,7 +47,7 @@ SIZE_ARGUMENTS = ("num_items", "dim", "max_len")  # a checkpoint must match thes
 
 def check_arguments(hp: dict[str, Any]) -> None:
     """Refuse combinations of NegSeqModule's arguments that are meaningless or that the code does not support."""
-    choices = {"history": ("positives", "all"), "softmax": ("full", "uniform", "popularity"), "fusion": ("none", "gated"),
+    choices = {"history": ("positives", "all", "signed"), "softmax": ("full", "uniform", "popularity"), "fusion": ("none", "gated"),
                "contrast_negatives": ("all", "earlier", "all_with_last")}
     for name, allowed in choices.items():
         if hp[name] not in allowed:
@@ -54,15 +55,17 @@ def check_arguments(hp: dict[str, Any]) -> None:
     for name in ("num_sampled", "score_block_items", "temperature", "k"):
         if hp[name] <= 0:
             raise ConfigError(f"`{name}` must be positive, got {hp[name]}")
-    for name in ("ce_chunk_items", "hard_negative_weight"):
+    for name in ("ce_chunk_items", "hard_negative_weight", "sign_weight", "weight_decay"):
         if hp[name] < 0:
             raise ConfigError(f"`{name}` must be 0 (off) or positive, got {hp[name]}")
     if any(not isinstance(c, int) or c < 1 for c in hp["ks"]):
         raise ConfigError(f"`ks` must be positive integers, got {hp['ks']}")
-    if hp["history"] == "all" and hp["alpha"]:
+    if hp["history"] != "positives" and hp["alpha"]:
         raise ConfigError(f"`alpha` ({hp['alpha']}) needs a negative encoder, which only history='positives' has")
     if hp["history"] == "positives" and hp["unlikelihood_weight"]:
-        raise ConfigError("`unlikelihood_weight` applies to history='all', where next items of both signs are labels")
+        raise ConfigError("`unlikelihood_weight` applies to history='all' or 'signed', where next items of both signs are labels")
+    if hp["history"] != "signed" and hp["sign_weight"]:
+        raise ConfigError("`sign_weight` trains the sign head of history='signed' models")
     if hp["history"] != "positives" and (hp["hard_negative_weight"] or hp["contrast_negatives"] != "all"):
         raise ConfigError("`hard_negative_weight` and `contrast_negatives` apply to history='positives', whose disliked items are apart")
     if hp["hard_negative_weight"] and hp["softmax"] != "full":
@@ -80,7 +83,9 @@ class NegSeqModule(L.LightningModule):
         num_train_items: distinct items in train, the Coverage@k denominator; linked from the data.
         max_len: sequence length L; linked from the data.
         history: ``positives`` reads the user's liked items (PNFRec family, SASRec_p), in training
-            and at evaluation; ``all`` reads the whole mixed history (SASRec, SASRec_c).
+            and at evaluation; ``all`` reads the whole mixed history (SASRec, SASRec_c); ``signed`` reads
+            the whole mixed history with each event's sign (item + sign embedding) and learns to predict
+            the next liked item (:class:`negseq.objectives.SignedHistory`).
         alpha: weight of CE_neg, the negative encoder's next-disliked-item loss (``positives`` only).
             0 means no negative encoder at all.
         beta: weight of the contrastive term. With ``positives``: the next liked item against all
@@ -89,12 +94,17 @@ class NegSeqModule(L.LightningModule):
         temperature: divides the contrastive similarities (1 in PNFRec, 0.1 in SASRec_c).
         cosine: contrast cosine similarities instead of dot products (SASRec_c).
         unlikelihood_weight: with ``all``, next items that were disliked get ``-w log(1 - p)``
-            instead of cross-entropy (0 keeps plain next-item CE whatever the sign).
+            instead of cross-entropy (0 keeps plain next-item CE whatever the sign); with ``signed``
+            they get it besides the liked items' cross-entropy (0: disliked next items are no label).
+        sign_weight: with ``signed``, weight of the sign head's binary cross-entropy on each next
+            event (is the next item liked?); 0 builds no head.
         dim: embedding and hidden size.
         blocks: transformer blocks per encoder.
         heads: attention heads.
         dropout: dropout rate.
         lr: Adam learning rate.
+        weight_decay: decoupled weight decay (AdamW) of the weight matrices and embeddings (not of biases
+            and layer norms); 0 (the paper) is plain Adam.
         k: cut-off of the ranking metrics and of the recommendations; names every metric (``val/ndcg_p@k``, ...).
         ks: further cut-offs whose metrics are reported besides ``k``'s (ranking once, to the largest).
         score_block_items: evaluation scores the catalogue this many items at a time (memory bound).
@@ -136,17 +146,19 @@ class NegSeqModule(L.LightningModule):
         num_items: int,
         num_train_items: int,
         max_len: int = 50,
-        history: Literal["positives", "all"] = "positives",
+        history: Literal["positives", "all", "signed"] = "positives",
         alpha: float = 0.45,
         beta: float = 0.25,
         temperature: float = 1.0,
         cosine: bool = False,
         unlikelihood_weight: float = 0.0,
+        sign_weight: float = 0.0,
         dim: int = 64,
         blocks: int = 2,
         heads: int = 1,
         dropout: float = 0.1,
         lr: float = 1e-3,
+        weight_decay: float = 0.0,
         k: int = layout.DEFAULT_K,
         ks: list[int] = [],  # noqa: B006 (jsonargparse shows it as the default; never mutated)
         score_block_items: int = 2048,
@@ -169,10 +181,12 @@ class NegSeqModule(L.LightningModule):
         self.model = SequentialRecommender(
             num_items, max_len, dim, blocks, heads, dropout, negative_encoder=bool(alpha), fusion=fusion == "gated", negative_scoring=negative_scoring,
             dislike_demotion=dislike_demotion, demotion_window=demotion_window, demotion_decay=demotion_decay,
-            identical_start=identical_start,
+            identical_start=identical_start, signed=history == "signed", sign_head=bool(sign_weight),
         )
         if history == "positives":
             self.objective = SignSeparated(alpha, beta, temperature, cosine, contrast_negatives, hard_negative_weight)
+        elif history == "signed":
+            self.objective = SignedHistory(beta, temperature, cosine, unlikelihood_weight, sign_weight)
         else:
             self.objective = WholeHistory(beta, temperature, cosine, unlikelihood_weight)
         # item sampling distribution of the popularity-sampled softmax; set from the training data in setup()
@@ -243,7 +257,7 @@ class NegSeqModule(L.LightningModule):
     # -- evaluation --
 
     def _history(self, batch: dict[str, Tensor]) -> Tensor:
-        return batch["positives"] if self.hparams.history == "positives" else batch["history"]
+        return model_input(batch, self.hparams.history)
 
     def rank_batch(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
         """Ranks of the batch's targets in the top ``max(cutoffs)`` (``inf`` beyond) and that top list ``(scores, item ids)``."""
@@ -343,4 +357,9 @@ class NegSeqModule(L.LightningModule):
                 )
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
+        hp = self.hparams
+        if not hp.weight_decay:
+            return torch.optim.Adam(self.parameters(), lr=hp.lr)
+        decayed = [p for p in self.parameters() if p.dim() > 1]
+        kept = [p for p in self.parameters() if p.dim() <= 1]
+        return torch.optim.AdamW([{"params": decayed, "weight_decay": hp.weight_decay}, {"params": kept, "weight_decay": 0.0}], lr=hp.lr)

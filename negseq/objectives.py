@@ -8,6 +8,10 @@ Two families, each a small frozen dataclass called as ``objective(model, batch, 
   the user's disliked items (``beta``).
 - :class:`WholeHistory` (SASRec, SASRec_c, unlikelihood): one encoder reads the mixed history
   and predicts every next item; ``beta`` adds SASRec_c's InfoNCE.
+- :class:`SignedHistory` (the signed family): one encoder reads the mixed history with each
+  event's sign, predicts the next *liked* item, and may push disliked next items away
+  (unlikelihood), contrast each next liked item with the user's disliked items (``beta``) and
+  predict the sign of the next event (``sign_weight``).
 
 ``sampled`` holds the sampled-softmax candidates of this step (empty for the full softmax) and
 the chunk size; the numeric kernels live in :mod:`negseq.losses`.
@@ -23,7 +27,7 @@ import torch
 from torch import Tensor
 
 from negseq.losses import contrastive_loss, next_item_loss
-from negseq.models.recommender import SequentialRecommender
+from negseq.models.recommender import SequentialRecommender, signed_history
 
 ContrastNegatives = Literal["all", "earlier", "all_with_last"]
 
@@ -141,3 +145,45 @@ class WholeHistory:
         return contrastive_loss(
             hidden, model.items(key_items), model.items(disliked_inputs), input_liked & has_next, disliked_inputs > 0, self.temperature, self.cosine
         )
+
+
+@dataclass(frozen=True)
+class SignedHistory:
+    """The signed family's loss over the mixed history read with its signs (:func:`negseq.models.recommender.signed_history`).
+
+    Next-item CE on liked next items only (the ranking goal: the next liked item); with
+    ``unlikelihood_weight`` ``w > 0`` a disliked next item adds ``-w log(1 - p)`` (a "not to
+    recommend" term); ``beta`` contrasts each next liked item with the disliked items of the
+    user's training window, as PNFRec's contrast does; ``sign_weight`` adds the binary
+    cross-entropy of the model's sign head on each next event (liked or not, given its item).
+    """
+
+    beta: float = 0.0
+    temperature: float = 1.0
+    cosine: bool = False
+    unlikelihood_weight: float = 0.0
+    sign_weight: float = 0.0
+
+    def __call__(self, model: SequentialRecommender, batch: dict[str, Tensor], sampled: dict[str, Any]) -> dict[str, Tensor]:
+        history, liked = batch["history"], batch["history_positive"]  # (B, L + 1) each
+        inputs = signed_history(history, liked)[:, :-1]  # (B, L)
+        _, labels = shift(history)  # next items of either sign, 0: none
+        next_liked = liked[:, 1:]
+        hidden = model.encode(inputs)  # (B, L, D)
+        items = model.items.weight
+        if self.unlikelihood_weight:
+            terms = {"loss_next": next_item_loss(hidden, labels, items, ~next_liked, self.unlikelihood_weight, **sampled)}
+        else:
+            terms = {"loss_next": next_item_loss(hidden, torch.where(next_liked, labels, 0), items, **sampled)}
+        if self.beta:
+            liked_labels = torch.where(next_liked, labels, 0)
+            disliked_inputs = torch.where(inputs < 0, -inputs, 0)  # (B, L)
+            contrast = contrastive_loss(
+                hidden, model.items(liked_labels), model.items(disliked_inputs), liked_labels > 0, disliked_inputs > 0, self.temperature, self.cosine
+            )
+            terms["loss_contrast"] = self.beta * contrast
+        if self.sign_weight:
+            labelled = labels > 0
+            logits = model.sign_head(hidden[labelled] * model.items(labels[labelled])).squeeze(-1).float()  # (P,)
+            terms["loss_sign"] = self.sign_weight * torch.nn.functional.binary_cross_entropy_with_logits(logits, next_liked[labelled].float())
+        return terms

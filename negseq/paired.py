@@ -3,7 +3,8 @@
 Pure functions on the ``per_user.parquet`` frames runs write (``user_id, item_id, positive, rank``)
 with a ``seed`` column added: :func:`pair` lines up model A's and model B's rows for each
 (seed, user), :func:`compare` gives each metric's means, their difference A - B and a bootstrap
-95 % interval of it. ``python -m negseq.compare`` is the command around them.
+95 % interval of it, and :func:`pooled` the relative difference over several logs.
+``python -m negseq.compare`` is the command around them.
 
 The interval is a two-level bootstrap: each resample draws the seeds with replacement and, inside
 each drawn seed, that seed's users with replacement (liked-target and disliked-target users apart,
@@ -120,7 +121,6 @@ def compare(paired: pl.DataFrame, k: int, resamples: int = 10_000, seed: int = 0
     """
     n_seeds = paired["seed"].n_unique()
     seed_draws = np.random.default_rng(seed).integers(0, n_seeds, size=(resamples, n_seeds))  # (R, S), shared by every metric and group
-    tails = [(1 - confidence) / 2, (1 + confidence) / 2]
 
     def group(gain: str, positive: bool) -> tuple[float, float, np.ndarray]:
         """A's mean, B's mean and the (R,) resampled mean differences of one target-sign group."""
@@ -136,12 +136,52 @@ def compare(paired: pl.DataFrame, k: int, resamples: int = 10_000, seed: int = 0
             a_mean, b_mean, resampled = a_pos - a_neg, b_pos - b_neg, d_pos - d_neg
         else:
             a_mean, b_mean, resampled = group(metric.gain, metric.sign == "pos")
-        low, high = np.quantile(resampled, tails) if np.isfinite(resampled).all() else (np.nan, np.nan)
-        better_if = 1 if metric.higher_is_better else -1
-        worst, best = sorted((better_if * low, better_if * high))  # the interval in "A better by" units
-        verdict = "a_better" if worst > 0 else "b_better" if best < 0 else "no_difference"
+        low, high = _interval(resampled, confidence)
         rows.append(
             {"metric": metric.name, "label": metric.label, "a": float(a_mean), "b": float(b_mean), "diff": float(a_mean - b_mean),
-             "ci_low": float(low), "ci_high": float(high), "verdict": verdict}
+             "ci_low": low, "ci_high": high, "verdict": verdict(low, high, metric.higher_is_better)}
+        )
+    return pl.DataFrame(rows)
+
+
+def _interval(resampled: np.ndarray, confidence: float) -> tuple[float, float]:
+    """The central ``confidence`` percentile interval of the resampled values (NaN when any is undefined)."""
+    if not np.isfinite(resampled).all():
+        return np.nan, np.nan
+    low, high = np.quantile(resampled, [(1 - confidence) / 2, (1 + confidence) / 2])
+    return float(low), float(high)
+
+
+def verdict(low: float, high: float, higher_is_better: bool) -> str:
+    """``a_better`` / ``b_better`` when the interval of A - B excludes 0 on that side (lower is better for HR_n), else ``no_difference``."""
+    better_if = 1 if higher_is_better else -1
+    worst, best = sorted((better_if * low, better_if * high))  # the interval in "A better by" units
+    return "a_better" if worst > 0 else "b_better" if best < 0 else "no_difference"
+
+
+def pooled(logs: dict[str, pl.DataFrame], k: int, resamples: int = 10_000, seed: int = 0, confidence: float = 0.95) -> pl.DataFrame:
+    """Per metric of a target group, A vs B over several logs: the mean over logs of the relative difference (A - B) / B.
+
+    ``logs`` maps each log's name to its :func:`pair` frame. Each log weighs the same, whatever its size: the
+    question is whether a choice holds across logs, not on the largest. The interval resamples each log as
+    :func:`compare` does (its seeds, then its users within each drawn seed, A and B on the same draws), takes each
+    log's relative difference of the resampled means and averages them over logs. Delta rows are left out: a
+    relative change of a difference near 0 means nothing. A log where B's mean is 0 makes the row NaN.
+    """
+    rows = []
+    for metric in (m for m in paired_metrics(k) if m.sign != "delta"):
+        points, resampled = [], []
+        for index, paired in enumerate(logs.values()):
+            a, b = (_by_seed(paired, metric.sign == "pos", f"{metric.gain}_{model}") for model in "ab")  # (S, U) each
+            seed_draws = np.random.default_rng([seed, index]).integers(0, a.shape[0], size=(resamples, a.shape[0]))
+            # the same generator state for A and B: both means come from the same resampled users
+            a_means, b_means = (_resampled_means(x, seed_draws, np.random.default_rng([seed, index, metric.sign == "pos"])) for x in (a, b))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                points.append((a.mean() - b.mean()) / b.mean() if a.size else np.nan)
+                resampled.append((a_means - b_means) / b_means)
+        low, high = _interval(np.mean(resampled, axis=0), confidence)
+        rows.append(
+            {"metric": metric.name, "label": metric.label, "logs": len(logs), "relative_diff": float(np.mean(points)),
+             "ci_low": low, "ci_high": high, "verdict": verdict(low, high, metric.higher_is_better)}
         )
     return pl.DataFrame(rows)

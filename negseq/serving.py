@@ -34,7 +34,7 @@ from negseq.data.datamodule import applied_threshold
 from negseq.data.io import Columns
 from negseq.data.sequences import EvalSequences
 from negseq.errors import ConfigError, DataError
-from negseq.models.recommender import SequentialRecommender
+from negseq.models.recommender import SequentialRecommender, model_input
 from negseq.module import NegSeqModule
 from negseq.ranking import top_k
 
@@ -235,7 +235,7 @@ class Recommender:
         events = events.select("user", "item", "positive").with_columns(is_target=pl.lit(False))
         sequences = EvalSequences.from_events(pl.concat([events, no_target], how="vertical_relaxed"), self.catalog.max_len)
         batch = {name: value.to(self.device) for name, value in sequences.take(torch.arange(n_users)).items()}
-        inputs = batch["positives"] if self.history == "positives" else batch["history"]  # (B, L)
+        inputs = model_input(batch, self.history)  # (B, L)
         seen = batch["seen"] if exclude_seen else torch.zeros(n_users, 1, dtype=torch.long, device=self.device)  # (B, S)
         fallback = batch["positives"][:, -1] == 0  # (B,) no known liked item
         width = min(k, self.catalog.num_items + 1)

@@ -31,7 +31,7 @@ DATA_FILES = {
     "zvuk": FIXTURES / "zvuk" / "zvuk-interactions.parquet",
 }
 # the loss keys every model file sets, so that a model file replaces whatever an earlier config set
-LOSS_KEYS = {"history", "alpha", "beta", "temperature", "cosine", "unlikelihood_weight"}
+LOSS_KEYS = {"history", "alpha", "beta", "temperature", "cosine", "unlikelihood_weight", "sign_weight"}
 
 
 def load(*parts: str) -> dict:
@@ -45,7 +45,7 @@ def compose(model: str) -> list[Path]:
 
 
 def test_the_models_datasets_and_overlays_ship():
-    assert set(MODELS) == {"pnfrec", "pnfrec_ce", "pnfrec_cl", "sasrec_p", "sasrec", "sasrec_c", "sasrec_negw"}
+    assert set(MODELS) == {"pnfrec", "pnfrec_ce", "pnfrec_cl", "sasrec_p", "sasrec", "sasrec_c", "sasrec_negw", "signed", "signed_ul", "signed_cl", "signed_sign"}
     assert set(DATASETS) == set(DATA_FILES)
     assert "pnfrec_plus" in BEYOND and not set(BEYOND) & set(MODELS)  # a run is named after its last file: no clash
 

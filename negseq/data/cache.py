@@ -29,7 +29,7 @@ from torch import Tensor
 
 from negseq.data.sequences import EvalSequences, TensorTable, TrainSequences
 
-VERSION = 3  # bump when what is written changes (3: int32 matrices, the training pairs)
+VERSION = 4  # bump when what is written changes (3: int32 matrices, the training pairs; 4: evaluation history signs)
 ENV_CACHE_DIR = "NEGSEQ_CACHE_DIR"
 BLOCK = 1 << 20
 

@@ -154,7 +154,7 @@ class EvalSequences(TensorTable):
     """Per evaluated user: model inputs (last ``L`` items before the target), the seen items and the target.
 
     Inputs are the liked items (``positives``), the disliked ones (``negatives``) and the mixed
-    ``history``, each the last ``L`` before the target.
+    ``history`` with the sign of each of its items (``history_positive``), each the last ``L`` before the target.
 
     Seen items (every distinct item of the user's history, both signs) are kept flat:
     ``seen_items[seen_offsets[u]:seen_offsets[u + 1]]`` are user row ``u``'s, in item order, so
@@ -167,6 +167,7 @@ class EvalSequences(TensorTable):
     positives: Tensor
     negatives: Tensor
     history: Tensor
+    history_positive: Tensor
     seen_items: Tensor
     seen_offsets: Tensor
     target: Tensor
@@ -182,6 +183,7 @@ class EvalSequences(TensorTable):
             "positives": widened(self.positives[rows]),
             "negatives": widened(self.negatives[rows]),
             "history": widened(self.history[rows]),
+            "history_positive": self.history_positive[rows],
             "seen": self.seen_matrix(rows),
             "target": widened(self.target[rows]),
             "target_positive": self.target_positive[rows],
@@ -239,7 +241,7 @@ def _eval_block(users: np.ndarray, items: np.ndarray, positive: np.ndarray, is_t
     disliked = ~history_positive
     (negatives,) = _right_aligned(rows[disliked], [history_items[disliked]], n_users, max_len, [ids])
     del disliked
-    (mixed,) = _right_aligned(rows, [history_items], n_users, max_len, [ids])
+    mixed, mixed_positive = _right_aligned(rows, [history_items, history_positive], n_users, max_len, [ids, bool])
     # distinct (row, item) pairs, sorted by row then item: the seen items in CSR form
     span = int(items.max()) + 1 if len(items) else 1
     pairs = rows.astype(np.int64)  # (history events,) row * span + item, built and sorted in place
@@ -257,6 +259,7 @@ def _eval_block(users: np.ndarray, items: np.ndarray, positive: np.ndarray, is_t
         "positives": positives,
         "negatives": negatives,
         "history": mixed,
+        "history_positive": mixed_positive,
         "seen_items": pairs.astype(id_dtype(span)),
         "seen_offsets": offsets,
         "target": items[is_target][order].astype(ids),

@@ -17,6 +17,20 @@ from negseq.models.encoder import CausalEncoder
 from negseq.ranking import rank_and_recommend, score_block, top_k
 
 
+def signed_history(history: Tensor, liked: Tensor) -> Tensor:
+    """``(B, L)`` mixed history ids and their signs -> signed ids, a disliked item ``i`` as ``-i`` (what signed models read)."""
+    return torch.where(liked, history, -history)
+
+
+def model_input(batch: dict[str, Tensor], history: str) -> Tensor:
+    """The ``(B, L)`` sequence a model of this ``history`` family reads from an evaluation or serving batch."""
+    if history == "positives":
+        return batch["positives"]
+    if history == "signed":
+        return signed_history(batch["history"], batch["history_positive"])
+    return batch["history"]
+
+
 class GatedFusion(nn.Module):
     """``h + sigmoid(W_g [h; n]) * W_n n``: the positive state ``h`` reads the negative state ``n`` through a gate.
 
@@ -51,6 +65,10 @@ class SequentialRecommender(nn.Module):
             a fresh dislike moves the list more than old ones do; 1 weighs the R alike.
         identical_start: the negative encoder starts as a copy of the positive one (the authors' code); otherwise
             its weights are drawn independently.
+        signed: the encoder reads signed ids (a disliked item ``i`` as ``-i``) and adds a learned sign embedding to
+            each event's item embedding: one encoder over the whole mixed history that knows what was disliked.
+        sign_head: a logistic head ``w . (h_t * e_j) + b``: does the user like item ``j`` if it comes next
+            (a training signal of the signed family; ranking does not read it).
     """
 
     def __init__(
@@ -68,6 +86,8 @@ class SequentialRecommender(nn.Module):
         demotion_window: int = 5,
         demotion_decay: float = 1.0,
         identical_start: bool = False,
+        signed: bool = False,
+        sign_head: bool = False,
     ) -> None:
         super().__init__()
         if dislike_demotion < 0 or demotion_window < 1 or not 0 < demotion_decay <= 1:
@@ -81,6 +101,8 @@ class SequentialRecommender(nn.Module):
         self.encoder = CausalEncoder(max_len, dim, blocks, heads, dropout)
         self.negative_encoder = CausalEncoder(max_len, dim, blocks, heads, dropout) if negative_encoder else None
         self.fusion = GatedFusion(dim) if fusion else None
+        self.signs = nn.Embedding(2, dim) if signed else None  # 0 liked, 1 disliked
+        self.sign_head = nn.Linear(dim, 1) if sign_head else None
         self.register_buffer("negative_scoring", torch.tensor(float(negative_scoring)))
         self.register_buffer("dislike_demotion", torch.tensor(float(dislike_demotion)))
         self.demotion_window = demotion_window
@@ -128,8 +150,14 @@ class SequentialRecommender(nn.Module):
         return weight * recency[None, :, None] * nn.functional.normalize(self.items(window).float(), dim=-1)
 
     def encode(self, sequences: Tensor, encoder: CausalEncoder | None = None, last_only: bool = False) -> Tensor:
-        """``(B, T)`` left-padded item ids -> ``(B, T, D)`` hidden states (``(B, 1, D)``, the newest, with ``last_only``)."""
-        return (encoder or self.encoder)(self.items(sequences), sequences > 0, last_only)
+        """``(B, T)`` left-padded item ids -> ``(B, T, D)`` hidden states (``(B, 1, D)``, the newest, with ``last_only``).
+
+        A signed model reads signed ids (``-i``: item ``i`` disliked), see :func:`signed_history`.
+        """
+        embedded = self.items(sequences.abs())
+        if self.signs is not None:
+            embedded = embedded + self.signs((sequences < 0).long())
+        return (encoder or self.encoder)(embedded, sequences != 0, last_only)
 
     def forward(self, positives: Tensor, negatives: Tensor | None = None) -> Tensor:
         """``(B, D)`` fp32 user vectors from ``(B, L)`` left-padded histories: the hidden state at the newest position.

@@ -210,8 +210,10 @@ def test_eval_sequences_without_any_history():
 def test_eval_sequences_take():
     sequences = EvalSequences.from_events(eval_frame(), max_len=3)
     batch = sequences.take(torch.tensor([2]))
-    assert set(batch) == {"user", "positives", "negatives", "history", "seen", "target", "target_positive"}
+    assert set(batch) == {"user", "positives", "negatives", "history", "history_positive", "seen", "target", "target_positive"}
     assert batch["user"].tolist() == [7] and batch["target"].tolist() == [6]
+    # the last 3 of user 7's history (+ - - + + -) with their signs, what a signed model reads
+    assert batch["history"].tolist() == [[3, 4, 5]] and batch["history_positive"].tolist() == [[True, True, False]]
 
 
 def test_eval_batch_seen_is_as_wide_as_its_widest_user_only():
