@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from negseq.cli import run_cli
 from negseq.data import FeedbackDataModule
-from negseq.data.io import read_log
+from oracle import read_log
 from negseq.errors import DataError, NegSeqError
 from negseq.fit import main as fit_main
 from negseq.module import NegSeqModule

@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from negseq.data import FeedbackDataModule
-from negseq.data.io import read_log
+from oracle import read_log
 from negseq.data.synthetic import generate, main as synthetic_main, synthesize, write
 from negseq.errors import DataError
 

@@ -16,7 +16,7 @@ import polars as pl
 import pytest
 
 from negseq.cli import run_cli
-from negseq.data.io import read_log
+from oracle import read_log
 from negseq.errors import DataError
 from negseq.fit import main as fit_main
 

@@ -13,7 +13,8 @@ import polars as pl
 import pytest
 
 from negseq.data import FeedbackDataModule
-from negseq.data.io import FORMATS, detect_format, read_log
+from negseq.data.formats import FORMATS, detect_format
+from oracle import read_log
 from negseq.errors import DataError
 
 FIXTURES = Path(__file__).parent / "fixtures"

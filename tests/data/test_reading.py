@@ -1,4 +1,4 @@
-"""The streaming preparation gives the eager path's splits and tensors; user sampling, from_frame and the prepared-data cache."""
+"""The streaming reader gives the eager oracle's splits and tensors; event order; user sampling, from_frame and the prepared-data cache."""
 
 from __future__ import annotations
 
@@ -11,27 +11,27 @@ import polars as pl
 import pytest
 import torch
 
-from negseq.data import FeedbackDataModule, prepare, splits
+from negseq.data import FeedbackDataModule, reading, splits
 from negseq.data.datamodule import embedded_ratings
-from negseq.data.io import FORMATS, read_log, resolve_format
+from negseq.data.formats import FORMATS, resolve_format
+from negseq.data.order import event_order
 from negseq.data.sequences import EvalSequences, TrainSequences
 from negseq.errors import DataError
+from oracle import read_signed
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FIXTURE_FILES = sorted(path for path in FIXTURES.glob("*/*") if path.name != "README.md")
 
 
 def eager_split(path: Path, split: str, cores: int) -> splits.Split:
-    """The eager path: read_log's whole frame, signed, 5-core filtered and split with original ids."""
-    fmt = resolve_format(path)
-    events = splits.add_sign(read_log(path), FORMATS[fmt].threshold, path).drop("feedback")
+    """The eager oracle: the whole frame, signed, 5-core filtered and split with original ids."""
+    events = read_signed(path, FORMATS[resolve_format(path)].threshold)
     return getattr(splits, split)(splits.filter_cores(events, cores, cores, path), 42, "positive")
 
 
 def streamed_split(path: Path, split: str, cores: int, **kwargs) -> splits.Split:
-    raw, columns, fmt = prepare.scan(path)
-    events = prepare.prepare_events(raw, columns, FORMATS[fmt].threshold, path, sessions=fmt == "zvuk", fmt=fmt, **kwargs)
-    return prepare.prepare_split(events, getattr(splits, split), 42, "positive", cores, cores, path)
+    events = reading.read_events(path, threshold=None, **kwargs)
+    return reading.filter_and_split(events, getattr(splits, split), 42, "positive", cores, cores, path)
 
 
 def assert_same(streamed: splits.Split, eager: splits.Split, max_len: int = 5) -> None:
@@ -68,11 +68,11 @@ def test_streamed_split_and_tensors_equal_the_eager_path_on_ml_latest_small(spli
 @pytest.mark.parametrize("path", [embedded_ratings(), FIXTURES / "zvuk" / "zvuk-interactions.parquet"], ids=["ml-latest-small", "zvuk"])
 def test_user_ranges_give_the_same_events_as_one_pass(path, monkeypatch):
     whole = streamed_split(path, "leave_last_out", 1)
-    monkeypatch.setattr(prepare, "PARTITION_EVENTS", 7)  # many ranges, the session sum inside each
+    monkeypatch.setattr(reading, "PARTITION_EVENTS", 7)  # many ranges, the session sum inside each
     assert_same(streamed_split(path, "leave_last_out", 1), whole)
 
 
-def test_order_events_matches_io_event_order_on_random_ties():
+def test_event_order_is_a_stable_sort_by_user_then_time_on_random_ties():
     rng = np.random.default_rng(0)
     n = 5_000
     frame = pl.DataFrame({
@@ -80,18 +80,20 @@ def test_order_events_matches_io_event_order_on_random_ties():
         "feedback": rng.integers(1, 6, n).astype(np.int8), "time": rng.integers(0, 30, n).astype(np.int32),
         "row": np.arange(n, dtype=np.uint32),
     })
-    from negseq.data.io import event_order
-
-    expected = event_order(frame)
+    expected = frame.sort("user", "time", maintain_order=True)  # polars' stable sort: the definition
     moved = frame.clone()
-    assert prepare.order_events(moved).equals(expected)
+    assert event_order(moved, consume=True).equals(expected)
     assert moved.width == 0  # its columns were moved out, not copied
-    assert prepare.order_events(frame.reverse()).equals(expected)  # rows out of order are put back first
-    assert prepare.order_events(frame.head(0).vstack(frame), first_row=7).equals(expected.with_columns(pl.col("row") + 7))
+    assert event_order(frame).equals(expected) and frame.width == 5  # the caller's frame untouched without consume
+    shuffled = frame.sample(fraction=1.0, shuffle=True, seed=1)
+    assert event_order(shuffled).equals(shuffled.sort("user", "time", maintain_order=True))  # ties in the frame's order, not by row
+    assert event_order(frame.head(0).vstack(frame), first_row=7).equals(expected.with_columns(pl.col("row") + 7))
     wide = frame.with_columns(time=pl.col("time").cast(pl.Int64) * 2**44)  # too wide to pack with the user: two sorts
-    assert prepare.order_events(wide.clone()).equals(event_order(wide))
+    assert event_order(wide).equals(wide.sort("user", "time", maintain_order=True))
     by_time = wide.sort("time", maintain_order=True).with_columns(row=pl.int_range(n, dtype=pl.UInt32))  # a log in time order: one stable sort by user
-    assert prepare.order_events(by_time.clone()).equals(event_order(by_time))
+    assert event_order(by_time).equals(by_time.sort("user", "time", maintain_order=True))
+    strings = frame.with_columns(pl.col("user").cast(pl.String), time=pl.col("time").cast(pl.Float64))  # polars' sorts
+    assert event_order(strings).equals(strings.sort("user", "time", maintain_order=True))
 
 
 # -- sampling users at the scan --
@@ -165,7 +167,7 @@ def test_cache_is_written_once_then_mapped_and_invalidated(tiny_log, tmp_path):
     assert (entry / "meta.json").is_file() and (root / f"{entry.name}.lock").is_file()
     second = FeedbackDataModule(path=tiny_log, max_len=5, cache_dir=str(root))
     calls = []
-    second._prepare = lambda: calls.append(1)  # a cached run must not prepare again
+    second._build_tensors = lambda: calls.append(1)  # a cached run must not prepare again
     assert second.num_items == first.num_items and not calls
     assert "split" not in second.__dict__
     fresh = FeedbackDataModule(path=tiny_log, max_len=5, cache=False)
@@ -262,7 +264,7 @@ def test_processes_started_together_prepare_once(tiny_log, tmp_path):
 
     from negseq.data import cache
 
-    prepared = FeedbackDataModule(path=tiny_log, max_len=5, cache=False).prepared
+    prepared = FeedbackDataModule(path=tiny_log, max_len=5, cache=False).tensors
     builds, results = [], []
 
     def build():
