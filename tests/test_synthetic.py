@@ -11,9 +11,9 @@ import polars as pl
 import pytest
 
 from negseq.data import FeedbackDataModule
-from oracle import read_log
 from negseq.data.synthetic import generate, main as synthetic_main, synthesize, write
 from negseq.errors import DataError
+from tests.oracle import read_log
 
 ROOT = Path(__file__).parents[1]
 

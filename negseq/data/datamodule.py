@@ -430,6 +430,11 @@ class FeedbackDataModule(L.LightningDataModule):
 
     # -- decoding back to the input's ids --
 
+    def test_targets(self) -> pl.DataFrame:
+        """``user_id, item_id, positive``: each test user's held-out item in original ids and its sign."""
+        test = self.test_sequences
+        return self.decode(test.user.tolist(), test.target.tolist()).with_columns(positive=pl.Series(test.target_positive.tolist(), dtype=pl.Boolean))
+
     def decode(self, users: "pl.Series | list[int]", items: "pl.Series | list[int]") -> pl.DataFrame:
         """Original ``user_id`` and ``item_id`` for encoded users (0..U-1) and items (1..N)."""
         user_codes = pl.Series(users, dtype=pl.Int64)

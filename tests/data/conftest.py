@@ -8,7 +8,7 @@ import pytest
 from negseq.data import splits
 from negseq.data.datamodule import embedded_ratings
 from negseq.data.formats import Columns
-from oracle import add_sign, read_log, standardize
+from tests.oracle import add_sign, read_log, standardize
 
 STANDARD = Columns("user", "item", "feedback", "time")
 

@@ -14,8 +14,8 @@ import pytest
 
 from negseq.data import FeedbackDataModule
 from negseq.data.formats import FORMATS, detect_format
-from oracle import read_log
 from negseq.errors import DataError
+from tests.oracle import read_log
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ML_1M = FIXTURES / "ml-1m" / "ratings.dat"

@@ -13,8 +13,8 @@ import pytest
 
 from negseq.data.datamodule import embedded_ratings
 from negseq.data.order import in_event_order
-from oracle import read_log
 from negseq.errors import DataError
+from tests.oracle import read_log
 
 HEADER = "user_id,item_id,rating,timestamp\n"
 

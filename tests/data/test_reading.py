@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import re
 import os
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from negseq.data.formats import FORMATS, resolve_format
 from negseq.data.order import event_order
 from negseq.data.sequences import EvalSequences, TrainSequences
 from negseq.errors import DataError
-from oracle import read_signed
+from tests.oracle import read_signed
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FIXTURE_FILES = sorted(path for path in FIXTURES.glob("*/*") if path.name != "README.md")
@@ -289,3 +290,51 @@ def test_every_argument_that_shapes_the_prepared_data_keys_the_cache(tiny_log, t
     not_prepared = {"path", "batch_size", "eval_batch_size", "num_workers", "cache", "cache_dir", "neighbours"}  # the path keys through its file
     shaping = set(inspect.signature(FeedbackDataModule.__init__).parameters) - {"self"} - not_prepared
     assert shaping <= set(keyed), sorted(shaping - set(keyed))
+
+
+def test_the_sign_threshold_is_inclusive_and_a_log_needs_a_liked_event():
+    frame = pl.DataFrame({"user_id": [1, 1, 1], "item_id": [1, 2, 3], "rating": [3.5, 4.0, 4.5], "timestamp": [1, 2, 3]})
+    assert reading.read_events(frame, threshold=4.0).frame["positive"].to_list() == [False, True, True]
+    with pytest.raises(DataError, match=re.escape("frame: no positive events: every feedback value is below the threshold 5.0 (max 4.5); lower --data.threshold")):
+        reading.read_events(frame, threshold=5.0)
+
+
+def test_a_datamodule_from_a_frame_saves_a_checkpoint(tiny_log, tmp_path, monkeypatch):
+    """Lightning saves the DataModule's state (its catalogue) at every checkpoint: a frame has no file name to detect a format from."""
+    import lightning as L
+
+    from negseq.data.catalog import Catalog
+    from negseq.module import NegSeqModule
+
+    monkeypatch.chdir(tmp_path)  # a movies.csv here must not become the frame's titles (#24, 10)
+    pl.DataFrame({"movieId": [100, 101], "title": ["A", "B"]}).write_csv(tmp_path / "movies.csv")
+    data = FeedbackDataModule.from_frame(pl.read_csv(tiny_log), max_len=5, batch_size=16)
+    model = NegSeqModule(data.num_items, data.num_train_items, max_len=5, dim=8)
+    trainer = L.Trainer(max_epochs=1, default_root_dir=tmp_path, logger=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(model, datamodule=data)
+    (checkpoint,) = (tmp_path / "checkpoints").glob("*.ckpt")
+    catalog = Catalog.from_state(torch.load(checkpoint, weights_only=True)["FeedbackDataModule"])
+    assert catalog.item_ids.equals(data.item_ids, check_names=False)
+    assert catalog.log_format == "parquet" and catalog.reading["threshold"] == 4.0 and catalog.titles is None
+
+
+def test_a_change_to_a_split_rule_gets_a_new_cache_entry(tiny_log, tmp_path, monkeypatch):
+    """The key hashes the code that builds an entry: a changed rule is a new entry with its own tensors, no version bumped."""
+    root = tmp_path / "cache"
+    before = FeedbackDataModule(path=tiny_log, max_len=5, cache_dir=str(root))
+    before.prepare_data()
+    (first,) = entries(root)
+    rule = splits.leave_last_out
+
+    def hold_out_nothing_for_validation(frame, seed, validation_targets="positive", holdout="half_users"):
+        """Another split rule: the validation users are the test users."""
+        split = rule(frame, seed, validation_targets, holdout)
+        split.validation = split.test
+        return split
+
+    monkeypatch.setattr(splits, "leave_last_out", hold_out_nothing_for_validation)
+    after = FeedbackDataModule(path=tiny_log, max_len=5, cache_dir=str(root))
+    after.prepare_data()
+    assert len(entries(root)) == 2 and first in entries(root)
+    assert torch.equal(after.validation_sequences.positives, after.test_sequences.positives)
+    assert not torch.equal(before.validation_sequences.positives, before.test_sequences.positives)
