@@ -84,7 +84,7 @@ class FeedbackDataModule(L.LightningDataModule):
         time_col: timestamp column (``timestamp``; ``unixReviewTime``, ``last_watch_dt``, ``datetime``):
             numbers, dates or ISO 8601 strings (``2011-11-05``, ``2011-11-05 13:04:00``).
         has_header: ``false`` for delimited text without a header line (``csv``, ``tsv``): its columns are
-            then polars' ``column_1``, ``column_2``, ... and the ``*_col`` options name the four used ones.
+            then ``column_1``, ``column_2``, ... by position from 1, and the ``*_col`` options name the four used ones.
         separator: the field separator of delimited text (one character); default the format's
             (``,`` for csv, a tab for tsv).
         missing_time: an event with an empty timestamp stops the run with a DataError naming the file,

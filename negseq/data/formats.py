@@ -19,8 +19,9 @@ zvuk        ``zvuk-interactions.parquet``                user_id, track_id, play
 =========== ============================================ ====================================== =========
 
 Delimited text (``csv``, ``tsv``) may have no header line (``has_header=False``): its columns are
-then polars' ``column_1``, ``column_2``, ... (name the four wanted ones with the ``*_col`` options),
-and ``separator`` overrides the format's own (``,`` for csv, a tab for tsv).
+then ``column_1``, ``column_2``, ... by position from 1 (name the four wanted ones with the ``*_col`` options),
+and ``separator`` overrides the format's own (``,`` for csv, a tab for tsv; ``\t`` as typed on a
+command line is a tab).
 """
 
 from __future__ import annotations
@@ -100,13 +101,16 @@ def _read_csv(path: Path, columns: Columns, separator: str = ",", has_header: bo
     source = io.BytesIO(_read_bytes(path)) if _is_gzip(path) else path
     options = dict(separator=separator, has_header=has_header)
     try:
-        return pl.read_csv(source, infer_schema_length=10_000, **options)
+        frame = pl.read_csv(source, infer_schema_length=10_000, **options)
     except pl.exceptions.ComputeError:
         # a value after the first 10,000 rows that does not fit the type guessed from them (an id
         # 'abc' after numeric ids, a word in a numeric column): guess from the whole file instead
         if not isinstance(source, Path):
             source.seek(0)
-        return pl.read_csv(source, infer_schema_length=None, **options)
+        frame = pl.read_csv(source, infer_schema_length=None, **options)
+    if not has_header:  # column_1, column_2, ... by position, whatever polars' version calls them
+        frame.columns = [f"column_{position}" for position in range(1, frame.width + 1)]
+    return frame
 
 
 def _read_movielens(path: Path, columns: Columns) -> pl.DataFrame:
@@ -244,6 +248,7 @@ def open_raw(path: Path, fmt: str, columns: Columns, has_header: bool = True, se
         if not has_header or separator is not None:
             raise DataError(f"{path}: has_header and separator apply to delimited text ({list(TEXT_FORMATS)}), not to format {fmt!r}")
         return spec.open(path, columns).lazy()
+    separator = "\t" if separator == "\\t" else separator  # ``--data.separator '\t'`` as typed on a command line
     if separator is not None and len(separator.encode()) != 1:
         raise DataError(f"{path}: separator {separator!r}; expected one byte (e.g. ',', ';' or a tab)")
     return spec.open(path, columns, separator=separator or spec.separator, has_header=has_header).lazy()
