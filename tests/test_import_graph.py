@@ -120,3 +120,11 @@ def test_training_imports_nothing_of_analysis_or_experiments():
     violations = layer_violations(import_graph())
     if violations:
         pytest.fail("training code imports notebook or runner code: " + "; ".join(violations))
+
+
+def test_the_data_layer_imports_only_itself_and_the_errors():
+    """Logs to tensors knows nothing of models, training or serving: they read it, never the other way round."""
+    graph = import_graph()
+    outside = {f"{module} -> {target}" for module in graph if module.startswith("negseq.data") for target in graph[module]
+               if not target.startswith("negseq.data") and target != "negseq.errors"}
+    assert not outside, sorted(outside)

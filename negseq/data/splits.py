@@ -1,4 +1,4 @@
-"""Sign, filter, encode and split an interaction log (polars frames in, polars frames out).
+"""Filter, encode and split signed events (polars frames in, polars frames out).
 
 A split is a training frame plus, for the validation and for the test users, every event of
 each user with the held-out target marked. Ids are encoded here: items as 1..N (0 is
