@@ -1,7 +1,8 @@
 """Finished runs back as polars frames, the comparison table, plots, and one user's recommendations.
 
 A package of one module per concern (:mod:`.runs`, :mod:`.wandb_runs`, :mod:`.plots`, :mod:`.one_user`;
-titles come from :mod:`negseq.data.titles`); every public name is re-exported here, so ``from negseq import analysis`` is enough.
+titles from :mod:`negseq.data.titles`); every public name is re-exported here, so ``from negseq import
+analysis`` is enough.
 
 The notebooks in ``notebooks/`` are built on these functions and on nothing else of their own:
 

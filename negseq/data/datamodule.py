@@ -213,8 +213,7 @@ class FeedbackDataModule(L.LightningDataModule):
 
     def _read(self, source: reading.Source) -> reading.Events:
         """The signed events of a log file or of the frame, streamed (see :mod:`negseq.data.reading`)."""
-        sample = {} if self.split_name == "presplit" else dict(sample=self.sample_users, sample_seed=self.sample_seed)
-        return reading.read_events(source, **self.columns, threshold=self.applied_threshold, **sample)
+        return reading.read_events(source, **self.columns, threshold=self.applied_threshold, sample=self.sample_users, sample_seed=self.sample_seed)
 
     def _source(self) -> reading.Source:
         """The frame, the log file, or a presplit directory's training file."""

@@ -8,7 +8,6 @@ import re
 from datetime import date, datetime, timezone
 from pathlib import Path
 
-import polars as pl
 import pytest
 
 from negseq.data import FeedbackDataModule, reading
