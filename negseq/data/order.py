@@ -61,6 +61,7 @@ def _sorted_by_keys(frame: pl.DataFrame, first_row: Optional[int]) -> Optional[p
     if time_bits + position_bits > 64 or user_bits + position_bits > 64:
         return None
     user_dtype = frame.schema["user"]
+    user_np = np.uint32 if user_bits <= 32 else np.uint64  # the codes' own width: no temporary twice their size
     users, times = frame["user"].to_numpy(), time.to_numpy()
     del time
     if user_bits + time_bits + position_bits <= 64:  # one sort: (user, time, position)
@@ -69,10 +70,10 @@ def _sorted_by_keys(frame: pl.DataFrame, first_row: Optional[int]) -> Optional[p
         high |= (times.astype(np.int64) - low).astype(np.uint64)
         keys, bits = _sorted_keys(high)
         del high
-        user, permutation = _high_and_position(keys, bits, time_bits, positions)
+        user, permutation = _high_and_position(keys, bits, time_bits, positions, user_np)
     elif frame["time"].is_sorted():  # a time-ordered log: a stable sort by user is enough
         keys, bits = _sorted_keys(users)
-        user, permutation = _high_and_position(keys, bits, 0, positions)
+        user, permutation = _high_and_position(keys, bits, 0, positions, user_np)
     else:  # by time, then a stable sort by user: the permutation is the two composed
         offsets = times.astype(np.int64)
         offsets -= low
@@ -81,7 +82,7 @@ def _sorted_by_keys(frame: pl.DataFrame, first_row: Optional[int]) -> Optional[p
         by_time = _low_bits(keys, bits, positions)
         del keys
         keys, bits = _sorted_keys(users[by_time])
-        user, then = _high_and_position(keys, bits, 0, positions)
+        user, then = _high_and_position(keys, bits, 0, positions, user_np)
         permutation = by_time[then]  # the positions in the frame, not in the time order
         del by_time, then
     del keys, users, times
@@ -95,7 +96,8 @@ def _sorted_by_keys(frame: pl.DataFrame, first_row: Optional[int]) -> Optional[p
         row = permutation.astype(np.uint64) if first_row + len(permutation) >= 2**32 else permutation  # the event's position in input order
         row += row.dtype.type(first_row)
         rest = rest.with_columns(row=pl.Series(row))
-    return rest.with_columns(user=pl.Series(user).cast(user_dtype)).select(columns)
+    user = pl.Series(user)
+    return rest.with_columns(user=user if user.dtype == user_dtype else user.cast(user_dtype)).select(columns)
 
 
 def _sorted_keys(high: np.ndarray) -> tuple[np.ndarray, int]:
@@ -128,9 +130,9 @@ def _low_bits(keys: np.ndarray, bits: int, dtype: type) -> np.ndarray:
     return position
 
 
-def _high_and_position(keys: np.ndarray, bits: int, shift: int, position_dtype: type) -> tuple[np.ndarray, np.ndarray]:
-    """(UInt32 ``keys >> (bits + shift)``: the user codes, and the positions) of sorted keys, a block at a time."""
-    high = np.empty(len(keys), dtype=np.uint64)
+def _high_and_position(keys: np.ndarray, bits: int, shift: int, position_dtype: type, high_dtype: type) -> tuple[np.ndarray, np.ndarray]:
+    """(``keys >> (bits + shift)`` as ``high_dtype``: the user codes, and the positions) of sorted keys, a block at a time."""
+    high = np.empty(len(keys), dtype=high_dtype)
     for start in range(0, len(keys), KEY_BLOCK):
         high[start : start + KEY_BLOCK] = keys[start : start + KEY_BLOCK] >> np.uint64(bits + shift)
     return high, _low_bits(keys, bits, position_dtype)
