@@ -5,7 +5,7 @@
 Preparation is everything FeedbackDataModule does before training: scan the log, validate it,
 sign it (rating >= 4; Zvuk: 30 s, plays summed per session), keep items with >= 5 users then
 users with >= 5 items, split, build the dense training, validation and test tensors and write
-them to the cache. The log comes from ``negseq.data.synthetic`` (seed 0; ``--format zvuk`` the
+them to the cache. The log comes from ``negseq.synthetic`` (seed 0; ``--format zvuk`` the
 chunked Zvuk-shaped writer) and is kept under ``--scratch``; each measured run is a fresh
 process (neither the generation nor the other run counts): the first with an empty cache
 (``seconds``, ``peak_rss_mb``: the process' peak resident memory, Python, torch and polars
@@ -45,7 +45,7 @@ def synthetic_log(events: int, fmt: str, order: str, scratch: Path) -> Path:
         path = scratch / (f"synthetic-{events}.parquet" if order == "time" else f"synthetic-{events}-{order}.parquet")
         command = ["--order", order, "--out", str(path)]
     if not path.is_file():
-        subprocess.run([sys.executable, "-m", "negseq.data.synthetic", "--events", str(events), *command], check=True, stdout=subprocess.DEVNULL, env=ENV)
+        subprocess.run([sys.executable, "-m", "negseq.synthetic", "--events", str(events), *command], check=True, stdout=subprocess.DEVNULL, env=ENV)
     return path
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from negseq.compare import load_runs
+from negseq.compare import load_per_user
 from negseq.paired import compare, pair
 
 METRICS = ("HR_p", "NDCG_p", "HR_n", "Delta_HR")
@@ -41,7 +41,7 @@ def main() -> None:
     args = parser.parse_args()
     names = dict(item.split("=", 1) for item in args.names)
     label = lambda model: names.get(model, model)  # noqa: E731
-    loaded = {model: load_runs({seed: args.runs / model / f"seed{seed}" for seed in args.seeds}) for model in {*args.models, *args.references}}
+    loaded = {model: load_per_user({seed: args.runs / model / f"seed{seed}" for seed in args.seeds}) for model in {*args.models, *args.references}}
     header = ["model", "HR_p@k"] + [f"{metric} - {label(reference)}" for reference in args.references for metric in METRICS]
     print("| " + " | ".join(header) + " |\n" + "|---" * len(header) + "|")
     for model in args.models:

@@ -3,7 +3,8 @@
 ``recommend`` writes ``user_id, item_id, rank, score`` (original ids and types) for every user of
 a log with at least one item the model knows, batch by batch into one Parquet file, so memory
 stays bounded by ``--batch_size``. The log is read as the training log was (format detection,
-columns, threshold), each setting overridable with the same ``--data.*`` flags as ``fit``.
+columns, header and separator, empty timestamps, threshold), each setting overridable with the same
+``--data.*`` flags as ``fit``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ def recommend_parser() -> ArgumentParser:
     parser.add_argument("--data.format", type=Optional[str], default=None, help="Log format (default: the training run's setting).")
     for role in ("user", "item", "feedback", "time"):
         parser.add_argument(f"--data.{role}_col", type=Optional[str], default=None, help=f"{role} column (default: the training run's).")
+    parser.add_argument("--data.has_header", type=Optional[bool], default=None, help="Delimited text with a header line (default: the training run's).")
+    parser.add_argument("--data.separator", type=Optional[str], default=None, help="Field separator of delimited text (default: the training run's).")
+    parser.add_argument("--data.missing_time", type=Optional[str], default=None, help="error or drop: events without a timestamp (default: the training run's).")
     parser.add_argument("--data.threshold", type=Optional[float], default=None, help="Feedback >= threshold is liked (default: the training run's).")
     parser.add_argument("--k", type=int, default=20, help="Recommendations per user.")
     parser.add_argument("--out", type=str, required=True, help="Output Parquet file: user_id, item_id, rank, score.")

@@ -33,7 +33,7 @@ from negseq.layout import run_cutoff
 from negseq.paired import compare, pair, pooled
 
 
-def load_runs(run_dirs: dict[int, Path]) -> tuple[pl.DataFrame, int]:
+def load_per_user(run_dirs: dict[int, Path]) -> tuple[pl.DataFrame, int]:
     """The per_user.parquet of each seed's run, with a ``seed`` column, and the runs' cut-off ``k``."""
     frames, ks = [], set()
     for seed, run_dir in run_dirs.items():
@@ -113,7 +113,7 @@ def compare_on_log(args: argparse.Namespace, shared: list[Path], out: Path, seed
     with ThreadPoolExecutor(args.jobs) as pool:
         for run_dir in pool.map(lambda job: run_one([*shared, job[0]], *job[1:], overrides, threads), jobs):
             print(f"done: {run_dir}", flush=True)
-    (a, k), (b, k_b) = load_runs(runs[args.a]), load_runs(runs[args.b])
+    (a, k), (b, k_b) = load_per_user(runs[args.a]), load_per_user(runs[args.b])
     if k != k_b:
         raise ConfigError(f"A was evaluated at k={k} and B at k={k_b}; give both the same --model.k")
     paired = pair(a, b)

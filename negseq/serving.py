@@ -29,9 +29,7 @@ from rich.progress import track
 
 from negseq import layout
 from negseq.data.catalog import STATE_KEY, Catalog
-from negseq.data import prepare
-from negseq.data.datamodule import applied_threshold
-from negseq.data.io import Columns
+from negseq.data.reading import FRAME, read_events
 from negseq.data.sequences import EvalSequences
 from negseq.errors import ConfigError, DataError
 from negseq.models.recommender import SequentialRecommender, model_input
@@ -191,23 +189,19 @@ class Recommender:
     def _read(self, source: str | Path | pl.DataFrame, reading: dict) -> tuple[pl.DataFrame, str]:
         """Signed events (``user``, ``item``, ``positive``, in event order) read with the training log's settings.
 
-        Streamed as the DataModule prepares a log (:mod:`negseq.data.prepare`: the same checks and
-        messages): only the used columns are read and compact codes held, not an eager copy of the log.
+        Read by the data layer's one reader (:func:`negseq.data.reading.read_events`: the same checks,
+        messages and sign as training): only the used columns are read and compact codes held. A frame
+        is read as the training log's format (Zvuk plays summed per session) with its column names.
         """
         unknown = set(reading) - set(self.catalog.reading)
         if unknown:
             raise ConfigError(f"unknown reading options {sorted(unknown)}; expected some of {sorted(self.catalog.reading)}")
         settings = {**self.catalog.reading, **{key: value for key, value in reading.items() if value is not None}}
-        if isinstance(source, pl.DataFrame):
-            names = {role: settings.get(f"{role}_col") or self.catalog.columns[role] for role in ("user", "item", "feedback", "time")}
-            raw, columns, fmt, name, threshold = source.lazy(), Columns(**names), "frame", "frame", settings["threshold"]
-        else:
-            raw, columns, fmt = prepare.scan(source, settings["format"], settings)
-            name, threshold = str(source), applied_threshold(Path(source), fmt, settings["threshold"])
-        events = prepare.prepare_events(raw, columns, threshold, name, sessions=fmt == "zvuk", fmt=fmt, require_positive=False)
-        frame = events.frame
-        decoded = pl.DataFrame({"user": events.user_ids.gather(frame["user"]), "item": events.item_ids.gather(frame["item"]), "positive": frame["positive"]})
-        return decoded, name
+        if isinstance(source, (pl.DataFrame, pl.LazyFrame)):
+            names = {f"{role}_col": settings.get(f"{role}_col") or self.catalog.columns[role] for role in ("user", "item", "feedback", "time")}
+            settings = {**settings, **names, "format": self.catalog.log_format, "has_header": True, "separator": None}
+        events = read_events(source, **settings, require_positive=False)
+        return events.decoded().select("user", "item", "positive"), FRAME if isinstance(source, (pl.DataFrame, pl.LazyFrame)) else str(source)
 
     def _known(self, events: pl.DataFrame, name: str, require_known: bool) -> tuple[pl.DataFrame, int]:
         """``events`` with item codes, unknown items dropped (counted in the log), and the number of users with a known item."""

@@ -38,7 +38,7 @@ from lightning.pytorch.loggers import WandbLogger as _LightningWandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 from negseq import layout
-from negseq.analysis import attach_titles, item_titles, test_targets
+from negseq.data.titles import attach_titles
 
 DEFAULT_HOST = "https://api.wandb.ai"
 ID_FILE = layout.WANDB_ID_FILE
@@ -216,10 +216,10 @@ def recommendations_table_rows(
     if users.len() > n_users:
         users = users.sample(n_users, seed=seed).sort()
     rows = recommendations.filter(pl.col("user_id").is_in(users.implode()))
-    targets = test_targets(data).select("user_id", "item_id", held_out=pl.when("positive").then(pl.lit("liked")).otherwise(pl.lit("disliked")))
+    targets = data.test_targets().select("user_id", "item_id", held_out=pl.when("positive").then(pl.lit("liked")).otherwise(pl.lit("disliked")))
     rows = rows.join(targets, on=["user_id", "item_id"], how="left").with_columns(pl.col("held_out").fill_null(""))
-    titles = item_titles(getattr(data, "path", None))
-    rows = attach_titles(rows, titles) if titles is not None else rows
+    titles = data.catalog.frame().select("item_id", "title") if data.catalog.titles is not None else None  # the run's own, if any
+    rows = attach_titles(rows, titles)
     return rows.select("user_id", "rank", "item_id", *(["title"] if titles is not None else []), "score", "held_out").sort("user_id", "rank")
 
 

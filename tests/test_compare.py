@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 
 from negseq.compare import main as compare_main
-from negseq.data.synthetic import generate
+from negseq.synthetic import generate
 from negseq.fit import main as fit_main
 
 FAST = ["--model.dim", "16", "--data.max_len", "10", "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]

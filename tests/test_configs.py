@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from negseq.cli import NegSeqCLI
-from negseq.data.io import FORMATS
+from negseq.data.formats import FORMATS
 
 ROOT = Path(__file__).parents[1]
 EXPERIMENTS = ROOT / "experiments"

@@ -18,11 +18,11 @@ from hypothesis import strategies as st
 
 from negseq.cli import run_cli
 from negseq.data import FeedbackDataModule
-from negseq.data.io import read_log
 from negseq.errors import DataError, NegSeqError
 from negseq.fit import main as fit_main
 from negseq.module import NegSeqModule
 from negseq.results import recommendations_frame
+from tests.oracle import read_log
 
 MAX_LEN = 3
 THRESHOLD = 4.0

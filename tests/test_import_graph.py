@@ -78,3 +78,53 @@ def test_negseq_has_no_import_cycle():
     cycle = find_cycle(import_graph())
     if cycle:
         pytest.fail("import cycle: " + " -> ".join(cycle))
+
+
+# -- layers: training code loads no notebook helper and no experiment runner --
+
+TRAINING = ("negseq.cli", "negseq.module", "negseq.callbacks", "negseq.tracking")
+NOT_FOR_TRAINING = ("negseq.analysis", "negseq.experiments")
+
+
+def reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    """Every module ``start`` imports, directly or through others."""
+    seen, todo = set(), [start]
+    while todo:
+        for nxt in graph.get(todo.pop(), ()):
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return seen
+
+
+def layer_violations(graph: dict[str, set[str]]) -> list[str]:
+    """``training -> forbidden`` for each training module that reaches analysis/ or the experiment runner."""
+    return [
+        f"{module} -> {target}"
+        for module in TRAINING
+        for target in sorted(reachable(graph, module))
+        if any(target == layer or target.startswith(layer + ".") for layer in NOT_FOR_TRAINING)
+    ]
+
+
+def test_layer_check_sees_an_indirect_import_of_the_notebook_layer():
+    graph = {"negseq.cli": {"negseq.tracking"}, "negseq.tracking": {"negseq.analysis.runs"}, "negseq.analysis.runs": {"negseq.experiments"}}
+    assert layer_violations(graph) == [
+        "negseq.cli -> negseq.analysis.runs", "negseq.cli -> negseq.experiments",
+        "negseq.tracking -> negseq.analysis.runs", "negseq.tracking -> negseq.experiments",
+    ]
+    assert layer_violations({"negseq.cli": {"negseq.layout"}, "negseq.analysis": {"negseq.cli"}}) == []  # the allowed direction
+
+
+def test_training_imports_nothing_of_analysis_or_experiments():
+    violations = layer_violations(import_graph())
+    if violations:
+        pytest.fail("training code imports notebook or runner code: " + "; ".join(violations))
+
+
+def test_the_data_layer_imports_only_itself_and_the_errors():
+    """Logs to tensors knows nothing of models, training or serving: they read it, never the other way round."""
+    graph = import_graph()
+    outside = {f"{module} -> {target}" for module in graph if module.startswith("negseq.data") for target in graph[module]
+               if not target.startswith("negseq.data") and target != "negseq.errors"}
+    assert not outside, sorted(outside)

@@ -174,7 +174,7 @@ def test_compare_marks_the_held_out_item_and_pick_user_finds_one(runs_root):
     data = analysis.run_datamodule(chosen["PNFRec"])
     saved = {name: pl.read_parquet(Path(d) / "recommendations.parquet") for name, d in chosen.items()}
     user = analysis.pick_user(data, saved)
-    target = analysis.test_targets(data).filter(pl.col("user_id") == user).row(0, named=True)
+    target = data.test_targets().filter(pl.col("user_id") == user).row(0, named=True)
     assert not target["positive"]  # the tiny log has users whose held-out item was disliked
     models = {name: analysis.load_model(d) for name, d in chosen.items()}
     table = analysis.compare_recommendations(data, user, models, rows=10)

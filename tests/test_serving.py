@@ -22,12 +22,14 @@ import torch
 from negseq import Recommender
 from negseq.__main__ import main as negseq_main
 from negseq.cli import run_cli
-from negseq.data import FeedbackDataModule, read_log
-from negseq.data.catalog import STATE_KEY, Catalog
+from negseq.data import FeedbackDataModule
+from negseq.data.catalog import READING_DEFAULTS, STATE_KEY, Catalog
 from negseq.data.datamodule import embedded_ratings
 from negseq.errors import ConfigError, DataError
 from negseq.fit import main as fit_main
+from negseq.module import NegSeqModule
 from tests.conftest import make_log
+from tests.oracle import read_log
 
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false", "--trainer.logger", "false"]
 SMALL = ["--model.dim", "16", "--trainer.max_epochs", "1", *QUIET]
@@ -123,7 +125,7 @@ def test_the_checkpoint_carries_the_catalogue_and_loads_with_weights_only(moviel
     liked = data.split.train.filter("positive").group_by("item").len()
     assert catalog.popularity[liked["item"].to_numpy()].tolist() == liked["len"].cast(pl.Float32).to_list()
     assert catalog.popularity.sum() == data.split.train["positive"].sum()
-    assert catalog.reading == {"format": "auto", "user_col": None, "item_col": None, "feedback_col": None, "time_col": None, "threshold": 4.0}
+    assert catalog.reading == {**READING_DEFAULTS, "threshold": 4.0} and catalog.log_format == "movielens"
     assert catalog.columns == {"user": "userId", "item": "movieId", "feedback": "rating", "time": "timestamp"}
     assert catalog.max_len == 50
     assert catalog.frame().filter(pl.col("item_id") == 1)["title"].item() == "Toy Story (1995)"
@@ -378,3 +380,16 @@ def test_split_none_trains_on_every_event_for_a_fixed_number_of_epochs(tmp_path,
     assert recs["user_id"].n_unique() == 40
     with pytest.raises(ConfigError, match="--select_negative_scoring chooses on validation"):
         fit_main(["--data.path", tiny_log, "--data.split", "none", "--run_dir", str(tmp_path / "r2"), "--select_negative_scoring", "[0, 1]", *QUIET])
+
+
+def test_a_frame_of_zvuk_plays_is_served_with_the_session_sum_as_its_file(tmp_path):
+    """Three plays of one track in a session are one event of their summed seconds, from a file or from a frame (#24, 3)."""
+    path = Path(__file__).parent / "data" / "fixtures" / "zvuk" / "zvuk-interactions.parquet"
+    data = FeedbackDataModule(path=str(path), min_item_users=1, min_user_items=1, max_len=5, cache=False)
+    torch.manual_seed(0)
+    rec = Recommender(NegSeqModule(data.num_items, data.num_train_items, max_len=5, dim=8).model, data.catalog)
+    assert rec.catalog.log_format == "zvuk"
+    from_file, _ = rec._read(path, {})
+    from_frame, _ = rec._read(pl.read_parquet(path), {})
+    assert from_frame.equals(from_file) and from_file.height == 11  # 14 plays, 11 (user, session, track) events
+    assert rec.recommend_log(pl.read_parquet(path), k=3).equals(rec.recommend_log(path, k=3))

@@ -205,7 +205,7 @@ def test_recommendations_table_of_sampled_test_users(offline_run):
         written.join(rows.select("user_id").unique(), on="user_id").select("user_id", "rank", pl.col("item_id")).sort("user_id", "rank").cast({"rank": pl.Int64})
     )
     data = analysis.run_datamodule(run_dir)
-    targets = analysis.test_targets(data).with_columns(pl.col("user_id", "item_id").cast(pl.String))
+    targets = data.test_targets().with_columns(pl.col("user_id", "item_id").cast(pl.String))
     marked = rows.filter(pl.col("held_out") != "").join(targets, on=["user_id", "item_id"])
     assert marked.height == rows.filter(pl.col("held_out") != "").height
     assert all((row["held_out"] == "liked") == row["positive"] for row in marked.iter_rows(named=True))
@@ -216,18 +216,31 @@ def test_recommendations_table_of_sampled_test_users(offline_run):
 def test_table_has_titles_when_the_data_has_them(tmp_path):
     folder = tmp_path / "ml"
     folder.mkdir()
-    make_log().write_csv(folder / "log.csv")
+    log = make_log().rename({"user_id": "userId", "item_id": "movieId"})  # a MovieLens ratings.csv: movies.csv beside it titles it
+    log.write_csv(folder / "ratings.csv")
     pl.DataFrame({"movieId": list(range(100, 130)), "title": [f"Movie {i}" for i in range(100, 130)], "genres": ["Drama"] * 30}).write_csv(folder / "movies.csv")
     from negseq.data import FeedbackDataModule
 
-    data = FeedbackDataModule(path=str(folder / "log.csv"), max_len=10)
-    targets = analysis.test_targets(data)
+    data = FeedbackDataModule(path=str(folder / "ratings.csv"), max_len=10)
+    targets = data.test_targets()
     recommendations = targets.select("user_id", "item_id").with_columns(rank=pl.lit(1, dtype=pl.Int32), score=pl.lit(1.0, dtype=pl.Float32))
     rows = tracking.recommendations_table_rows(recommendations, data, n_users=5)
     assert rows.columns == ["user_id", "rank", "item_id", "title", "score", "held_out"]
     assert rows.height == 5
     assert rows.get_column("title").to_list() == [f"Movie {i}" for i in rows.get_column("item_id")]
     assert set(rows.get_column("held_out")) <= {"liked", "disliked"} and "" not in set(rows.get_column("held_out"))
+
+
+def test_a_movies_csv_beside_another_log_is_not_its_titles(tmp_path):
+    """A generic log whose integer item ids happen to match a movies.csv beside it gets no titles (#24, 10)."""
+    make_log().write_csv(tmp_path / "log.csv")
+    pl.DataFrame({"movieId": list(range(100, 130)), "title": [f"Movie {i}" for i in range(100, 130)]}).write_csv(tmp_path / "movies.csv")
+    from negseq.data import FeedbackDataModule
+
+    data = FeedbackDataModule(path=str(tmp_path / "log.csv"), max_len=10)
+    assert data.catalog.titles is None
+    recommendations = data.test_targets().select("user_id", "item_id").with_columns(rank=pl.lit(1, dtype=pl.Int32), score=pl.lit(1.0, dtype=pl.Float32))
+    assert "title" not in tracking.recommendations_table_rows(recommendations, data, n_users=5).columns
 
 
 def test_embedded_and_movielens_dat_titles(tmp_path):

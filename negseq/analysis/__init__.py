@@ -1,7 +1,8 @@
 """Finished runs back as polars frames, the comparison table, plots, and one user's recommendations.
 
-A package of one module per concern (:mod:`.runs`, :mod:`.wandb_runs`, :mod:`.plots`, :mod:`.titles`,
-:mod:`.one_user`); every public name is re-exported here, so ``from negseq import analysis`` is enough.
+A package of one module per concern (:mod:`.runs`, :mod:`.wandb_runs`, :mod:`.plots`, :mod:`.one_user`;
+titles from :mod:`negseq.data.titles`); every public name is re-exported here, so ``from negseq import
+analysis`` is enough.
 
 The notebooks in ``notebooks/`` are built on these functions and on nothing else of their own:
 
@@ -31,8 +32,8 @@ from __future__ import annotations
 from negseq.analysis.runs import runs_dir, find_runs, read_config, model_label, load_runs, load_history, load_recommendations, summary_table, metric_stats, ENV_RUNS_DIR, METRIC_COLUMNS, RUN_COLUMNS
 from negseq.analysis.wandb_runs import load_wandb_runs, load_wandb_history, load_wandb_recommendations, combine_runs
 from negseq.analysis.plots import plot_hr_scatter, plot_delta_bars, plot_validation_curves, plot_training_time, plot_negative_scoring, plot_responsiveness
-from negseq.analysis.titles import item_titles, attach_titles
-from negseq.analysis.one_user import test_targets, run_datamodule, load_model, recommend_for_user, counterfactual_dislike, user_events, compare_recommendations, default_comparison, pick_user, LATER_DISLIKED, LATER_LIKED
+from negseq.data.titles import item_titles, attach_titles
+from negseq.analysis.one_user import run_datamodule, load_model, recommend_for_user, counterfactual_dislike, user_events, compare_recommendations, default_comparison, pick_user, LATER_DISLIKED, LATER_LIKED
 
 __all__ = [
     "runs_dir",
@@ -59,7 +60,6 @@ __all__ = [
     "plot_responsiveness",
     "item_titles",
     "attach_titles",
-    "test_targets",
     "run_datamodule",
     "load_model",
     "recommend_for_user",

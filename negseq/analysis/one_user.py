@@ -10,18 +10,12 @@ import polars as pl
 
 from negseq import layout
 from negseq.analysis.runs import read_config
-from negseq.analysis.titles import attach_titles
+from negseq.data.titles import attach_titles
 
 LATER_DISLIKED = "✗ later disliked"
 LATER_LIKED = "✓ later liked"
 
 # -- one user's recommendations from checkpoints --
-
-
-def test_targets(data) -> pl.DataFrame:
-    """``user_id, item_id, positive``: each test user's held-out item in original ids and its sign."""
-    test = data.test_sequences
-    return data.decode(test.user.tolist(), test.target.tolist()).with_columns(positive=pl.Series(test.target_positive.tolist(), dtype=pl.Boolean))
 
 
 def _resolve_data_path(run_dir: Path, config: Mapping[str, Any], path: str) -> Path:
@@ -199,7 +193,7 @@ def pick_user(data, recommendations: Mapping[str, pl.DataFrame]):
     with a disliked held-out item, then to the first test user. ``recommendations``: model
     name -> that run's recommendations frame.
     """
-    targets = test_targets(data)
+    targets = data.test_targets()
     disliked = targets.filter(~pl.col("positive"))
     promoted = {}
     for name, frame in recommendations.items():

@@ -1,7 +1,7 @@
 """Interaction logs in, paired positive/negative sequence tensors out."""
 
 from negseq.data.datamodule import FeedbackDataModule
-from negseq.data.io import read_log
+from negseq.data.reading import read_events
 from negseq.errors import DataError
 
-__all__ = ["DataError", "FeedbackDataModule", "read_log"]
+__all__ = ["DataError", "FeedbackDataModule", "read_events"]

@@ -1,7 +1,8 @@
 """The prepared-data cache: tensors and vocabularies written once, memory-mapped by every run and process.
 
-A cache entry is a directory ``<root>/<key>/`` whose key hashes the data arguments and the input
-file's size, modification time and first and last MiB: a changed file or argument gets a new
+A cache entry is a directory ``<root>/<key>/`` whose key hashes the data arguments, the input
+file's size, modification time and first and last MiB, and the code that builds the tensors
+(:func:`code_version`): a changed file, argument, or reading, split or sequence code gets a new
 entry. It holds one raw binary file per tensor (read back with ``torch.from_file``: pages are
 mapped, not read, so every run of a table and every DDP process shares them through the page
 cache), the user and item vocabularies as Parquet, and ``meta.json`` with shapes, dtypes and the
@@ -15,6 +16,8 @@ from __future__ import annotations
 import dataclasses
 import fcntl
 import hashlib
+import importlib
+import inspect
 import json
 import os
 import shutil
@@ -29,7 +32,11 @@ from torch import Tensor
 
 from negseq.data.sequences import EvalSequences, TensorTable, TrainSequences
 
-VERSION = 4  # bump when what is written changes (3: int32 matrices, the training pairs; 4: evaluation history signs)
+# the modules whose code decides what an entry holds: reading, validation, order, signs, filters, splits, tensors
+BUILDERS = (
+    "negseq.data.formats", "negseq.data.validation", "negseq.data.order", "negseq.data.reading", "negseq.data.splits",
+    "negseq.data.sequences", "negseq.data.neighbours", "negseq.data.datamodule", "negseq.data.cache",
+)
 ENV_CACHE_DIR = "NEGSEQ_CACHE_DIR"
 BLOCK = 1 << 20
 
@@ -53,14 +60,34 @@ def file_fingerprint(path: Path) -> dict:
     return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "blocks": digest.hexdigest()}
 
 
+def code_version() -> str:
+    """A hash of the code that builds an entry: the source of :data:`BUILDERS`, and of any function bound into them
+    from elsewhere (a patched split rule). No version to bump by hand: an edit of that code is a new key."""
+    digest = hashlib.sha256()
+    for name in BUILDERS:
+        module = importlib.import_module(name)
+        digest.update(inspect.getsource(module).encode())
+        for attribute, value in sorted(vars(module).items()):
+            if inspect.isfunction(value) and value.__module__ not in BUILDERS:
+                digest.update(f"{attribute}={value.__module__}.{value.__qualname__}:{_source(value)}".encode())
+    return digest.hexdigest()[:16]
+
+
+def _source(value) -> str:
+    try:
+        return inspect.getsource(value)
+    except (OSError, TypeError):  # defined where there is no source (a REPL): its bytecode
+        return getattr(getattr(value, "__code__", None), "co_code", b"").hex()
+
+
 def cache_key(arguments: dict, files: list[Path]) -> str:
-    """The entry name for these data arguments and input files."""
-    described = {"version": VERSION, "arguments": arguments, "files": {str(path.resolve()): file_fingerprint(path) for path in files}}
+    """The entry name for these data arguments and input files, under the current code."""
+    described = {"code": code_version(), "arguments": arguments, "files": {str(path.resolve()): file_fingerprint(path) for path in files}}
     return hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
 @dataclass
-class Prepared:
+class DataTensors:
     """Everything training and evaluation read from the data: the three tensor tables, the vocabularies and two sizes."""
 
     train: TrainSequences
@@ -82,7 +109,7 @@ _TABLES = {"train": TrainSequences, "validation": EvalSequences, "test": EvalSeq
 _TENSORS = ("item_counts", "liked_counts", "train_pairs")
 
 
-def write(prepared: Prepared, directory: Path) -> None:
+def write(prepared: DataTensors, directory: Path) -> None:
     """Write ``prepared`` as the entry ``directory`` (atomically: a temporary sibling renamed into place)."""
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = directory.parent / f".{directory.name}.{uuid.uuid4().hex}"
@@ -98,7 +125,7 @@ def write(prepared: Prepared, directory: Path) -> None:
         specs[name] = {"shape": list(tensor.shape), "dtype": str(tensor.dtype).removeprefix("torch.")}
     pl.DataFrame({"id": prepared.user_ids}).write_parquet(staging / "user_ids.parquet")
     pl.DataFrame({"id": prepared.item_ids}).write_parquet(staging / "item_ids.parquet")
-    meta = {"version": VERSION, "tensors": specs, "num_train_items": prepared.num_train_items}
+    meta = {"code": code_version(), "tensors": specs, "num_train_items": prepared.num_train_items}
     (staging / "meta.json").write_text(json.dumps(meta, indent=1))
     try:
         staging.rename(directory)
@@ -115,19 +142,19 @@ def _mapped(path: Path, shape: list[int], dtype: str) -> Tensor:
     return torch.from_file(str(path), shared=False, size=numel, dtype=getattr(torch, dtype)).view(shape)
 
 
-def load(directory: Path) -> Optional[Prepared]:
-    """The entry at ``directory``, memory-mapped; None when there is none (or it was written by another version)."""
+def load(directory: Path) -> Optional[DataTensors]:
+    """The entry at ``directory``, memory-mapped; None when there is none (or it was written by other code)."""
     meta_path = directory / "meta.json"
     if not meta_path.is_file():
         return None
     meta = json.loads(meta_path.read_text())
-    if meta.get("version") != VERSION:
+    if meta.get("code") != code_version():
         return None
     tensors = {name: _mapped(directory / f"{name}.bin", spec["shape"], spec["dtype"]) for name, spec in meta["tensors"].items()}
     tables = {}
     for name, kind in _TABLES.items():
         tables[name] = kind(**{field.name: tensors[f"{name}.{field.name}"] for field in dataclasses.fields(kind)})
-    return Prepared(
+    return DataTensors(
         **tables,
         user_ids=pl.read_parquet(directory / "user_ids.parquet")["id"],
         item_ids=pl.read_parquet(directory / "item_ids.parquet")["id"],
@@ -136,7 +163,7 @@ def load(directory: Path) -> Optional[Prepared]:
     )
 
 
-def load_or_write(directory: Path, build: Callable[[], Prepared]) -> tuple[Prepared, bool]:
+def load_or_write(directory: Path, build: Callable[[], DataTensors]) -> tuple[DataTensors, bool]:
     """The entry at ``directory``, written from ``build()`` first when there is none; and whether it was written here.
 
     A lock file next to the entry makes the processes that start together (DDP, torchrun, SLURM)

@@ -21,7 +21,12 @@ from negseq.data.splits import item_codes
 from negseq.errors import DataError
 
 STATE_KEY = "FeedbackDataModule"  # where Lightning puts FeedbackDataModule.state_dict() in a checkpoint
-READING = ("format", "user_col", "item_col", "feedback_col", "time_col", "threshold")  # FeedbackDataModule's reading arguments
+# FeedbackDataModule's reading arguments, with their values for a checkpoint written before they existed
+READING_DEFAULTS = {
+    "format": "auto", "user_col": None, "item_col": None, "feedback_col": None, "time_col": None,
+    "has_header": True, "separator": None, "missing_time": "error", "threshold": 4.0,
+}
+READING = tuple(READING_DEFAULTS)
 _ID_TYPES = {"Int64": pl.Int64, "String": pl.String}
 
 
@@ -38,6 +43,8 @@ class Catalog:
         columns: the user, item, feedback and time column names the training log was read with
             (what a frame handed to the recommender is read with).
         max_len: the longest history the model reads.
+        log_format: the format the training log was read as (``format`` resolved): how a frame
+            handed to the recommender is read (Zvuk's plays are summed per session, as in training).
     """
 
     item_ids: pl.Series
@@ -46,6 +53,7 @@ class Catalog:
     reading: dict
     columns: dict
     max_len: int
+    log_format: str = "parquet"
 
     @property
     def num_items(self) -> int:
@@ -61,6 +69,7 @@ class Catalog:
             "reading": dict(self.reading),
             "columns": dict(self.columns),
             "max_len": self.max_len,
+            "log_format": self.log_format,
         }
 
     @classmethod
@@ -69,7 +78,9 @@ class Catalog:
         ids = state["item_ids"]
         item_ids = pl.Series("item_id", ids.numpy() if isinstance(ids, Tensor) else ids, dtype=dtype)
         titles = None if state["titles"] is None else pl.Series("title", state["titles"], dtype=pl.String)
-        return cls(item_ids, state["popularity"], titles, dict(state["reading"]), dict(state["columns"]), int(state["max_len"]))
+        reading = {**READING_DEFAULTS, **state["reading"]}
+        log_format = state.get("log_format") or (reading["format"] if reading["format"] != "auto" else "parquet")  # older checkpoints: a guess
+        return cls(item_ids, state["popularity"], titles, reading, dict(state["columns"]), int(state["max_len"]), log_format)
 
     def codes(self, ids: pl.Series, source: str) -> pl.Series:
         """Item codes 1..N of original ``ids`` (null for an id the model does not know); ids of another type are a DataError."""

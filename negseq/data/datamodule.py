@@ -17,13 +17,14 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset
 
 from negseq.data import cache as prepared_cache
-from negseq.data import prepare, splits
-from negseq.data.cache import Prepared
+from negseq.data import reading, splits
+from negseq.data.cache import DataTensors
 from negseq.data.catalog import Catalog, aligned_titles
-from negseq.data.io import FORMATS, read_log, resolve_format
+from negseq.data.formats import FORMATS
 from negseq.data.neighbours import ItemNeighbours, training_pairs
 from negseq.data.sequences import EvalSequences, TensorTable, TrainSequences
 from negseq.data.titles import item_titles
+from negseq.data.validation import MISSING_TIME
 from negseq.errors import DataError
 
 log = logging.getLogger("negseq")
@@ -32,33 +33,6 @@ log = logging.getLogger("negseq")
 def embedded_ratings() -> Path:
     """The ml-latest-small ratings shipped with the package (GroupLens licence in the same folder)."""
     return Path(str(resources.files("negseq.data") / "ml_latest_small" / "ratings.csv.gz"))
-
-
-def applied_threshold(path: Path, format: str, threshold: Optional[float]) -> float:
-    """The sign threshold used for ``path``: ``threshold``, or the format's own for None (a warning when 4.0 looks wrong)."""
-    fmt = resolve_format(path, format)
-    default = FORMATS[fmt].threshold
-    if threshold is None:
-        return default
-    if threshold != default and threshold == 4.0:
-        log.warning(
-            "%s: threshold 4.0 (MovieLens' rating scale) on a %s log, whose usual threshold is %s; "
-            "set --data.threshold (null = the format's default)", path, fmt, default,
-        )
-    return threshold
-
-
-def read_signed(path: Path, format: str = "auto", user_col: Optional[str] = None, item_col: Optional[str] = None,
-                feedback_col: Optional[str] = None, time_col: Optional[str] = None, threshold: Optional[float] = 4.0) -> pl.DataFrame:
-    """A log read, validated and signed (``positive``) as the DataModule reads it, without the feedback column;
-    one without a liked event is an error."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
-    fmt = resolve_format(path, format)
-    columns = dict(format=fmt, user_col=user_col, item_col=item_col, feedback_col=feedback_col, time_col=time_col)
-    events = splits.add_sign(read_log(path, **columns), applied_threshold(path, fmt, threshold), path)
-    return events.drop("feedback")  # the sign is all that is used from here on
 
 
 def _counts_per_item(events: pl.DataFrame, num_items: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -102,14 +76,21 @@ class FeedbackDataModule(L.LightningDataModule):
             ``split="presplit"`` a directory with train/validation/test parquet files. Default: the
             embedded ml-latest-small ratings.
         format: ``auto`` (from the file name), ``csv``, ``tsv``, ``parquet``, ``movielens``, ``amazon``,
-            ``kion`` or ``zvuk`` (see :mod:`negseq.data.io`).
+            ``kion`` or ``zvuk`` (see :mod:`negseq.data.formats`).
         user_col: user id column; default depends on the format (``user_id``; ``userId`` for MovieLens,
             ``reviewerID`` for Amazon).
         item_col: item id column (``item_id``; ``movieId``, ``asin``, ``track_id``).
         feedback_col: feedback value column (``rating``; ``overall``, ``watched_pct``, ``play_duration``).
         time_col: timestamp column (``timestamp``; ``unixReviewTime``, ``last_watch_dt``, ``datetime``):
-            numbers, dates or ISO 8601 strings.
-        threshold: feedback >= threshold is positive, below it negative. ``None`` (``--data.threshold
+            numbers, dates or ISO 8601 strings (``2011-11-05``, ``2011-11-05 13:04:00``).
+        has_header: ``false`` for delimited text without a header line (``csv``, ``tsv``): its columns are
+            then ``column_1``, ``column_2``, ... by position from 1, and the ``*_col`` options name the four used ones.
+        separator: the field separator of delimited text (one character); default the format's
+            (``,`` for csv, a tab for tsv).
+        missing_time: an event with an empty timestamp stops the run with a DataError naming the file,
+            the column and the count (``error``), or is dropped and counted in the log (``drop``).
+        threshold: feedback >= threshold is positive, below it negative (a Boolean feedback column is its
+            own sign: true = liked, and the threshold is not used). ``None`` (``--data.threshold
             null``): the format's own default: 4 for MovieLens and generic files, 5 for Amazon, 50
             (watched percent) for Kion, 30 (seconds) for Zvuk. The default 4.0 is MovieLens' scale;
             the shipped configs of each dataset set their threshold explicitly.
@@ -158,6 +139,9 @@ class FeedbackDataModule(L.LightningDataModule):
         item_col: Optional[str] = None,
         feedback_col: Optional[str] = None,
         time_col: Optional[str] = None,
+        has_header: bool = True,
+        separator: Optional[str] = None,
+        missing_time: Literal["error", "drop"] = "error",
         threshold: Optional[float] = 4.0,
         split: Literal["leave_last_out", "temporal", "presplit", "none"] = "leave_last_out",
         holdout: Literal["half_users", "every_user"] = "half_users",
@@ -184,12 +168,17 @@ class FeedbackDataModule(L.LightningDataModule):
             raise DataError(f"unknown holdout {holdout!r}; expected one of {list(splits.HOLDOUTS)}")
         if holdout != "half_users" and split != "leave_last_out":
             raise DataError(f"holdout {holdout!r} applies to split 'leave_last_out', not {split!r}; drop --data.holdout or use --data.split leave_last_out")
+        if missing_time not in MISSING_TIME:
+            raise DataError(f"unknown missing_time {missing_time!r}; expected one of {list(MISSING_TIME)}")
         if max_len < 1:
             raise DataError(f"max_len must be at least 1, got {max_len}")
         if neighbours < 1:
             raise DataError(f"neighbours must be at least 1, got {neighbours}")
         self.path = Path(path) if path else embedded_ratings()
-        self.columns = dict(format=format, user_col=user_col, item_col=item_col, feedback_col=feedback_col, time_col=time_col)
+        self.columns = dict(
+            format=format, user_col=user_col, item_col=item_col, feedback_col=feedback_col, time_col=time_col,
+            has_header=has_header, separator=separator, missing_time=missing_time,
+        )
         self.threshold = threshold
         self.split_name = split
         self.holdout = holdout
@@ -217,32 +206,34 @@ class FeedbackDataModule(L.LightningDataModule):
         arguments as the constructor. Nothing is cached (there is no file to key it on)."""
         data = cls(**{**kwargs, "path": None})
         data._frame = frame.lazy()
-        data.path = Path("frame")
+        data.path = Path(reading.FRAME)
         return data
 
     # -- data preparation: once, on first use (the CLI needs num_items at instantiation) --
 
-    def _read(self, path: Path) -> pl.DataFrame:
-        return read_signed(path, **self.columns, threshold=self.threshold)
+    def _read(self, source: reading.Source) -> reading.Events:
+        """The signed events of a log file or of the frame, streamed (see :mod:`negseq.data.reading`)."""
+        return reading.read_events(source, **self.columns, threshold=self.applied_threshold, sample=self.sample_users, sample_seed=self.sample_seed)
 
-    def _events(self) -> prepare.Events:
-        """The signed events of the log, streamed (see :mod:`negseq.data.prepare`)."""
+    def _source(self) -> reading.Source:
+        """The frame, the log file, or a presplit directory's training file."""
         if self._frame is not None:
-            fmt = "parquet" if self.columns["format"] == "auto" else self.columns["format"]
-            if fmt not in FORMATS:
-                raise DataError(f"from_frame: unknown format {fmt!r}; expected one of {['auto', *sorted(FORMATS)]}")
-            names = {key: value for key, value in self.columns.items() if key != "format"}
-            columns = FORMATS[fmt].columns.override(names["user_col"], names["item_col"], names["feedback_col"], names["time_col"])
-            raw = self._frame
-        else:
-            raw, columns, fmt = prepare.scan(self.path, self.columns["format"], self.columns)
-        return prepare.prepare_events(
-            raw, columns, applied_threshold(self.path, fmt, self.threshold), self.path, sessions=fmt == "zvuk", sample=self.sample_users, sample_seed=self.sample_seed, fmt=fmt,
-        )
+            return self._frame
+        return self.path / splits.PRESPLIT_FILES[0] if self.split_name == "presplit" else self.path
+
+    @cached_property
+    def log_format(self) -> str:
+        """The format the training log is read as (``format``, or the one its file name tells; a frame: parquet)."""
+        return reading.source_format(self._source(), self.columns["format"])
+
+    @cached_property
+    def applied_threshold(self) -> float:
+        """The sign threshold applied to the log: resolved once, here, and carried in the checkpoint's catalogue."""
+        return reading.applied_threshold(self.log_format, self.threshold)
 
     @cached_property
     def split(self) -> splits.Split:
-        """The encoded event frames (kept, unlike those :attr:`prepared` builds its tensors from)."""
+        """The encoded event frames (kept, unlike those :attr:`tensors` builds its tensors from)."""
         return self._split()
 
     def _split(self) -> splits.Split:
@@ -251,12 +242,12 @@ class FeedbackDataModule(L.LightningDataModule):
             if missing:
                 raise DataError(f"{self.path}: presplit directory lacks {missing}; expected {list(splits.PRESPLIT_FILES)}")
             split = splits.presplit(
-                *(self._read(self.path / name) for name in splits.PRESPLIT_FILES), source=self.path, validation_targets=self.validation_targets
+                *(self._read(self.path / name).decoded() for name in splits.PRESPLIT_FILES), source=self.path, validation_targets=self.validation_targets
             )
         else:
             split_events = {"temporal": splits.temporal, "none": splits.whole_log}.get(self.split_name, partial(splits.leave_last_out, holdout=self.holdout))
-            split = prepare.prepare_split(
-                self._events(), split_events, self.split_seed, self.validation_targets, self.min_item_users, self.min_user_items, self.path,
+            split = reading.filter_and_split(
+                self._read(self._source()), split_events, self.split_seed, self.validation_targets, self.min_item_users, self.min_user_items, self.path,
             )
         if split.train.height == 0:
             raise DataError(f"{self.path}: the {self.split_name} split leaves no training events; use a larger log or another --data.split")
@@ -277,7 +268,7 @@ class FeedbackDataModule(L.LightningDataModule):
         log.info("%s users: %d (%d positive targets, %d negative)", name, len(sequences), n_positive, len(sequences) - n_positive)
         return sequences
 
-    def _prepare(self) -> Prepared:
+    def _build_tensors(self) -> DataTensors:
         """Split the log and build every tensor from it, dropping each event frame once its tensors are built
         (unless :attr:`split` was asked for: a split someone may hold a reference to is left whole)."""
         consume = "split" not in self.__dict__
@@ -292,7 +283,7 @@ class FeedbackDataModule(L.LightningDataModule):
             split.test = None
         train = self._train_sequences(split)
         pairs = training_pairs(split.train)  # last: the training events' other tensors are built by then
-        return Prepared(train, validation, test, split.user_ids, split.item_ids, item_counts, liked_counts, pairs, num_train_items)
+        return DataTensors(train, validation, test, split.user_ids, split.item_ids, item_counts, liked_counts, pairs, num_train_items)
 
     def _cache_entry(self) -> Optional[Path]:
         """This log's cache directory, or None when caching is off or there is no file to key it on."""
@@ -310,63 +301,63 @@ class FeedbackDataModule(L.LightningDataModule):
         return (self.cache_dir or prepared_cache.default_root()) / prepared_cache.cache_key(arguments, files)
 
     @cached_property
-    def prepared(self) -> Prepared:
+    def tensors(self) -> DataTensors:
         """The tensors and vocabularies: from the cache when an entry exists (memory-mapped), else prepared (and cached)."""
         entry = self._cache_entry()
         if entry is None:
-            return self._prepare()
-        loaded, written = prepared_cache.load_or_write(entry, self._prepare)
+            return self._build_tensors()
+        loaded, written = prepared_cache.load_or_write(entry, self._build_tensors)
         if written:
             log.info("%s: prepared data cached in %s", self.path, entry)
         return loaded
 
     def prepare_data(self) -> None:
         # runs on one process before the others set up: they then map the entry it wrote
-        self.prepared
+        self.tensors
 
     @property
     def train_sequences(self) -> TrainSequences:
-        return self.prepared.train
+        return self.tensors.train
 
     @property
     def validation_sequences(self) -> EvalSequences:
-        return self.prepared.validation
+        return self.tensors.validation
 
     @property
     def test_sequences(self) -> EvalSequences:
-        return self.prepared.test
+        return self.tensors.test
 
     @property
     def user_ids(self) -> pl.Series:
         """Original id of each user code 0..U-1."""
-        return self.prepared.user_ids
+        return self.tensors.user_ids
 
     @property
     def item_ids(self) -> pl.Series:
         """Original id of each item code 1..N (at position code - 1)."""
-        return self.prepared.item_ids
+        return self.tensors.item_ids
 
     @property
     def num_items(self) -> int:
         """Catalogue size N; item ids run 1..N and 0 is padding."""
-        return self.prepared.num_items
+        return self.tensors.num_items
 
     @property
     def item_counts(self) -> torch.Tensor:
         """``(N + 1,)`` training events per item id (0 for padding): the popularity of each item."""
-        return self.prepared.item_counts
+        return self.tensors.item_counts
 
     @property
     def num_train_items(self) -> int:
         """Distinct items in the training events: the denominator of Coverage@k."""
-        return self.prepared.num_train_items
+        return self.tensors.num_train_items
 
     @cached_property
     def item_neighbours(self) -> ItemNeighbours:
         """``item_neighbours(items)`` -> ``(B, m)`` each item's m nearest items in the training events (0 = none).
 
         From the prepared training pairs: a cached run does not read the log again."""
-        return ItemNeighbours(self.prepared.train_pairs, self.num_items, self.neighbours)
+        return ItemNeighbours(self.tensors.train_pairs, self.num_items, self.neighbours)
 
     def setup(self, stage: str) -> None:
         # build the tensors each stage needs up front, so that data errors surface before training
@@ -387,13 +378,12 @@ class FeedbackDataModule(L.LightningDataModule):
     @cached_property
     def catalog(self) -> Catalog:
         """Item vocabulary, popularity among liked training events, titles and reading settings (see :mod:`negseq.data.catalog`)."""
-        popularity = self.prepared.liked_counts.float()  # (N + 1,)
-        log_file = self.path / splits.PRESPLIT_FILES[0] if self.split_name == "presplit" else self.path
-        reading = {**self.columns, "threshold": applied_threshold(log_file, self.columns["format"], self.threshold)}
-        names = {key: value for key, value in self.columns.items() if key != "format"}
-        columns = FORMATS[resolve_format(log_file, self.columns["format"])].columns.override(*names.values())
-        titles = aligned_titles(self.item_ids, item_titles(self.path))
-        return Catalog(self.item_ids, popularity, titles, reading, asdict(columns), self.max_len)
+        popularity = self.tensors.liked_counts.float()  # (N + 1,)
+        names = {key: self.columns[f"{key}_col"] for key in ("user", "item", "feedback", "time")}
+        columns = FORMATS[self.log_format].columns.override(**names)
+        titles = aligned_titles(self.item_ids, item_titles(self.path) if self.log_format == "movielens" and self._frame is None else None)
+        reading_settings = {**self.columns, "threshold": self.applied_threshold}
+        return Catalog(self.item_ids, popularity, titles, reading_settings, asdict(columns), self.max_len, self.log_format)
 
     def state_dict(self) -> dict:
         return self.catalog.state_dict()
@@ -438,6 +428,11 @@ class FeedbackDataModule(L.LightningDataModule):
         return self.test_dataloader()
 
     # -- decoding back to the input's ids --
+
+    def test_targets(self) -> pl.DataFrame:
+        """``user_id, item_id, positive``: each test user's held-out item in original ids and its sign."""
+        test = self.test_sequences
+        return self.decode(test.user.tolist(), test.target.tolist()).with_columns(positive=pl.Series(test.target_positive.tolist(), dtype=pl.Boolean))
 
     def decode(self, users: "pl.Series | list[int]", items: "pl.Series | list[int]") -> pl.DataFrame:
         """Original ``user_id`` and ``item_id`` for encoded users (0..U-1) and items (1..N)."""

@@ -1,4 +1,4 @@
-"""Sign, filter, encode and split an interaction log (polars frames in, polars frames out).
+"""Filter, encode and split signed events (polars frames in, polars frames out).
 
 A split is a training frame plus, for the validation and for the test users, every event of
 each user with the held-out target marked. Ids are encoded here: items as 1..N (0 is
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from negseq.data.io import event_order
+from negseq.data.order import event_order
 from negseq.errors import DataError
 
 log = logging.getLogger("negseq")
@@ -44,19 +44,6 @@ class Split:
     @property
     def num_items(self) -> int:
         return self.item_ids.len()
-
-
-def add_sign(frame: pl.DataFrame, threshold: float, source: str | Path) -> pl.DataFrame:
-    """Add ``positive = feedback >= threshold``; a log with no positive event cannot train anything."""
-    frame = frame.with_columns(positive=pl.col("feedback") >= threshold)
-    n_positive = int(frame["positive"].sum())
-    if n_positive == 0:
-        raise DataError(
-            f"{source}: no positive events: every feedback value is below the threshold {threshold} "
-            f"(max {frame['feedback'].max()}); lower --data.threshold"
-        )
-    log.info("%s: %d events, %d positive (feedback >= %s), %d negative", source, frame.height, n_positive, threshold, frame.height - n_positive)
-    return frame
 
 
 def filter_cores(frame: pl.DataFrame, min_item_users: int, min_user_items: int, source: str | Path) -> pl.DataFrame:
@@ -259,7 +246,13 @@ def presplit(
     source: str | Path = "presplit",
     validation_targets: str = "positive",
 ) -> Split:
-    """Splits prepared elsewhere: history from train, each held-out file's last event per user is the target."""
+    """Splits prepared elsewhere: each held-out file's last event per user is the target.
+
+    A validation user's history is train plus the validation file's earlier events; a test user's is
+    train, the whole validation file and the test file's earlier events (what came before the test
+    period, as a leave-last-out test history holds every earlier event). Frames: ``user, item,
+    positive, time, row`` in original ids, each in its file's event order.
+    """
     for column in ("user", "item"):
         dtypes = {name: str(frame.schema[column]) for name, frame in zip(("train", "validation", "test"), (train_raw, validation_raw, test_raw))}
         if len(set(dtypes.values())) > 1:
@@ -268,14 +261,15 @@ def presplit(
     user_ids = _vocabulary(pl.concat([train_raw["user"], validation_raw["user"], test_raw["user"]]))
     train = _encode(train_raw, item_ids, user_ids)
     frames = []
-    for name, held_out in (("validation", validation_raw), ("test", test_raw)):
+    for name, held_out, earlier in (("validation", validation_raw, [train_raw]), ("test", test_raw, [train_raw, validation_raw])):
         known = held_out.filter(pl.col("item").is_in(item_ids.implode()))
         if known.height < held_out.height:
             log.info("presplit %s: dropped %d events of items absent from train", name, held_out.height - known.height)
         marked = _mark_last_event(known)
-        history = train_raw.filter(pl.col("user").is_in(known["user"].unique().implode())).with_columns(is_target=pl.lit(False))
-        # history first: at a time tie between a train and a held-out event the held-out one is later
-        frames.append(_encode(pl.concat([history, marked], how="diagonal_relaxed"), item_ids, user_ids))
+        users = known["user"].unique().implode()
+        history = [frame.filter(pl.col("user").is_in(users)).with_columns(is_target=pl.lit(False)) for frame in earlier]
+        # earlier files first: at a time tie between events of two files, the later file's is later
+        frames.append(_encode(pl.concat([*history, marked], how="diagonal_relaxed"), item_ids, user_ids))
     return Split(train, _validation_users(frames[0], validation_targets), frames[1], item_ids, user_ids)
 
 

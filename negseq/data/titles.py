@@ -1,7 +1,8 @@
-"""Item titles of a log's data: MovieLens ``movies.csv`` / ``movies.dat`` beside it, or the embedded ml-latest-small's.
+"""Item titles: MovieLens ``movies.csv`` / ``movies.dat`` beside a MovieLens log, or the embedded ml-latest-small's.
 
-In the data layer so that a checkpoint's catalogue (:mod:`negseq.data.catalog`) can carry them;
-:mod:`negseq.analysis.titles` joins them onto tables of recommendations.
+In the data layer so that a checkpoint's catalogue (:mod:`negseq.data.catalog`) can carry them. The
+catalogue takes titles only for a log read as ``movielens`` (a file, not a frame): a ``movies.csv``
+beside any other log is not its items' titles, even when their integer ids happen to match.
 """
 
 from __future__ import annotations
@@ -43,3 +44,11 @@ def item_titles(source: "str | os.PathLike | None" = None) -> Optional[pl.DataFr
             except (ValueError, pl.exceptions.PolarsError):
                 continue
     return None
+
+
+def attach_titles(frame: pl.DataFrame, titles: Optional[pl.DataFrame], on: str = "item_id") -> pl.DataFrame:
+    """``frame`` with a ``title`` column (null where unknown), row order kept; unchanged when ``titles`` is None."""
+    if titles is None:
+        return frame
+    titles = titles.with_columns(pl.col("item_id").cast(frame.schema[on], strict=False)).rename({"item_id": on}).unique(on)
+    return frame.join(titles, on=on, how="left", maintain_order="left")

@@ -1,4 +1,4 @@
-"""Fixtures shared by the data tests: hand-made logs in read_log's shape, and the embedded ml-latest-small."""
+"""Fixtures shared by the data tests: hand-made logs in the readers' shape, and the embedded ml-latest-small."""
 
 from __future__ import annotations
 
@@ -7,21 +7,22 @@ import pytest
 
 from negseq.data import splits
 from negseq.data.datamodule import embedded_ratings
-from negseq.data.io import Columns, read_log, standardize
+from negseq.data.formats import Columns
+from tests.oracle import add_sign, read_log, standardize
 
 STANDARD = Columns("user", "item", "feedback", "time")
 
 
 @pytest.fixture
 def signed_log():
-    """``signed_log(rows, threshold=4.0)``: (user, item, feedback, time) tuples -> signed frame as read_log + add_sign give it.
+    """``signed_log(rows, threshold=4.0)``: (user, item, feedback, time) tuples -> signed frame as the eager oracle gives it.
 
     ``row`` is the tuple's position in ``rows``, so tests can name events by their index.
     """
 
     def make(rows: list[tuple], threshold: float = 4.0) -> pl.DataFrame:
         raw = pl.DataFrame(rows, schema=["user", "item", "feedback", "time"], orient="row")
-        return splits.add_sign(standardize(raw, STANDARD, "hand-made"), threshold, "hand-made")
+        return add_sign(standardize(raw, STANDARD, "hand-made"), threshold)
 
     return make
 
@@ -30,7 +31,7 @@ def signed_log():
 def embedded_events() -> pl.DataFrame:
     """ml-latest-small, signed at rating >= 4, items with >= 5 users then users with >= 5 items."""
     path = embedded_ratings()
-    return splits.filter_cores(splits.add_sign(read_log(path), 4.0, path), 5, 5, path)
+    return splits.filter_cores(add_sign(read_log(path), 4.0), 5, 5, path)
 
 
 @pytest.fixture(scope="session")

@@ -16,9 +16,9 @@ import polars as pl
 import pytest
 
 from negseq.cli import run_cli
-from negseq.data.io import read_log
 from negseq.errors import DataError
 from negseq.fit import main as fit_main
+from tests.oracle import read_log
 
 FIXTURES = Path(__file__).parent / "fixtures"
 HEADER = "user_id,item_id,rating,timestamp\n"

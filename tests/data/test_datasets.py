@@ -13,8 +13,9 @@ import polars as pl
 import pytest
 
 from negseq.data import FeedbackDataModule
-from negseq.data.io import FORMATS, detect_format, read_log
+from negseq.data.formats import FORMATS, detect_format
 from negseq.errors import DataError
+from tests.oracle import read_log
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ML_1M = FIXTURES / "ml-1m" / "ratings.dat"

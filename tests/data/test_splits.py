@@ -7,8 +7,10 @@ import re
 
 import polars as pl
 import pytest
+import torch
 
 from negseq.data import splits
+from negseq.data.sequences import EvalSequences
 from negseq.errors import DataError
 
 EVENT = ["user", "item", "time", "row"]
@@ -29,20 +31,6 @@ def targets_of(split: splits.Split, frame: pl.DataFrame) -> dict:
 
 def event_set(frame: pl.DataFrame) -> set[tuple]:
     return set(frame.select(EVENT).rows())
-
-
-# -- add_sign --
-
-
-def test_add_sign_threshold_is_inclusive(signed_log):
-    frame = signed_log([(1, 1, 3.5, 1), (1, 2, 4.0, 2), (1, 3, 4.5, 3)], threshold=4.0)
-    assert frame["positive"].to_list() == [False, True, True]
-
-
-def test_add_sign_without_positive_events(signed_log):
-    frame = signed_log([(1, 1, 3.5, 1), (1, 2, 4.0, 2)], threshold=1.0)
-    with pytest.raises(DataError, match=re.escape("log.csv: no positive events: every feedback value is below the threshold 4.5 (max 4.0)")):
-        splits.add_sign(frame, 4.5, "log.csv")
 
 
 # -- filter_cores --
@@ -400,6 +388,21 @@ def test_presplit(signed_log, caplog):
         ("u3", "i2", 25, False, True),
         ("u5", "i3", 26, True, True),
     ]
+
+
+def test_presplit_test_history_holds_the_validation_file(signed_log):
+    """Train [a, b], validation [c], test [d, e]: the test input is a, b, c, d and the target e (c was left out before)."""
+    train = signed_log([("u1", "a", 5.0, 1), ("u1", "b", 5.0, 2), *[("u2", item, 5.0, t) for t, item in enumerate("cde")]])
+    validation = signed_log([("u1", "c", 5.0, 3)])
+    test = signed_log([("u1", "d", 5.0, 4), ("u1", "e", 5.0, 5)])
+    split = splits.presplit(train, validation, test)
+    rows = decoded(split, split.test).filter(pl.col("user") == "u1").select("item", "is_target").rows()
+    assert rows == [("a", False), ("b", False), ("c", False), ("d", False), ("e", True)]
+    sequences = EvalSequences.from_events(split.test, max_len=5)
+    c = split.item_ids.to_list().index("c") + 1
+    assert c in sequences.positives[0].tolist() and c in sequences.seen_matrix(torch.tensor([0]))[0].tolist()  # read, and never recommended again
+    # validation still holds train plus the validation file only
+    assert decoded(split, split.validation).select("item", "is_target").rows() == [("a", False), ("b", False), ("c", True)]
 
 
 def test_presplit_target_is_last_of_the_held_out_file(signed_log):

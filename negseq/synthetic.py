@@ -1,7 +1,7 @@
 """A synthetic interaction log of any size with planted structure in which negative feedback is informative.
 
-    python -m negseq.data.synthetic --events 20000000 --out log.parquet [--users N] [--items 30000] [--negative_share 0.3] [--seed 0]
-    python -m negseq.data.synthetic --events 250000000 --format zvuk --out DIR_or_zvuk-interactions.parquet
+    python -m negseq.synthetic --events 20000000 --out log.parquet [--users N] [--items 30000] [--negative_share 0.3] [--seed 0]
+    python -m negseq.synthetic --events 250000000 --format zvuk --out DIR_or_zvuk-interactions.parquet
 
 ``--format zvuk`` writes a Zvuk-shaped log instead (:func:`write_zvuk`): plays with sessions, in
 chunks of users, so that memory stays flat whatever the size.
@@ -320,7 +320,7 @@ def write_zvuk(
 
 
 def main(argv: Optional[list[str]] = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m negseq.data.synthetic", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m negseq.synthetic", description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=100_000, help="total events (exact)")
     parser.add_argument("--out", required=True, help="output file: .parquet, .csv or .tsv (.gz); for zvuk a .parquet file or a directory")
     parser.add_argument("--format", choices=["generic", "zvuk"], default="generic", help="generic ratings, or Zvuk-shaped plays written in chunks")

@@ -1,8 +1,9 @@
-"""The streaming preparation gives the eager path's splits and tensors; user sampling, from_frame and the prepared-data cache."""
+"""The streaming reader gives the eager oracle's splits and tensors; event order; user sampling, from_frame and the prepared-data cache."""
 
 from __future__ import annotations
 
 import inspect
+import re
 import os
 from pathlib import Path
 
@@ -11,27 +12,27 @@ import polars as pl
 import pytest
 import torch
 
-from negseq.data import FeedbackDataModule, prepare, splits
+from negseq.data import FeedbackDataModule, reading, splits
 from negseq.data.datamodule import embedded_ratings
-from negseq.data.io import FORMATS, read_log, resolve_format
+from negseq.data.formats import FORMATS, resolve_format
+from negseq.data.order import event_order
 from negseq.data.sequences import EvalSequences, TrainSequences
 from negseq.errors import DataError
+from tests.oracle import read_signed
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FIXTURE_FILES = sorted(path for path in FIXTURES.glob("*/*") if path.name != "README.md")
 
 
 def eager_split(path: Path, split: str, cores: int) -> splits.Split:
-    """The eager path: read_log's whole frame, signed, 5-core filtered and split with original ids."""
-    fmt = resolve_format(path)
-    events = splits.add_sign(read_log(path), FORMATS[fmt].threshold, path).drop("feedback")
+    """The eager oracle: the whole frame, signed, 5-core filtered and split with original ids."""
+    events = read_signed(path, FORMATS[resolve_format(path)].threshold)
     return getattr(splits, split)(splits.filter_cores(events, cores, cores, path), 42, "positive")
 
 
 def streamed_split(path: Path, split: str, cores: int, **kwargs) -> splits.Split:
-    raw, columns, fmt = prepare.scan(path)
-    events = prepare.prepare_events(raw, columns, FORMATS[fmt].threshold, path, sessions=fmt == "zvuk", fmt=fmt, **kwargs)
-    return prepare.prepare_split(events, getattr(splits, split), 42, "positive", cores, cores, path)
+    events = reading.read_events(path, threshold=None, **kwargs)
+    return reading.filter_and_split(events, getattr(splits, split), 42, "positive", cores, cores, path)
 
 
 def assert_same(streamed: splits.Split, eager: splits.Split, max_len: int = 5) -> None:
@@ -68,11 +69,11 @@ def test_streamed_split_and_tensors_equal_the_eager_path_on_ml_latest_small(spli
 @pytest.mark.parametrize("path", [embedded_ratings(), FIXTURES / "zvuk" / "zvuk-interactions.parquet"], ids=["ml-latest-small", "zvuk"])
 def test_user_ranges_give_the_same_events_as_one_pass(path, monkeypatch):
     whole = streamed_split(path, "leave_last_out", 1)
-    monkeypatch.setattr(prepare, "PARTITION_EVENTS", 7)  # many ranges, the session sum inside each
+    monkeypatch.setattr(reading, "PARTITION_EVENTS", 7)  # many ranges, the session sum inside each
     assert_same(streamed_split(path, "leave_last_out", 1), whole)
 
 
-def test_order_events_matches_io_event_order_on_random_ties():
+def test_event_order_is_a_stable_sort_by_user_then_time_on_random_ties():
     rng = np.random.default_rng(0)
     n = 5_000
     frame = pl.DataFrame({
@@ -80,18 +81,20 @@ def test_order_events_matches_io_event_order_on_random_ties():
         "feedback": rng.integers(1, 6, n).astype(np.int8), "time": rng.integers(0, 30, n).astype(np.int32),
         "row": np.arange(n, dtype=np.uint32),
     })
-    from negseq.data.io import event_order
-
-    expected = event_order(frame)
+    expected = frame.sort("user", "time", maintain_order=True)  # polars' stable sort: the definition
     moved = frame.clone()
-    assert prepare.order_events(moved).equals(expected)
+    assert event_order(moved, consume=True).equals(expected)
     assert moved.width == 0  # its columns were moved out, not copied
-    assert prepare.order_events(frame.reverse()).equals(expected)  # rows out of order are put back first
-    assert prepare.order_events(frame.head(0).vstack(frame), first_row=7).equals(expected.with_columns(pl.col("row") + 7))
+    assert event_order(frame).equals(expected) and frame.width == 5  # the caller's frame untouched without consume
+    shuffled = frame.sample(fraction=1.0, shuffle=True, seed=1)
+    assert event_order(shuffled).equals(shuffled.sort("user", "time", maintain_order=True))  # ties in the frame's order, not by row
+    assert event_order(frame.head(0).vstack(frame), first_row=7).equals(expected.with_columns(pl.col("row") + 7))
     wide = frame.with_columns(time=pl.col("time").cast(pl.Int64) * 2**44)  # too wide to pack with the user: two sorts
-    assert prepare.order_events(wide.clone()).equals(event_order(wide))
+    assert event_order(wide).equals(wide.sort("user", "time", maintain_order=True))
     by_time = wide.sort("time", maintain_order=True).with_columns(row=pl.int_range(n, dtype=pl.UInt32))  # a log in time order: one stable sort by user
-    assert prepare.order_events(by_time.clone()).equals(event_order(by_time))
+    assert event_order(by_time).equals(by_time.sort("user", "time", maintain_order=True))
+    strings = frame.with_columns(pl.col("user").cast(pl.String), time=pl.col("time").cast(pl.Float64))  # polars' sorts
+    assert event_order(strings).equals(strings.sort("user", "time", maintain_order=True))
 
 
 # -- sampling users at the scan --
@@ -165,7 +168,7 @@ def test_cache_is_written_once_then_mapped_and_invalidated(tiny_log, tmp_path):
     assert (entry / "meta.json").is_file() and (root / f"{entry.name}.lock").is_file()
     second = FeedbackDataModule(path=tiny_log, max_len=5, cache_dir=str(root))
     calls = []
-    second._prepare = lambda: calls.append(1)  # a cached run must not prepare again
+    second._build_tensors = lambda: calls.append(1)  # a cached run must not prepare again
     assert second.num_items == first.num_items and not calls
     assert "split" not in second.__dict__
     fresh = FeedbackDataModule(path=tiny_log, max_len=5, cache=False)
@@ -262,7 +265,7 @@ def test_processes_started_together_prepare_once(tiny_log, tmp_path):
 
     from negseq.data import cache
 
-    prepared = FeedbackDataModule(path=tiny_log, max_len=5, cache=False).prepared
+    prepared = FeedbackDataModule(path=tiny_log, max_len=5, cache=False).tensors
     builds, results = [], []
 
     def build():
@@ -287,3 +290,51 @@ def test_every_argument_that_shapes_the_prepared_data_keys_the_cache(tiny_log, t
     not_prepared = {"path", "batch_size", "eval_batch_size", "num_workers", "cache", "cache_dir", "neighbours"}  # the path keys through its file
     shaping = set(inspect.signature(FeedbackDataModule.__init__).parameters) - {"self"} - not_prepared
     assert shaping <= set(keyed), sorted(shaping - set(keyed))
+
+
+def test_the_sign_threshold_is_inclusive_and_a_log_needs_a_liked_event():
+    frame = pl.DataFrame({"user_id": [1, 1, 1], "item_id": [1, 2, 3], "rating": [3.5, 4.0, 4.5], "timestamp": [1, 2, 3]})
+    assert reading.read_events(frame, threshold=4.0).frame["positive"].to_list() == [False, True, True]
+    with pytest.raises(DataError, match=re.escape("frame: no positive events: every feedback value is below the threshold 5.0 (max 4.5); lower --data.threshold")):
+        reading.read_events(frame, threshold=5.0)
+
+
+def test_a_datamodule_from_a_frame_saves_a_checkpoint(tiny_log, tmp_path, monkeypatch):
+    """Lightning saves the DataModule's state (its catalogue) at every checkpoint: a frame has no file name to detect a format from."""
+    import lightning as L
+
+    from negseq.data.catalog import Catalog
+    from negseq.module import NegSeqModule
+
+    monkeypatch.chdir(tmp_path)  # a movies.csv here must not become the frame's titles (#24, 10)
+    pl.DataFrame({"movieId": [100, 101], "title": ["A", "B"]}).write_csv(tmp_path / "movies.csv")
+    data = FeedbackDataModule.from_frame(pl.read_csv(tiny_log), max_len=5, batch_size=16)
+    model = NegSeqModule(data.num_items, data.num_train_items, max_len=5, dim=8)
+    trainer = L.Trainer(max_epochs=1, default_root_dir=tmp_path, logger=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(model, datamodule=data)
+    (checkpoint,) = (tmp_path / "checkpoints").glob("*.ckpt")
+    catalog = Catalog.from_state(torch.load(checkpoint, weights_only=True)["FeedbackDataModule"])
+    assert catalog.item_ids.equals(data.item_ids, check_names=False)
+    assert catalog.log_format == "parquet" and catalog.reading["threshold"] == 4.0 and catalog.titles is None
+
+
+def test_a_change_to_a_split_rule_gets_a_new_cache_entry(tiny_log, tmp_path, monkeypatch):
+    """The key hashes the code that builds an entry: a changed rule is a new entry with its own tensors, no version bumped."""
+    root = tmp_path / "cache"
+    before = FeedbackDataModule(path=tiny_log, max_len=5, cache_dir=str(root))
+    before.prepare_data()
+    (first,) = entries(root)
+    rule = splits.leave_last_out
+
+    def hold_out_nothing_for_validation(frame, seed, validation_targets="positive", holdout="half_users"):
+        """Another split rule: the validation users are the test users."""
+        split = rule(frame, seed, validation_targets, holdout)
+        split.validation = split.test
+        return split
+
+    monkeypatch.setattr(splits, "leave_last_out", hold_out_nothing_for_validation)
+    after = FeedbackDataModule(path=tiny_log, max_len=5, cache_dir=str(root))
+    after.prepare_data()
+    assert len(entries(root)) == 2 and first in entries(root)
+    assert torch.equal(after.validation_sequences.positives, after.test_sequences.positives)
+    assert not torch.equal(before.validation_sequences.positives, before.test_sequences.positives)
