@@ -101,14 +101,15 @@ def test_score_error_bounds_every_approximate_score(precision):
 
 
 def test_a_target_in_the_top_k_counts_at_the_rank_it_is_shown_at():
-    """A near-tie below the target by a smaller id: the tolerance count put it ahead (rank 11) while the exact keys
-    showed the target 10th; the rank is now the position in the recommendations."""
-    from negseq.ranking import count_ahead, rank_and_recommend
+    """A near-tie below the target by a smaller id: a tolerance count put it ahead (rank 11) while the exact keys show the
+    target 10th. The fit's rank (its position in the recommendations) and the public target_ranks agree: one convention."""
+    from negseq.metrics import target_ranks
+    from negseq.ranking import rank_and_recommend
 
     scores = torch.tensor([0.0] + [10.0] * 9 + [1.0 - 1e-6, 1.0, -5.0])  # items 1..9 far ahead, 10 just below 11 (the target)
     items = scores[:, None]  # (N + 1, 1): with the user vector [1.0], each item's score is its row
     users, seen, target = torch.ones(1, 1), torch.zeros(1, 1, dtype=torch.long), torch.tensor([11])
-    assert int(count_ahead(scores[None], scores[11:12], target)) == 10  # the tolerance's view: rank 11
+    assert target_ranks(scores[None], target).tolist() == [10.0]
     for block in (1, 4, 13):
         ranks, _, top_items = rank_and_recommend(users, items, seen, target, k=10, block_items=block)
         assert top_items[0, 9].item() == 11 and ranks.tolist() == [10.0]
