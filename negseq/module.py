@@ -41,7 +41,8 @@ from negseq.models.recommender import SequentialRecommender
 from negseq.objectives import SignSeparated, WholeHistory
 from negseq.responsiveness import ListChange, NeighbourSuppression, with_dislike
 
-SIZE_ARGUMENTS = ("num_items", "dim", "max_len")  # a checkpoint must match these to load
+# a checkpoint must match these to load: they make the network (or, for history, what it reads); alpha > 0 builds the negative encoder
+ARCHITECTURE = ("num_items", "dim", "max_len", "blocks", "heads", "history", "fusion")
 
 
 def check_arguments(hp: dict[str, Any]) -> None:
@@ -65,6 +66,11 @@ def check_arguments(hp: dict[str, Any]) -> None:
         raise ConfigError("`unlikelihood_weight` applies to history='all', where next items of both signs are labels")
     if hp["history"] != "positives" and (hp["hard_negative_weight"] or hp["contrast_negatives"] != "all"):
         raise ConfigError("`hard_negative_weight` and `contrast_negatives` apply to history='positives', whose disliked items are apart")
+    if hp["unlikelihood_weight"] and hp["softmax"] != "full":
+        raise ConfigError(
+            f"`unlikelihood_weight` needs softmax='full': with softmax={hp['softmax']!r} p of a disliked next item is its share of a "
+            "sampled denominator, so -log(1 - p) would not penalise the probability it names"
+        )
     if hp["hard_negative_weight"] and hp["softmax"] != "full":
         raise ConfigError(
             f"`hard_negative_weight` needs softmax='full': with softmax={hp['softmax']!r} the sampled denominator is on another "
@@ -335,12 +341,16 @@ class NegSeqModule(L.LightningModule):
             saved["num_items"], saved["dim"] = weights["model.items.weight"].shape[0] - 1, weights["model.items.weight"].shape[1]
         if "model.encoder.positions.weight" in weights:
             saved["max_len"] = weights["model.encoder.positions.weight"].shape[0]
-        for name in SIZE_ARGUMENTS:
-            if name in saved and saved[name] != self.hparams[name]:
-                raise ConfigError(
-                    f"checkpoint was trained with {name}={saved[name]} but this run has {name}={self.hparams[name]}: "
-                    "use the same data, filters and model settings as the run that wrote it"
-                )
+        differs = [name for name in ARCHITECTURE if name in saved and saved[name] != self.hparams[name]]
+        if "alpha" in saved and bool(saved["alpha"]) != bool(self.hparams.alpha):
+            differs.append("alpha")
+        if differs:
+            trained = ", ".join(f"{name}={saved[name]}" for name in differs)
+            here = ", ".join(f"{name}={self.hparams[name]}" for name in differs)
+            raise ConfigError(
+                f"checkpoint was trained with {trained} but this run has {here}: "
+                "use the same data, filters and model settings as the run that wrote it"
+            )
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
