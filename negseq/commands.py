@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 from jsonargparse import ArgumentParser
 
 from negseq.data.catalog import READING
+from negseq.errors import ConfigError
 from negseq.export import export_run
 from negseq.serving import Recommender
 
@@ -44,7 +45,7 @@ def recommend_parser() -> ArgumentParser:
 def recommend(args: list[str]) -> None:
     config = recommend_parser().parse_args(args)
     recommender = Recommender.load(config.run, precision=config.precision)
-    users = Path(config.users).read_text().split() if config.users else None
+    users = ids_file(config.users, "--users") if config.users else None
     reading = {name: config.data[name] for name in READING}
     batches = recommender.iter_log(
         config.data.path, config.k, config.exclude_seen, users, known_only=True, batch_size=config.batch_size, progress=True, **reading
@@ -61,6 +62,14 @@ def recommend(args: list[str]) -> None:
         if writer is not None:
             writer.close()
     print(out)
+
+
+def ids_file(path: str, flag: str) -> list[str]:
+    """The ids of a text file, one a line (``flag`` names the option in the error when it is missing)."""
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"{flag} {file}: no such file; expected a text file of ids, one a line")
+    return file.read_text().split()
 
 
 def export_parser() -> ArgumentParser:

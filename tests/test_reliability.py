@@ -23,9 +23,8 @@ import torch
 import yaml
 
 from negseq.__main__ import main as subcommand_main
-from negseq.cli import run_cli
 from negseq.data import FeedbackDataModule
-from negseq.errors import ConfigError
+from negseq.errors import ConfigError, run_cli
 from negseq.fit import main as fit_main
 from negseq.metrics import target_ranks
 from negseq.module import NegSeqModule

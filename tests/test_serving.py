@@ -21,11 +21,10 @@ import torch
 
 from negseq import Recommender
 from negseq.__main__ import main as negseq_main
-from negseq.cli import run_cli
 from negseq.data import FeedbackDataModule, read_log
 from negseq.data.catalog import STATE_KEY, Catalog
 from negseq.data.datamodule import embedded_ratings
-from negseq.errors import ConfigError, DataError
+from negseq.errors import ConfigError, DataError, run_cli
 from negseq.fit import main as fit_main
 from tests.conftest import make_log
 
@@ -252,6 +251,8 @@ def test_negseq_recommend_refuses_bad_input_in_one_line(movielens_run, tmp_path,
         2, f"error: {tmp_path}: no checkpoints/best.ckpt; expected the directory of a finished fit or a .ckpt file")
     assert run_command(["recommend", "--run", str(run_dir), "--data.path", str(moved), "--out", out, "--k", "0"], capsys) == (
         2, "error: k must be at least 1, got 0")
+    assert run_command(["recommend", "--run", str(run_dir), "--data.path", str(moved), "--out", out, "--users", str(tmp_path / "no.txt")], capsys) == (
+        2, f"error: --users {tmp_path / 'no.txt'}: no such file; expected a text file of ids, one a line")
     old = torch.load(run_dir / "checkpoints" / "best.ckpt", weights_only=True)
     del old[STATE_KEY]  # a checkpoint written before checkpoints carried the catalogue
     torch.save(old, tmp_path / "old.ckpt")

@@ -15,9 +15,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from negseq.cli import run_cli
 from negseq.data.io import read_log
-from negseq.errors import DataError
+from negseq.errors import DataError, run_cli
 from negseq.fit import main as fit_main
 
 FIXTURES = Path(__file__).parent / "fixtures"
