@@ -34,7 +34,7 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 
-from negseq import layout
+from negseq import layout, ranking_weights
 from negseq.errors import ConfigError, NonFiniteLossError
 from negseq.metrics import MRR, NDCG, Coverage, HitRate
 from negseq.models.recommender import SequentialRecommender
@@ -333,8 +333,8 @@ class NegSeqModule(L.LightningModule):
         weights = checkpoint.get("state_dict", {})
         if "items.weight" in weights:  # written before the model was its own module: same weights, keys without "model."
             checkpoint["state_dict"] = weights = {f"model.{key}": value for key, value in weights.items()}
-        for buffer in ("negative_scoring", "dislike_demotion"):  # checkpoints written before the buffer existed
-            weights.setdefault(f"model.{buffer}", torch.tensor(float(checkpoint.get("hyper_parameters", {}).get(buffer, 0.0))))
+        if "state_dict" in checkpoint:
+            ranking_weights.fill_missing(checkpoint)  # checkpoints written before the buffers existed
         saved = dict(checkpoint.get("hyper_parameters", {}))
         # sizes from the weights themselves: load_from_checkpoint(..., num_items=...) overwrites the saved hyper-parameters
         if "model.items.weight" in weights:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from negseq import ranking_weights
 from negseq.errors import ConfigError
 from negseq.models.encoder import CausalEncoder
 from negseq.ranking import rank_and_recommend, score_block, top_k
@@ -43,7 +44,7 @@ class SequentialRecommender(nn.Module):
         negative_encoder: build the negative encoder (reads the user's disliked items).
         fusion: the positive state reads the negative encoder's state through :class:`GatedFusion`.
         negative_scoring: lambda of ``score = z_pos - lambda * z_neg``; a buffer, so a checkpoint
-            carries the weight the run ranked with (chosen on validation or given).
+            carries the weight the run ranked with (chosen on validation or given; :mod:`negseq.ranking_weights`).
         dislike_demotion: lambda of ``score_j -= lambda * max(0, max_m cos(e_j, e_m))`` over the user's last
             ``demotion_window`` disliked items m (the shared item table, no negative encoder needed); a buffer too.
         demotion_window: R, how many of the newest disliked items demote their look-alikes.
@@ -70,13 +71,10 @@ class SequentialRecommender(nn.Module):
         identical_start: bool = False,
     ) -> None:
         super().__init__()
-        if dislike_demotion < 0 or demotion_window < 1 or not 0 < demotion_decay <= 1:
-            raise ConfigError(
-                f"dislike_demotion must be >= 0, demotion_window >= 1 and demotion_decay in (0, 1], got {dislike_demotion}, {demotion_window} and {demotion_decay}"
-            )
-        for name, value in (("negative_scoring", negative_scoring), ("fusion", fusion), ("identical_start", identical_start)):
-            if value and not negative_encoder:
-                raise ConfigError(f"`{name}` acts on the negative encoder, which only history='positives' with alpha > 0 builds")
+        ranking_weights.check(
+            dict(negative_scoring=negative_scoring, fusion=fusion, identical_start=identical_start, dislike_demotion=dislike_demotion,
+                 demotion_window=demotion_window, demotion_decay=demotion_decay), negative_encoder,
+        )
         self.items = nn.Embedding(num_items + 1, dim, padding_idx=0)
         self.encoder = CausalEncoder(max_len, dim, blocks, heads, dropout)
         self.negative_encoder = CausalEncoder(max_len, dim, blocks, heads, dropout) if negative_encoder else None
@@ -100,18 +98,6 @@ class SequentialRecommender(nn.Module):
     @property
     def num_items(self) -> int:
         return self.items.num_embeddings - 1
-
-    def set_negative_scoring(self, weight: float) -> None:
-        """Rank with ``z_pos - weight * z_neg`` from now on (the weights do not change)."""
-        if weight and self.negative_encoder is None:
-            raise ConfigError("negative_scoring reads the negative encoder, which needs history='positives' and alpha > 0")
-        self.negative_scoring.fill_(float(weight))
-
-    def set_dislike_demotion(self, weight: float) -> None:
-        """Demote items like the user's newest dislikes by ``weight`` times their cosine from now on."""
-        if weight < 0:
-            raise ConfigError(f"dislike_demotion must be >= 0, got {weight}")
-        self.dislike_demotion.fill_(float(weight))
 
     def demotion(self, negatives: Tensor | None) -> Tensor | None:
         """``(B, R, D)`` ``dislike_demotion`` times ``demotion_decay ** age`` times the unit vectors of each user's last R

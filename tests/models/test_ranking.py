@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from negseq import ranking_weights
 from negseq.errors import ConfigError
 from negseq.ranking import decode_keys, exact_scores, order_keys, score_block, score_error, top_k
 
@@ -146,7 +147,7 @@ def test_dislike_demotion_subtracts_lambda_times_the_highest_positive_cosine_by_
         model.items.weight.copy_(items)
     demote = model.demotion(torch.tensor([[1, 3]]))  # the window keeps the newest dislike only: item 3
     assert demote.shape == (1, 1, 2) and demote[0, 0].tolist() == pytest.approx([2.0 / 2**0.5, 2.0 / 2**0.5])
-    model.set_dislike_demotion(0.0)
+    ranking_weights.write(model, {"dislike_demotion": 0.0})
     assert model.demotion(torch.tensor([[1, 3]])) is None
 
 
