@@ -3,7 +3,8 @@
 ``recommend`` writes ``user_id, item_id, rank, score`` (original ids and types) for every user of
 a log with at least one item the model knows, batch by batch into one Parquet file, so memory
 stays bounded by ``--batch_size``. The log is read as the training log was (format detection,
-columns, threshold), each setting overridable with the same ``--data.*`` flags as ``fit``.
+columns, threshold), each setting overridable with the same ``--data.*`` flags as ``fit``;
+``--allowed`` and ``--blocked`` name text files of item ids (one a line): the only candidates, and never these.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+import polars as pl
 import pyarrow.parquet as pq
 from jsonargparse import ArgumentParser
 
@@ -33,6 +35,8 @@ def recommend_parser() -> ArgumentParser:
     parser.add_argument("--k", type=int, default=20, help="Recommendations per user.")
     parser.add_argument("--out", type=str, required=True, help="Output Parquet file: user_id, item_id, rank, score.")
     parser.add_argument("--users", type=Optional[str], default=None, help="Text file of user ids, one a line: only these users.")
+    parser.add_argument("--allowed", type=Optional[str], default=None, help="Text file of item ids, one a line: recommend only these.")
+    parser.add_argument("--blocked", type=Optional[str], default=None, help="Text file of item ids, one a line: never recommend these.")
     parser.add_argument("--batch_size", type=int, default=4096, help="Users per batch (memory bound).")
     parser.add_argument("--exclude_seen", type=bool, default=True, help="Never recommend an item the user interacted with.")
     parser.add_argument(
@@ -46,9 +50,11 @@ def recommend(args: list[str]) -> None:
     config = recommend_parser().parse_args(args)
     recommender = Recommender.load(config.run, precision=config.precision)
     users = ids_file(config.users, "--users") if config.users else None
+    allowed, blocked = (None if path is None else item_ids(recommender, ids_file(path, flag), flag) for path, flag in ((config.allowed, "--allowed"), (config.blocked, "--blocked")))
     reading = {name: config.data[name] for name in READING}
     batches = recommender.iter_log(
-        config.data.path, config.k, config.exclude_seen, users, known_only=True, batch_size=config.batch_size, progress=True, **reading
+        config.data.path, config.k, config.exclude_seen, users, known_only=True, batch_size=config.batch_size, progress=True,
+        items_allowed=allowed, items_blocked=blocked, **reading,
     )
     out = Path(config.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -70,6 +76,15 @@ def ids_file(path: str, flag: str) -> list[str]:
     if not file.is_file():
         raise ConfigError(f"{flag} {file}: no such file; expected a text file of ids, one a line")
     return file.read_text().split()
+
+
+def item_ids(recommender: Recommender, ids: list[str], flag: str) -> pl.Series:
+    """The ids of a text file as the model's item id type (integers for an integer catalogue)."""
+    dtype = recommender.catalog.item_ids.dtype
+    typed = pl.Series(ids, dtype=pl.String).cast(dtype, strict=False)
+    if typed.null_count():
+        raise ConfigError(f"{flag}: {ids[typed.is_null().arg_max()]!r} is not a {dtype} id, as the model's item ids are (like {recommender.catalog.item_ids[0]!r})")
+    return typed
 
 
 def export_parser() -> ArgumentParser:

@@ -20,7 +20,7 @@ too, ``dislike_demotion`` sinks items whose embedding is close to the user's new
 ``contrast_negatives`` chooses which disliked items a liked item is contrasted with.
 
 The model is :class:`negseq.models.recommender.SequentialRecommender`, the losses are
-:mod:`negseq.objectives`, ranking is :mod:`negseq.ranking`; this module checks the arguments,
+:mod:`negseq.objectives`, ranking is :mod:`negseq.inference` (the one path serving takes too); this module checks the arguments,
 builds those, runs the steps and logs the metrics under the names of :mod:`negseq.layout`. At test
 it also asks how the ranking answers a counterfactual dislike of each user's first item
 (:mod:`negseq.responsiveness`), with the item neighbours its datamodule provides (``item_neighbours``).
@@ -34,7 +34,7 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 
-from negseq import layout, ranking_weights
+from negseq import inference, layout, ranking_weights
 from negseq.errors import ConfigError, NonFiniteLossError
 from negseq.metrics import MRR, NDCG, Coverage, HitRate
 from negseq.models.recommender import SequentialRecommender
@@ -189,6 +189,7 @@ class NegSeqModule(L.LightningModule):
         self.metrics = nn.ModuleDict({stage: self._stage_metrics() for stage in layout.STAGES})
         self.responsiveness = nn.ModuleDict({stage: self._responsiveness_metrics() for stage in layout.STAGES})
         self.neighbour_source = None  # the datamodule whose item_neighbours the responsiveness metrics read; set in setup()
+        self.popularity: Tensor | None = None  # (N + 1,) liked training events per item, the fallback's; set in setup()
         self.respond_in_validation = False  # the counterfactual dislike in validation too (a responsiveness-aware selection)
 
     def _stage_metrics(self) -> nn.ModuleDict:
@@ -232,6 +233,9 @@ class NegSeqModule(L.LightningModule):
             self.sampling_probs.copy_(counts / counts.sum())
         if stage in ("test", "validate"):
             self.neighbour_source = datamodule  # its neighbour table is built on first use: only when the model responds
+        catalog = getattr(datamodule, "catalog", None)
+        if catalog is not None:  # the fallback's scores for users with an empty input, as serving has them (the checkpoint's catalogue)
+            self.popularity = catalog.popularity
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         terms = self.loss_terms(batch)
@@ -248,18 +252,18 @@ class NegSeqModule(L.LightningModule):
 
     # -- evaluation --
 
-    def _history(self, batch: dict[str, Tensor]) -> Tensor:
-        return batch["positives"] if self.hparams.history == "positives" else batch["history"]
-
     def rank_batch(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
-        """Ranks of the batch's targets in the top ``max(cutoffs)`` (``inf`` beyond) and that top list ``(scores, item ids)``."""
-        return self.model.rank_and_recommend(
-            self._history(batch), batch["seen"], batch["target"], max(self.cutoffs), batch.get("negatives"), self.hparams.score_block_items
-        )
+        """Ranks of the batch's targets in the top ``max(cutoffs)`` (``inf`` beyond) and that top list ``(scores, item ids)``,
+        by the one inference path (:func:`negseq.inference.rank`: users with an empty input get the popularity fallback)."""
+        ranked = self._rank(batch)
+        return ranked.ranks, ranked.scores, ranked.items
 
     def recommend_batch(self, batch: dict[str, Tensor]) -> Tensor:
         """``(B, max(cutoffs))`` item ids of the batch's top lists, best first."""
-        return self.model.recommend(self._history(batch), batch["seen"], max(self.cutoffs), batch.get("negatives"), self.hparams.score_block_items)[1]
+        return self._rank({name: value for name, value in batch.items() if name != "target"}).items
+
+    def _rank(self, batch: dict[str, Tensor]) -> inference.Ranked:
+        return inference.rank(self.model, batch, max(self.cutoffs), self.hparams.history, self.hparams.score_block_items, self.popularity)
 
     def respond_batch(self, batch: dict[str, Tensor], top_items: Tensor) -> tuple[Tensor, Tensor]:
         """The baseline B (``top_items``' first item excluded as seen, inputs unchanged) and the list L' after a dislike of it."""

@@ -108,7 +108,7 @@ def test_a_fresh_process_with_only_the_run_directory_recommends_as_the_fit_did(m
     assert served.select("user_id", "item_id", "rank").equals(expected.select("user_id", "item_id", "rank"))
     assert np.allclose(served["score"].to_numpy(), expected["score"].to_numpy(), atol=1e-5)
     one_recs = pl.read_parquet(tmp_path / "one_recs.parquet")
-    assert one_recs.columns == ["item_id", "score", "rank"]
+    assert one_recs.columns == ["item_id", "score", "rank", "fallback"]
     assert one_recs["item_id"].to_list() == expected.filter(pl.col("user_id") == users[0])["item_id"].to_list()
 
 
