@@ -193,11 +193,3 @@ def ranks_in(top_items: Tensor, targets: Tensor) -> Tensor:
     found = (top_items == targets[:, None]) & (targets[:, None] > 0)  # (B, k)
     positions = torch.arange(1, top_items.shape[1] + 1, device=top_items.device, dtype=torch.float32)  # (k,)
     return torch.where(found, positions, torch.inf).amin(dim=1)
-
-
-def rank_and_recommend(
-    users: Tensor, items: Tensor, seen: Tensor, targets: Tensor, k: int, block_items: int = 2048, demote: Tensor | None = None
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Each target's rank (:func:`ranks_in`) and the top-k ``(scores, item ids)`` of user vectors ``(B, D)`` over ``items``."""
-    scores, top_items = top_k(users, items, seen, k, block_items, demote)
-    return ranks_in(top_items, targets), scores, top_items

@@ -3,8 +3,8 @@
 One item table is shared by the positive encoder, the negative encoder (PNFRec's CE_neg) and
 the output layer, so an item's score for a user is the dot product of the user vector with
 the item's row. Training objectives (:mod:`negseq.objectives`) read the per-position states of
-:meth:`SequentialRecommender.encode`; ranking (:mod:`negseq.ranking`) reads the user vectors of
-:meth:`SequentialRecommender.forward` and :attr:`SequentialRecommender.items`.
+:meth:`SequentialRecommender.encode`; ranking (:mod:`negseq.inference`, :mod:`negseq.ranking`) reads the user
+vectors of :meth:`SequentialRecommender.forward`, :attr:`SequentialRecommender.items` and :meth:`SequentialRecommender.demotion`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from negseq import ranking_weights
 from negseq.errors import ConfigError
 from negseq.models.encoder import CausalEncoder
-from negseq.ranking import rank_and_recommend, score_block, top_k
+from negseq.ranking import score_block
 
 
 class GatedFusion(nn.Module):
@@ -140,13 +140,3 @@ class SequentialRecommender(nn.Module):
     def score(self, positives: Tensor, seen: Tensor, negatives: Tensor | None = None) -> Tensor:
         """``(B, N + 1)`` fp32 scores of every item; padding and ``seen`` items are ``-inf``."""
         return score_block(self(positives, negatives), self.items.weight, seen, 0, self.num_items + 1, self.demotion(negatives))
-
-    def recommend(self, positives: Tensor, seen: Tensor, k: int, negatives: Tensor | None = None, block_items: int = 2048) -> tuple[Tensor, Tensor]:
-        """Top-``k`` ``(scores, item ids)``, each ``(B, k)`` best first, seen items excluded (see :func:`negseq.ranking.top_k`)."""
-        return top_k(self(positives, negatives), self.items.weight, seen, k, block_items, self.demotion(negatives))
-
-    def rank_and_recommend(
-        self, positives: Tensor, seen: Tensor, targets: Tensor, k: int, negatives: Tensor | None = None, block_items: int = 2048
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """Each target's rank in the top-``k`` (``inf`` beyond) and the top-``k`` ``(scores, item ids)``."""
-        return rank_and_recommend(self(positives, negatives), self.items.weight, seen, targets, k, block_items, self.demotion(negatives))

@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from negseq import inference
 from negseq.errors import ConfigError
 from negseq.losses import contrastive_loss, label_log_probs, next_item_loss
 from negseq.module import NegSeqModule
@@ -12,7 +13,9 @@ from negseq.module import NegSeqModule
 
 def rank(module, sequences, seen, targets, negatives=None):
     """The module's ranking of ``targets`` among its top ``k`` (ranks, top scores, top ids), as its eval steps rank."""
-    return module.model.rank_and_recommend(sequences, seen, targets, module.hparams.k, negatives, module.hparams.score_block_items)
+    batch = {"positives": sequences, "seen": seen, "target": targets, **({} if negatives is None else {"negatives": negatives})}
+    ranked = inference.rank(module.model, batch, module.hparams.k, "positives", module.hparams.score_block_items)
+    return ranked.ranks, ranked.scores, ranked.items
 
 SIZES = dict(num_items=20, num_train_items=20, max_len=5, dim=8, dropout=0.0)
 

@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from negseq import inference
 from negseq.errors import ConfigError
 from negseq.losses import next_item_loss
 from negseq.metrics import target_ranks
@@ -15,7 +16,9 @@ from negseq.objectives import state_before as _state_before
 
 def rank(module, sequences, seen, targets, negatives=None):
     """The module's ranking of ``targets`` among its top ``k`` (ranks, top scores, top ids), as its eval steps rank."""
-    return module.model.rank_and_recommend(sequences, seen, targets, module.hparams.k, negatives, module.hparams.score_block_items)
+    batch = {"positives": sequences, "seen": seen, "target": targets, **({} if negatives is None else {"negatives": negatives})}
+    ranked = inference.rank(module.model, batch, module.hparams.k, "positives", module.hparams.score_block_items)
+    return ranked.ranks, ranked.scores, ranked.items
 
 SIZES = dict(num_items=20, num_train_items=20, max_len=5, dim=8, dropout=0.0)
 
