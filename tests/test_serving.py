@@ -329,7 +329,8 @@ def test_the_exported_program_ranks_as_the_recommender(movielens_run, tmp_path, 
     items = torch.from_numpy(np.load(tmp_path / "export" / "items.npy"))  # (N, D)
     vocabulary = pl.read_parquet(tmp_path / "export" / "items.parquet")
     manifest = json.loads((tmp_path / "export" / "export.json").read_text())
-    assert manifest["negative_scoring"] == 0.5 and manifest["inputs"] == ["positives", "negatives"]
+    assert manifest["negative_scoring"] == 0.5 and manifest["inputs"] == ["positives", "negatives"] and manifest["dislike_demotion"] == 0.0
+    assert vocabulary["popularity"].to_list() == Recommender.load(run_dir).catalog.popularity[1:].tolist()  # the fallback's
     rec = Recommender.load(run_dir)
     assert vocabulary["code"].to_list() == list(range(1, rec.catalog.num_items + 1)) and items.shape == (rec.catalog.num_items, 16)
     events = movielens_events(moved)
@@ -340,8 +341,9 @@ def test_the_exported_program_ranks_as_the_recommender(movielens_run, tmp_path, 
         histories.append((liked, disliked, encoded_inputs(rec, liked, disliked)))
     positives = torch.cat([h[2][0] for h in histories])  # (3, L)
     negatives = torch.cat([h[2][1] for h in histories])
-    users = program(positives, negatives)  # (3, D): a batch of 3, exported with 2
-    assert torch.allclose(program(positives[:1], negatives[:1]), users[:1], atol=1e-5)
+    users, demote = program(positives, negatives)  # (3, D): a batch of 3, exported with 2
+    assert not demote.any()  # no dislike demotion: zero vectors
+    assert torch.allclose(program(positives[:1], negatives[:1])[0], users[:1], atol=1e-5)
     scores = users @ items.T  # (3, N): column c is code c + 1
     for row, (liked, disliked, (_, _, seen)) in enumerate(histories):
         scores[row, [code - 1 for code in seen if code]] = float("-inf")

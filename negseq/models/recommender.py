@@ -99,11 +99,11 @@ class SequentialRecommender(nn.Module):
     def num_items(self) -> int:
         return self.items.num_embeddings - 1
 
-    def demotion(self, negatives: Tensor | None) -> Tensor | None:
+    def demotion(self, negatives: Tensor | None, weight: float | None = None) -> Tensor | None:
         """``(B, R, D)`` ``dislike_demotion`` times ``demotion_decay ** age`` times the unit vectors of each user's last R
         disliked items (age 0 the newest; zero rows for padding), what :func:`negseq.ranking.score_block` demotes by;
-        ``None`` when the weight is 0."""
-        weight = float(self.dislike_demotion)
+        ``None`` when the weight is 0. ``weight`` (a Python number, so that ``torch.export`` sees a constant) replaces the buffer."""
+        weight = float(self.dislike_demotion) if weight is None else weight
         if not weight:
             return None
         if negatives is None:
