@@ -15,10 +15,11 @@ import polars as pl
 import pytest
 import torch
 
-from negseq import Recommender
+from negseq import Recommender, inference
 from negseq.__main__ import main as negseq_main
 from negseq.data import FeedbackDataModule
 from negseq.errors import run_cli
+from negseq.module import NegSeqModule
 
 ROOT = Path(__file__).parents[1]
 SAMPLE = {"data.sample_users": 0.25, "model.dim": 16, "trainer.max_epochs": 1, "trainer.enable_progress_bar": False,
@@ -114,3 +115,27 @@ def test_the_five_paths_give_the_same_top_k_for_every_test_user(fitted, test_his
     manifest = json.loads((tmp_path / "export" / "export.json").read_text())
     assert manifest["dislike_demotion"] == (1.5 if name == "pnfrec_plus" else 0.0)
     assert manifest["demotion_decay"] == (0.3 if name == "pnfrec_plus" else 1.0)
+
+
+@pytest.mark.parametrize("history", ["positives", "all"])
+def test_evaluation_gives_a_user_with_an_empty_input_the_fallback_serving_gives(history):
+    """#24 defect 5: the test ranked such users with the model (the final LayerNorm's bias: one list for all of them)
+    while serving gave them popularity. Now the one inference path decides, from what the model reads."""
+    torch.manual_seed(0)
+    module = NegSeqModule(num_items=12, num_train_items=12, max_len=4, dim=8, k=3, **({} if history == "positives" else {"history": "all", "alpha": 0.0, "beta": 0.0})).eval()
+    module.popularity = torch.tensor([0.0, 1, 9, 3, 7, 0, 0, 0, 0, 0, 0, 5, 2])  # (N + 1,): items 2, 4, 11, 3, ...
+    batch = {
+        "user": torch.tensor([0, 1]),
+        "positives": torch.tensor([[0, 0, 0, 0], [0, 0, 5, 6]]),  # user 0 liked nothing
+        "negatives": torch.tensor([[0, 0, 7, 8], [0, 0, 0, 0]]),
+        "history": torch.tensor([[0, 0, 0, 0], [0, 0, 5, 6]]),  # and, for a whole-history model, has no event at all
+        "seen": torch.tensor([[4, 0], [5, 6]]),
+        "target": torch.tensor([2, 9]),
+        "target_positive": torch.tensor([True, True]),
+    }
+    with torch.no_grad():
+        out = module.predict_step(batch, 0)
+    assert out["items"][0].tolist() == [2, 11, 3]  # popularity, seen item 4 excluded: as Recommender serves it
+    assert out["rank"][0] == 1.0
+    model = inference.rank(module.model, batch, 3, history, popularity=None)  # no popularity: the model's own list
+    assert out["items"][1].tolist() == model.items[1].tolist() and model.items[0].tolist() != [2, 11, 3]
