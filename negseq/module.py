@@ -35,6 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from negseq import inference, layout, ranking_weights
+from negseq.data.catalog import STATE_KEY
 from negseq.errors import ConfigError, NonFiniteLossError
 from negseq.metrics import MRR, NDCG, Coverage, HitRate
 from negseq.models.recommender import SequentialRecommender
@@ -189,7 +190,7 @@ class NegSeqModule(L.LightningModule):
         self.metrics = nn.ModuleDict({stage: self._stage_metrics() for stage in layout.STAGES})
         self.responsiveness = nn.ModuleDict({stage: self._responsiveness_metrics() for stage in layout.STAGES})
         self.neighbour_source = None  # the datamodule whose item_neighbours the responsiveness metrics read; set in setup()
-        self.popularity: Tensor | None = None  # (N + 1,) liked training events per item, the fallback's; set in setup()
+        self.popularity: Tensor | None = None  # (N + 1,) liked training events per item, the fallback's; from setup() or a checkpoint
         self.respond_in_validation = False  # the counterfactual dislike in validation too (a responsiveness-aware selection)
 
     def _stage_metrics(self) -> nn.ModuleDict:
@@ -339,6 +340,8 @@ class NegSeqModule(L.LightningModule):
             checkpoint["state_dict"] = weights = {f"model.{key}": value for key, value in weights.items()}
         if "state_dict" in checkpoint:
             ranking_weights.fill_missing(checkpoint)  # checkpoints written before the buffers existed
+        if STATE_KEY in checkpoint:  # the catalogue's popularity: a loaded module (a notebook's too) falls back as serving does
+            self.popularity = checkpoint[STATE_KEY]["popularity"]
         saved = dict(checkpoint.get("hyper_parameters", {}))
         # sizes from the weights themselves: load_from_checkpoint(..., num_items=...) overwrites the saved hyper-parameters
         if "model.items.weight" in weights:

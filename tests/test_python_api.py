@@ -211,3 +211,20 @@ def test_negseq_recommend_refuses_an_allowed_id_of_the_wrong_type(tmp_path, caps
     (tmp_path / "allowed.txt").write_text("101\nabc\n")
     assert run_command(["recommend", "--run", str(rec.run_dir), "--data.path", str(log), "--out", str(tmp_path / "r.parquet"),
                         "--allowed", str(tmp_path / "allowed.txt")], capsys) == (2, "error: --allowed: 'abc' is not a Int64 id, as the model's item ids are (like 100)")
+
+
+def test_a_pnfrec_plus_fit_from_a_frame_exports_what_it_serves(tmp_path):
+    """Train from a polars frame in Python, serve with the training log moved away, and compare the exported program's
+    top-k after export.json's post-processing with Recommender's, for a dislike-demotion (pnfrec_plus) run."""
+    from tests.test_inference import ROOT, exported_top_k
+
+    configs = [ROOT / "experiments" / "models" / "pnfrec.yaml", ROOT / "experiments" / "beyond" / "pnfrec_plus.yaml"]
+    Recommender.fit(string_log(), config=configs, run_dir=tmp_path / "run", overrides={**TINY, "select_dislike_demotion": [1.5]})
+    (tmp_path / "run" / "log.parquet").rename(tmp_path / "moved.parquet")
+    rec = Recommender.load(tmp_path / "run")
+    assert float(rec.model.dislike_demotion) == 1.5
+    log = string_log().sort("user_id", "timestamp")
+    histories = [list(zip(user["item_id"], user["rating"] >= 4)) for user in log.partition_by("user_id", maintain_order=True)]
+    served = rec.recommend_many(histories, k=5).group_by("user_id", maintain_order=True).agg("item_id")["item_id"].to_list()
+    run_cli(negseq_main, ["export", "--run", str(tmp_path / "run"), "--out", str(tmp_path / "export")])
+    assert exported_top_k(tmp_path / "export", histories, 5) == served
