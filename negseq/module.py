@@ -40,16 +40,18 @@ from negseq.errors import ConfigError, NonFiniteLossError
 from negseq.metrics import MRR, NDCG, Coverage, HitRate
 from negseq.models.recommender import SequentialRecommender
 from negseq.objectives import SignSeparated, WholeHistory
+from negseq.ranking import nearest_items
 from negseq.responsiveness import ListChange, NeighbourSuppression, with_dislike
 
 # a checkpoint must match these to load: they make the network (or, for history, what it reads); alpha > 0 builds the negative encoder
+ITEM_TABLE_NEIGHBOURS = 20  # m of item-table neighbours without a datamodule (FeedbackDataModule's ``neighbours`` default)
 ARCHITECTURE = ("num_items", "dim", "max_len", "blocks", "heads", "history", "fusion")
 
 
 def check_arguments(hp: dict[str, Any]) -> None:
     """Refuse combinations of NegSeqModule's arguments that are meaningless or that the code does not support."""
     choices = {"history": ("positives", "all"), "softmax": ("full", "uniform", "popularity"), "fusion": ("none", "gated"),
-               "contrast_negatives": ("all", "earlier", "all_with_last")}
+               "contrast_negatives": ("all", "earlier", "all_with_last"), "suppression_neighbours": ("co_occurrence", "item_table")}
     for name, allowed in choices.items():
         if hp[name] not in allowed:
             raise ConfigError(f"`{name}` must be one of {list(allowed)}, got {hp[name]!r}")
@@ -136,6 +138,9 @@ class NegSeqModule(L.LightningModule):
             a fresh dislike changes the list more than an old one.
         identical_start: the negative encoder starts from the positive encoder's initial weights, as in the authors'
             code; False (the default) draws them independently. Needs ``alpha > 0``.
+        suppression_neighbours: the neighbours of a disliked item whose suppression ``neighbour_suppression@k`` measures:
+            ``co_occurrence`` (the data's, by users in common: independent of the model, :mod:`negseq.data.neighbours`)
+            or ``item_table`` (the model's own cosines, those ``Recommender.similar_items`` gives); ``--data.neighbours`` of them.
     """
 
     def __init__(
@@ -168,6 +173,7 @@ class NegSeqModule(L.LightningModule):
         demotion_window: int = 5,
         demotion_decay: float = 1.0,
         identical_start: bool = False,
+        suppression_neighbours: Literal["co_occurrence", "item_table"] = "co_occurrence",
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -280,14 +286,22 @@ class NegSeqModule(L.LightningModule):
             metrics[f"coverage@{c}"].update(top_items[:, :c])
         if self._responds(stage):
             baseline, counterfactual = self.respond_batch(batch, top_items)
-            # without a datamodule that knows the training events there are no neighbours: suppression stays NaN
-            table = getattr(self.neighbour_source, "item_neighbours", None)
-            neighbours = None if table is None else table(top_items[:, 0]).to(top_items.device)  # (B, m)
+            neighbours = self.neighbours_of(top_items[:, 0])  # (B, m)
             responsiveness = self.responsiveness[stage]
             for c in self.cutoffs:
                 responsiveness[f"list_change@{c}"].update(top_items, counterfactual)
                 if neighbours is not None:
                     responsiveness[f"neighbour_suppression@{c}"].update(baseline, counterfactual, neighbours)
+
+    def neighbours_of(self, items: Tensor) -> Tensor | None:
+        """``(B, m)`` the ``suppression_neighbours`` of ``items`` (B,) (0: none), or None when there are none to measure:
+        co-occurrence needs a datamodule that knows the training events (suppression then stays NaN)."""
+        m = getattr(self.neighbour_source, "neighbours", ITEM_TABLE_NEIGHBOURS)
+        if self.hparams.suppression_neighbours == "item_table":
+            neighbours = nearest_items(self.model.items.weight, items, m, self.hparams.score_block_items)[1]
+            return neighbours * (items[:, None] > 0)  # an empty slot has no neighbours
+        table = getattr(self.neighbour_source, "item_neighbours", None)
+        return None if table is None else table(items).to(items.device)
 
     def _log_stage(self, stage: str) -> None:
         metrics, values = self.metrics[stage], {}

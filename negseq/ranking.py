@@ -174,6 +174,13 @@ def top_k(
     return scores, torch.where(torch.isfinite(scores), ids, 0)
 
 
+def nearest_items(items: Tensor, codes: Tensor, k: int, block_items: int = 2048) -> tuple[Tensor, Tensor]:
+    """``(C, k)`` cosines and ids of the ``k`` rows of the item table ``items`` ``(N + 1, D)`` nearest to each of ``codes``
+    ``(C,)`` by cosine, the item itself and padding left out, in :func:`top_k`'s order (exact, the smaller id on a tie)."""
+    unit = torch.nn.functional.normalize(items.float(), dim=1)  # (N + 1, D); the padding row stays 0
+    return top_k(unit[codes], unit, codes[:, None], min(k, len(items) - 1), block_items)
+
+
 def _score_scale(users: Tensor, items: Tensor, demote: Tensor | None) -> Tensor:
     """``(B,)`` ``|u| * max_j |e_j| + max_r |d_r|`` in fp64, from fp32 norms taken 2**-10 above (their rounding error is
     below ``(D / 2 + 2) * 2**-24``)."""

@@ -35,7 +35,7 @@ from negseq.data.sequences import EvalSequences
 from negseq.errors import ConfigError, DataError
 from negseq.models.recommender import SequentialRecommender
 from negseq.module import NegSeqModule
-from negseq.ranking import top_k
+from negseq.ranking import nearest_items
 
 log = logging.getLogger("negseq")
 
@@ -193,12 +193,12 @@ class Recommender:
 
     def similar_items(self, item_ids: Sequence[Id], k: int = 10) -> pl.DataFrame:
         """``item_id, similar_item_id, rank, score``: each item's ``k`` nearest items by the cosine of the shared item
-        table (the item itself left out; exact scores, ties by the smaller code, as every ranking here)."""
+        table (the item itself left out; exact scores, ties by the smaller code, as every ranking here): the neighbours
+        whose suppression ``--model.suppression_neighbours item_table`` measures."""
         _check_positive(k=k)
         codes = self._codes(item_ids, "similar_items")
-        unit = torch.nn.functional.normalize(self.model.items.weight.detach().float(), dim=1)  # (N + 1, D), row 0 stays 0
         with torch.inference_mode():
-            scores, similar = top_k(unit[codes.to(self.device)], unit, codes.to(self.device)[:, None], min(k, self.catalog.num_items), self.block_items)
+            scores, similar = nearest_items(self.model.items.weight, codes.to(self.device), k, self.block_items)
         keep = (similar > 0).flatten().cpu()
         width = similar.shape[1]
         return pl.DataFrame({

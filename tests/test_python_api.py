@@ -143,6 +143,15 @@ def test_similar_items_are_the_nearest_rows_of_the_item_table_by_cosine(pnfrec):
         assert np.allclose(mine["score"].to_numpy(), np.sort(cosine)[::-1][:3], atol=1e-6)
 
 
+def test_the_responsiveness_metric_can_measure_the_neighbours_similar_items_gives(pnfrec):
+    module = NegSeqModule.load_from_checkpoint(pnfrec.run_dir / "checkpoints" / "best.ckpt", weights_only=True, suppression_neighbours="item_table")
+    codes = pnfrec.catalog.codes(pl.Series(["i101", "i107"]), "t")
+    neighbours = module.neighbours_of(torch.tensor([*codes.to_list(), 0]))  # (3, 20); the empty slot (0) has none
+    assert neighbours.shape == (3, 20) and not neighbours[2].any()
+    similar = pnfrec.similar_items(["i101", "i107"], k=20)["similar_item_id"]
+    assert pnfrec.catalog.item_ids.gather(pl.Series(neighbours[:2].flatten().numpy() - 1)).to_list() == similar.to_list()
+
+
 # -- unknown users (#24 defect 5: the fallback is decided by what the model reads) --
 
 
