@@ -19,7 +19,7 @@ import logging
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Optional
 
 import numpy as np
 import polars as pl
@@ -33,14 +33,13 @@ from negseq.data.datamodule import applied_threshold
 from negseq.data.io import Columns
 from negseq.data.sequences import EvalSequences
 from negseq.errors import ConfigError, DataError
+from negseq.histories import History, Id, histories_frame, item_series
 from negseq.models.recommender import SequentialRecommender
 from negseq.module import NegSeqModule
 from negseq.ranking import nearest_items
 
 log = logging.getLogger("negseq")
 
-Id = Union[int, str]  # an original user or item id
-History = Sequence[tuple[Id, bool]]  # (item, liked) events in time order, oldest first
 RECOMMENDATION_COLUMNS = ("user_id", "item_id", "rank", "score", "fallback")
 PRECISIONS = ("fp32", "bf16")  # of the encoder (:class:`Recommender`)
 UNKNOWN_USERS = ("popular", "skip", "error")  # what recommend calls do with a user whose model input is empty
@@ -180,7 +179,7 @@ class Recommender:
         """``item_id, score, fallback``: the model's scores of the candidate ``items`` (in their order, seen or not) for one
         history: the scores :meth:`recommend` ranks by, e.g. to re-rank a first stage's candidates. An unknown user's
         scores are the items' popularity (``fallback`` true); an unknown item is an error."""
-        events, _ = self._histories([history], "score")
+        events, _ = histories_frame([history], self.catalog.item_ids.dtype, "score")
         codes = self._codes(items, "score: items")
         batch = self._batch(self._known(events, "score", require_known=False)[0], 1)
         with torch.inference_mode(), torch.autocast(self.device.type, torch.bfloat16, enabled=self.precision == "bf16"):
@@ -226,7 +225,7 @@ class Recommender:
         polars frame ``user_id, item_id, liked`` in time order per user (users in order of first appearance).
         """
         _check_positive(k=k)
-        events, user_ids = self._histories(histories, name)
+        events, user_ids = histories_frame(histories, self.catalog.item_ids.dtype, name)
         events, _ = self._known(events, name, require_known=False)
         return self._recommend(events, user_ids, k, exclude_seen, items_allowed, items_blocked, on_unknown_user, name)
 
@@ -328,50 +327,9 @@ class Recommender:
 
     # -- ranking encoded histories --
 
-    def _histories(self, histories: "Sequence[History] | pl.DataFrame", name: str) -> tuple[pl.DataFrame, pl.Series]:
-        """Events ``user`` (0..U-1), ``item`` (original ids), ``positive`` in time order, and the ``user_id`` of each row."""
-        if isinstance(histories, pl.DataFrame):
-            missing = [column for column in ("user_id", "item_id", "liked") if column not in histories.columns]
-            if missing:
-                raise DataError(f"{name}: the frame lacks {missing}; expected columns user_id, item_id, liked (bool) in time order per user")
-            if histories.schema["liked"] != pl.Boolean:
-                raise DataError(f"{name}: column 'liked' is {histories.schema['liked']}; expected Boolean (True: liked, False: disliked)")
-            if histories.height == 0:
-                raise DataError(f"{name}: no histories; expected at least one user's events")
-            user_ids = histories["user_id"].unique(maintain_order=True)
-            users = histories["user_id"].replace_strict(user_ids, pl.int_range(user_ids.len(), eager=True), return_dtype=pl.Int64)
-            events = pl.DataFrame({"user": users, "item": histories["item_id"], "positive": histories["liked"]})
-            return events.sort("user", maintain_order=True), user_ids.alias("user_id")
-        if isinstance(histories, (str, bytes, dict)) or not isinstance(histories, Sequence):
-            raise DataError(f"{name}: histories must be a list of [(item, liked), ...] lists or a polars frame, got {type(histories).__name__}")
-        if not histories:
-            raise DataError(f"{name}: no histories; expected a list of [(item, liked), ...] lists")
-        users, items, signs = [], [], []
-        for position, history in enumerate(histories):
-            if isinstance(history, (str, bytes, dict)) or not isinstance(history, Sequence):
-                raise DataError(f"{name}: history {position} must be a list of (item, liked) pairs in time order, got {type(history).__name__}")
-            for event in history:
-                if not (isinstance(event, (tuple, list)) and len(event) == 2 and isinstance(event[1], (bool, np.bool_))):
-                    raise DataError(f"{name}: history {position}: each event must be an (item, liked) pair, liked True or False; got {event!r}")
-            users += [position] * len(history)
-            items += [item for item, _ in history]
-            signs += [bool(liked) for _, liked in history]
-        events = pl.DataFrame({"user": pl.Series(users, dtype=pl.Int64), "item": self._ids(items, name), "positive": pl.Series(signs, dtype=pl.Boolean)})
-        return events, pl.Series("user_id", range(len(histories)), dtype=pl.Int64)
-
-    def _ids(self, values: Iterable[Id], name: str) -> pl.Series:
-        """Original item ids as a Series of the model's id type (an empty list too)."""
-        if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
-            raise DataError(f"{name}: expected a list of item ids, got {type(values).__name__}")
-        values = list(values)
-        try:
-            return pl.Series("item", values, dtype=None if values else self.catalog.item_ids.dtype, strict=True)
-        except (TypeError, pl.exceptions.PolarsError) as error:
-            raise DataError(f"{name}: item ids must all be integers or all strings, as the model's ({self.catalog.item_ids.dtype}): {error}") from None
-
     def _codes(self, values: Iterable[Id], name: str) -> torch.Tensor:
         """``(C,)`` codes of item ids that must all be known (an unknown one is a DataError naming it)."""
-        ids = self._ids(values, name)
+        ids = item_series(values, self.catalog.item_ids.dtype, name)
         codes = self.catalog.codes(ids, name)
         if codes.null_count():
             unknown = ids.filter(codes.is_null())
@@ -389,7 +347,7 @@ class Recommender:
             if not len(allowed_codes):
                 raise DataError("items_allowed is empty: no item could be recommended; pass None to allow every item")
         if blocked is not None:
-            ids = self._ids(blocked, "items_blocked")
+            ids = item_series(blocked, self.catalog.item_ids.dtype, "items_blocked")
             codes = self.catalog.codes(ids, "items_blocked")
             if codes.null_count():
                 log.info("items_blocked: %d of its %d items are not known to the model (never recommended anyway)", codes.null_count(), ids.len())
