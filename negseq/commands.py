@@ -50,7 +50,8 @@ def recommend(args: list[str]) -> None:
     config = recommend_parser().parse_args(args)
     recommender = Recommender.load(config.run, precision=config.precision)
     users = ids_file(config.users, "--users") if config.users else None
-    allowed, blocked = (None if path is None else item_ids(recommender, ids_file(path, flag), flag) for path, flag in ((config.allowed, "--allowed"), (config.blocked, "--blocked")))
+    allowed = item_ids_file(recommender, config.allowed, "--allowed") if config.allowed else None
+    blocked = item_ids_file(recommender, config.blocked, "--blocked") if config.blocked else None
     reading = {name: config.data[name] for name in READING}
     batches = recommender.iter_log(
         config.data.path, config.k, config.exclude_seen, users, known_only=True, batch_size=config.batch_size, progress=True,
@@ -78,8 +79,9 @@ def ids_file(path: str, flag: str) -> list[str]:
     return file.read_text().split()
 
 
-def item_ids(recommender: Recommender, ids: list[str], flag: str) -> pl.Series:
-    """The ids of a text file as the model's item id type (integers for an integer catalogue)."""
+def item_ids_file(recommender: Recommender, path: str, flag: str) -> pl.Series:
+    """The item ids of a text file (one a line) as the model's id type (integers for an integer catalogue)."""
+    ids = ids_file(path, flag)
     dtype = recommender.catalog.item_ids.dtype
     typed = pl.Series(ids, dtype=pl.String).cast(dtype, strict=False)
     if typed.null_count():
