@@ -2,7 +2,8 @@
 
 import sys
 
-from negseq.cli import NegSeqCLI, run_cli
+from negseq.cli import NegSeqCLI
+from negseq.errors import run_cli
 from negseq.commands import COMMANDS
 
 

@@ -10,9 +10,7 @@ rest of the job (:func:`negseq.job.finish_fit`): choose ``--select_negative_scor
 
 from __future__ import annotations
 
-import logging
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Optional
@@ -200,13 +198,3 @@ def _fresh_dir(root: Path, name: str) -> Path:
         n += 1
         candidate = root / f"{name}-{n}"
     return candidate
-
-
-def run_cli(main, args=None) -> None:
-    """Call ``main(args)``; a NegSeqError becomes one line on stderr and exit status 2, not a traceback."""
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        main(args)
-    except NegSeqError as error:
-        print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(2) from None

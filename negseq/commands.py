@@ -4,7 +4,8 @@
 a log with at least one item the model knows, batch by batch into one Parquet file, so memory
 stays bounded by ``--batch_size``. The log is read as the training log was (format detection,
 columns, header and separator, empty timestamps, threshold), each setting overridable with the same
-``--data.*`` flags as ``fit``.
+``--data.*`` flags as ``fit``; ``--allowed`` and ``--blocked`` name text files of item ids (one a line): the only
+candidates, and never these.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+import polars as pl
 import pyarrow.parquet as pq
 from jsonargparse import ArgumentParser
 
 from negseq.data.catalog import READING
+from negseq.errors import ConfigError
 from negseq.export import export_run
 from negseq.serving import Recommender
 
@@ -36,6 +39,8 @@ def recommend_parser() -> ArgumentParser:
     parser.add_argument("--k", type=int, default=20, help="Recommendations per user.")
     parser.add_argument("--out", type=str, required=True, help="Output Parquet file: user_id, item_id, rank, score.")
     parser.add_argument("--users", type=Optional[str], default=None, help="Text file of user ids, one a line: only these users.")
+    parser.add_argument("--allowed", type=Optional[str], default=None, help="Text file of item ids, one a line: recommend only these.")
+    parser.add_argument("--blocked", type=Optional[str], default=None, help="Text file of item ids, one a line: never recommend these.")
     parser.add_argument("--batch_size", type=int, default=4096, help="Users per batch (memory bound).")
     parser.add_argument("--exclude_seen", type=bool, default=True, help="Never recommend an item the user interacted with.")
     parser.add_argument(
@@ -48,10 +53,13 @@ def recommend_parser() -> ArgumentParser:
 def recommend(args: list[str]) -> None:
     config = recommend_parser().parse_args(args)
     recommender = Recommender.load(config.run, precision=config.precision)
-    users = Path(config.users).read_text().split() if config.users else None
+    users = ids_file(config.users, "--users") if config.users else None
+    allowed = item_ids_file(recommender, config.allowed, "--allowed") if config.allowed else None
+    blocked = item_ids_file(recommender, config.blocked, "--blocked") if config.blocked else None
     reading = {name: config.data[name] for name in READING}
     batches = recommender.iter_log(
-        config.data.path, config.k, config.exclude_seen, users, known_only=True, batch_size=config.batch_size, progress=True, **reading
+        config.data.path, config.k, config.exclude_seen, users, known_only=True, batch_size=config.batch_size, progress=True,
+        items_allowed=allowed, items_blocked=blocked, **reading,
     )
     out = Path(config.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -65,6 +73,24 @@ def recommend(args: list[str]) -> None:
         if writer is not None:
             writer.close()
     print(out)
+
+
+def ids_file(path: str, flag: str) -> list[str]:
+    """The ids of a text file, one a line (``flag`` names the option in the error when it is missing)."""
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"{flag} {file}: no such file; expected a text file of ids, one a line")
+    return file.read_text().split()
+
+
+def item_ids_file(recommender: Recommender, path: str, flag: str) -> pl.Series:
+    """The item ids of a text file (one a line) as the model's id type (integers for an integer catalogue)."""
+    ids = ids_file(path, flag)
+    dtype = recommender.catalog.item_ids.dtype
+    typed = pl.Series(ids, dtype=pl.String).cast(dtype, strict=False)
+    if typed.null_count():
+        raise ConfigError(f"{flag}: {ids[typed.is_null().arg_max()]!r} is not a {dtype} id, as the model's item ids are (like {recommender.catalog.item_ids[0]!r})")
+    return typed
 
 
 def export_parser() -> ArgumentParser:

@@ -26,8 +26,7 @@ from pathlib import Path
 
 import polars as pl
 
-from negseq.cli import run_cli
-from negseq.errors import ConfigError
+from negseq.errors import ConfigError, run_cli
 from negseq.experiments import add_run_arguments, run_one, shared_configs
 from negseq.layout import run_cutoff
 from negseq.paired import compare, pair, pooled

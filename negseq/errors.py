@@ -1,4 +1,9 @@
-"""Errors a user can act on: the CLI prints their message as one line instead of a traceback."""
+"""Errors a user can act on: the CLI prints their message as one line instead of a traceback (:func:`run_cli`)."""
+
+from __future__ import annotations
+
+import logging
+import sys
 
 
 class NegSeqError(ValueError):
@@ -15,3 +20,20 @@ class ConfigError(NegSeqError):
 
 class NonFiniteLossError(NegSeqError):
     """Training produced a NaN or infinite loss; the message names the epoch, step and loss terms."""
+
+
+class RunFailed(NegSeqError):
+    """A fit that a runner started (negseq.experiments, negseq.compare) exited with an error; its log names the cause."""
+
+
+def run_cli(main, args=None) -> None:
+    """Call ``main(args)``; a NegSeqError becomes one line on stderr and exit status 2, not a traceback.
+
+    Here, beside the errors, so that every entry point (the training CLI, the experiment runners) wraps its ``main``
+    without importing the training code."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        main(args)
+    except NegSeqError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -32,6 +32,7 @@ from pathlib import Path
 import polars as pl
 
 from negseq import layout
+from negseq.errors import RunFailed, run_cli
 
 def run_one(configs: list[Path], seed: int, run_dir: Path, overrides: list[str], threads: int | None) -> Path:
     """Fit and test one composition of ``configs`` (the last names the run) with one seed in a subprocess.
@@ -54,7 +55,7 @@ def run_one(configs: list[Path], seed: int, run_dir: Path, overrides: list[str],
     with open(run_dir.parent / f"seed{seed}.log", "w") as log:
         result = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     if result.returncode != 0:
-        raise RuntimeError(f"{name} seed {seed} failed (exit {result.returncode}); see {log.name}")
+        raise RunFailed(f"{name} seed {seed} failed (exit {result.returncode}); see {log.name}")
     return run_dir
 
 
@@ -195,4 +196,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

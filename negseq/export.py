@@ -1,10 +1,12 @@
 """A trained run as files for serving outside negseq: the user encoder as a ``torch.export`` program (and ONNX), the
-item matrix and the vocabulary, so that an ANN index can score ``user_vector @ items.T``.
+item matrix, the vocabulary, and ``export.json``, the contract a caller follows to rank as negseq ranks.
 
-The program maps ``(B, L)`` left-padded item codes (0 is padding; the user's liked items, or the
-whole history for a ``history: all`` model) and ``(B, L)`` disliked items to ``(B, D)`` user
-vectors, with the run's negative-scoring weight built in; row ``r`` of ``items.npy`` is the item
-of code ``r + 1`` in ``items.parquet``. The batch dimension is dynamic.
+The program maps ``(B, L)`` left-padded item codes (0 is padding, the newest item in the last column; what the model
+reads, :func:`negseq.inference.model_input`) and ``(B, L)`` the user's last disliked codes to ``(B, D)`` user vectors,
+the run's negative-scoring weight built in, and ``(B, R, D)`` demotion vectors (zeros when the run has no dislike
+demotion); row ``r`` of ``items.npy`` is the item of code ``r + 1`` in ``items.parquet``. The batch dimension is dynamic.
+What the caller still does (export.json ``caller``, :data:`POST_PROCESSING`): the demotion term, seen-item filtering
+and the popularity fallback, as :func:`negseq.inference.rank` does them.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ import json
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import torch
 from torch import Tensor, nn
 
+from negseq import ranking_weights
 from negseq.models.recommender import SequentialRecommender
 from negseq.serving import Recommender
 
@@ -27,25 +31,39 @@ VOCABULARY_FILE = "items.parquet"
 MANIFEST_FILE = "export.json"
 
 
-class UserEncoder(nn.Module):
-    """``(B, L)`` inputs and ``(B, L)`` disliked items -> ``(B, D)`` user vectors, the negative-scoring weight a constant."""
+INPUTS = {"positives": "positives", "all": "history", "signed": "history with disliked codes negated"}  # the program's first input, by history
+POST_PROCESSING = [
+    "score_j = users @ items[j] - max(0, max_r demote[r] @ items[j] / |items[j]|): the second term is 0 without dislike demotion",
+    "compute scores in fp64 and round once to fp32, then order by score descending and the smaller code: negseq's exact order",
+    "exclude the user's seen items (every item of its history, both signs) and any blocked ones",
+    "a user whose model input is all padding gets the fallback: items.parquet's popularity (liked training events), seen items excluded",
+]
 
-    def __init__(self, model: SequentialRecommender, negative_scoring: float) -> None:
+
+class UserEncoder(nn.Module):
+    """``(B, L)`` inputs and ``(B, L)`` disliked items -> ``(B, D)`` user vectors and ``(B, R, D)`` demotion vectors, the
+    ranking weights constants."""
+
+    def __init__(self, model: SequentialRecommender) -> None:
         super().__init__()
         self.model = model
-        self.negative_scoring = negative_scoring
+        self.weights = ranking_weights.read(model)  # Python numbers: constants of the program
 
-    def forward(self, inputs: Tensor, negatives: Tensor) -> Tensor:
-        return self.model.user_vectors(inputs, negatives, self.negative_scoring)
+    def forward(self, inputs: Tensor, negatives: Tensor) -> tuple[Tensor, Tensor]:
+        users = self.model.user_vectors(inputs, negatives, self.weights["negative_scoring"])
+        demote = self.model.demotion(negatives, self.weights["dislike_demotion"])
+        if demote is None:  # no demotion: zero vectors, so that every run's program has the same outputs
+            demote = torch.zeros_like(users)[:, None, :]  # (B, 1, D)
+        return users, demote
 
 
 def export_run(source: str | Path, out: str | Path) -> dict[str, str]:
-    """Write the program, ``items.npy`` ``(N, D)`` float32, ``items.parquet`` (code, item_id, title), ``export.json``
+    """Write the program, ``items.npy`` ``(N, D)`` float32, ``items.parquet`` (code, item_id, title, popularity), ``export.json``
     (and ``user_encoder.onnx`` when the ``onnx`` package is installed) to ``out``; returns the files by role."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     recommender = Recommender.load(source)
-    encoder = UserEncoder(recommender.model, float(recommender.model.negative_scoring)).eval()
+    encoder = UserEncoder(recommender.model).eval()
     length = recommender.catalog.max_len
     example = (torch.ones(2, length, dtype=torch.long), torch.ones(2, length, dtype=torch.long))
     batch = torch.export.Dim("batch", min=1)
@@ -55,16 +73,19 @@ def export_run(source: str | Path, out: str | Path) -> dict[str, str]:
         torch.export.save(torch.export.export(encoder, example, dynamic_shapes=dynamic), files["program"])
         if importlib.util.find_spec("onnx") is not None:
             files["onnx"] = out / ONNX_FILE
-            torch.onnx.export(encoder, example, files["onnx"], input_names=["inputs", "negatives"], output_names=["users"], dynamo=True, dynamic_shapes=dynamic)
+            torch.onnx.export(encoder, example, files["onnx"], input_names=["inputs", "negatives"], output_names=["users", "demote"], dynamo=True, dynamic_shapes=dynamic)
     np.save(files["items"], recommender.model.items.weight[1:].detach().float().cpu().numpy())
-    recommender.catalog.frame().write_parquet(files["vocabulary"])
+    catalog = recommender.catalog
+    catalog.frame().with_columns(popularity=pl.Series(catalog.popularity[1:].float().numpy())).write_parquet(files["vocabulary"])
     manifest = {
-        "inputs": ["positives" if recommender.history == "positives" else "history", "negatives"],
+        "inputs": [INPUTS[recommender.history], "negatives"],
+        "history": recommender.history,
         "max_len": length,
         "padding": "item code 0, on the left (the newest item in the last column)",
-        "score": "user_vector @ items.T; row r of items.npy is item code r + 1 of items.parquet",
-        "negative_scoring": encoder.negative_scoring,
-        "history": recommender.history,
+        "outputs": ["users (B, D)", "demote (B, R, D)"],
+        "score": "users @ items.T - max(0, max_r demote_r @ unit(items).T); row r of items.npy is item code r + 1 of items.parquet",
+        "caller": POST_PROCESSING,
+        **ranking_weights.manifest(recommender.model),
     }
     files["manifest"].write_text(json.dumps(manifest, indent=2) + "\n")
     return {role: str(path) for role, path in files.items()}

@@ -12,7 +12,8 @@ from __future__ import annotations
 import sys
 from typing import Optional
 
-from negseq.cli import NegSeqCLI, run_cli
+from negseq.cli import NegSeqCLI
+from negseq.errors import run_cli
 
 
 def main(args: Optional[list[str]] = None) -> dict:

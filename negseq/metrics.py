@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
-from negseq.ranking import count_ahead
+from negseq.ranking import order_keys
 
 __all__ = [
     "target_ranks",
@@ -36,10 +36,11 @@ __all__ = [
 def target_ranks(scores: Tensor, targets: Tensor) -> Tensor:
     """1-based rank of each target among the finite scores of its row; ``inf`` when unrankable.
 
-    Ties (equal up to ``TIE_TOLERANCE``) are broken by item id, a smaller id first, so ranks do
-    not depend on the device or the top-k kernel. A target outside ``[0, n_items)`` or whose score is ``-inf`` (padding,
-    an already-seen item) cannot be recommended and gets rank ``inf``: the user still counts,
-    as a miss.
+    The order is the recommendations' (:func:`negseq.ranking.order_keys`): exact score descending,
+    ties broken by item id, a smaller id first, so a target's rank here is its position in the
+    top-k that :func:`negseq.ranking.top_k` returns for the same scores. A target outside
+    ``[0, n_items)`` or whose score is ``-inf`` (padding, an already-seen item) cannot be
+    recommended and gets rank ``inf``: the user still counts, as a miss.
 
     Args:
         scores: ``(B, n_items)`` float scores, ``-inf`` for items that may not be recommended.
@@ -53,8 +54,10 @@ def target_ranks(scores: Tensor, targets: Tensor) -> Tensor:
     n_items = scores.shape[1]
     in_catalogue = (targets >= 0) & (targets < n_items)
     safe_targets = torch.where(in_catalogue, targets, torch.zeros_like(targets))
+    keys = order_keys(scores, torch.arange(n_items, device=scores.device).expand_as(scores))  # (B, n_items)
+    target_keys = keys.gather(1, safe_targets[:, None])  # (B, 1)
+    ranks = 1.0 + (keys > target_keys).sum(dim=1).to(torch.float32)
     target_scores = scores.gather(1, safe_targets[:, None])[:, 0]  # (B,)
-    ranks = 1.0 + count_ahead(scores, target_scores, safe_targets).to(torch.float32)
     return torch.where(in_catalogue & torch.isfinite(target_scores), ranks, torch.full_like(ranks, math.inf))
 
 

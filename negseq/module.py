@@ -21,7 +21,7 @@ too, ``dislike_demotion`` sinks items whose embedding is close to the user's new
 ``contrast_negatives`` chooses which disliked items a liked item is contrasted with.
 
 The model is :class:`negseq.models.recommender.SequentialRecommender`, the losses are
-:mod:`negseq.objectives`, ranking is :mod:`negseq.ranking`; this module checks the arguments,
+:mod:`negseq.objectives`, ranking is :mod:`negseq.inference` (the one path serving takes too); this module checks the arguments,
 builds those, runs the steps and logs the metrics under the names of :mod:`negseq.layout`. At test
 it also asks how the ranking answers a counterfactual dislike of each user's first item
 (:mod:`negseq.responsiveness`), with the item neighbours its datamodule provides (``item_neighbours``).
@@ -35,20 +35,24 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 
-from negseq import layout
+from negseq import inference, layout, ranking_weights
+from negseq.data.catalog import STATE_KEY
 from negseq.errors import ConfigError, NonFiniteLossError
 from negseq.metrics import MRR, NDCG, Coverage, HitRate
-from negseq.models.recommender import SequentialRecommender, model_input
+from negseq.models.recommender import SequentialRecommender
 from negseq.objectives import SignedHistory, SignSeparated, WholeHistory
+from negseq.ranking import nearest_items
 from negseq.responsiveness import ListChange, NeighbourSuppression, with_dislike
 
-SIZE_ARGUMENTS = ("num_items", "dim", "max_len")  # a checkpoint must match these to load
+# a checkpoint must match these to load: they make the network (or, for history, what it reads); alpha > 0 builds the negative encoder
+ITEM_TABLE_NEIGHBOURS = 20  # m of item-table neighbours without a datamodule (FeedbackDataModule's ``neighbours`` default)
+ARCHITECTURE = ("num_items", "dim", "max_len", "blocks", "heads", "history", "fusion")
 
 
 def check_arguments(hp: dict[str, Any]) -> None:
     """Refuse combinations of NegSeqModule's arguments that are meaningless or that the code does not support."""
     choices = {"history": ("positives", "all", "signed"), "softmax": ("full", "uniform", "popularity"), "fusion": ("none", "gated"),
-               "contrast_negatives": ("all", "earlier", "all_with_last")}
+               "contrast_negatives": ("all", "earlier", "all_with_last"), "suppression_neighbours": ("co_occurrence", "item_table")}
     for name, allowed in choices.items():
         if hp[name] not in allowed:
             raise ConfigError(f"`{name}` must be one of {list(allowed)}, got {hp[name]!r}")
@@ -68,6 +72,11 @@ def check_arguments(hp: dict[str, Any]) -> None:
         raise ConfigError("`sign_weight` trains the sign head of history='signed' models")
     if hp["history"] != "positives" and (hp["hard_negative_weight"] or hp["contrast_negatives"] != "all"):
         raise ConfigError("`hard_negative_weight` and `contrast_negatives` apply to history='positives', whose disliked items are apart")
+    if hp["unlikelihood_weight"] and hp["softmax"] != "full":
+        raise ConfigError(
+            f"`unlikelihood_weight` needs softmax='full': with softmax={hp['softmax']!r} p of a disliked next item is its share of a "
+            "sampled denominator, so -log(1 - p) would not penalise the probability it names"
+        )
     if hp["hard_negative_weight"] and hp["softmax"] != "full":
         raise ConfigError(
             f"`hard_negative_weight` needs softmax='full': with softmax={hp['softmax']!r} the sampled denominator is on another "
@@ -139,6 +148,9 @@ class NegSeqModule(L.LightningModule):
             a fresh dislike changes the list more than an old one.
         identical_start: the negative encoder starts from the positive encoder's initial weights, as in the authors'
             code; False (the default) draws them independently. Needs ``alpha > 0``.
+        suppression_neighbours: the neighbours of a disliked item whose suppression ``neighbour_suppression@k`` measures:
+            ``co_occurrence`` (the data's, by users in common: independent of the model, :mod:`negseq.data.neighbours`)
+            or ``item_table`` (the model's own cosines, those ``Recommender.similar_items`` gives); ``--data.neighbours`` of them.
     """
 
     def __init__(
@@ -173,6 +185,7 @@ class NegSeqModule(L.LightningModule):
         demotion_window: int = 5,
         demotion_decay: float = 1.0,
         identical_start: bool = False,
+        suppression_neighbours: Literal["co_occurrence", "item_table"] = "co_occurrence",
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -197,6 +210,7 @@ class NegSeqModule(L.LightningModule):
         self.metrics = nn.ModuleDict({stage: self._stage_metrics() for stage in layout.STAGES})
         self.responsiveness = nn.ModuleDict({stage: self._responsiveness_metrics() for stage in layout.STAGES})
         self.neighbour_source = None  # the datamodule whose item_neighbours the responsiveness metrics read; set in setup()
+        self.popularity: Tensor | None = None  # (N + 1,) liked training events per item, the fallback's; from setup() or a checkpoint
         self.respond_in_validation = False  # the counterfactual dislike in validation too (a responsiveness-aware selection)
 
     def _stage_metrics(self) -> nn.ModuleDict:
@@ -240,6 +254,9 @@ class NegSeqModule(L.LightningModule):
             self.sampling_probs.copy_(counts / counts.sum())
         if stage in ("test", "validate"):
             self.neighbour_source = datamodule  # its neighbour table is built on first use: only when the model responds
+        catalog = getattr(datamodule, "catalog", None)
+        if catalog is not None:  # the fallback's scores for users with an empty input, as serving has them (the checkpoint's catalogue)
+            self.popularity = catalog.popularity
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         terms = self.loss_terms(batch)
@@ -256,18 +273,18 @@ class NegSeqModule(L.LightningModule):
 
     # -- evaluation --
 
-    def _history(self, batch: dict[str, Tensor]) -> Tensor:
-        return model_input(batch, self.hparams.history)
-
     def rank_batch(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
-        """Ranks of the batch's targets in the top ``max(cutoffs)`` (``inf`` beyond) and that top list ``(scores, item ids)``."""
-        return self.model.rank_and_recommend(
-            self._history(batch), batch["seen"], batch["target"], max(self.cutoffs), batch.get("negatives"), self.hparams.score_block_items
-        )
+        """Ranks of the batch's targets in the top ``max(cutoffs)`` (``inf`` beyond) and that top list ``(scores, item ids)``,
+        by the one inference path (:func:`negseq.inference.rank`: users with an empty input get the popularity fallback)."""
+        ranked = self._rank(batch)
+        return ranked.ranks, ranked.scores, ranked.items
 
     def recommend_batch(self, batch: dict[str, Tensor]) -> Tensor:
         """``(B, max(cutoffs))`` item ids of the batch's top lists, best first."""
-        return self.model.recommend(self._history(batch), batch["seen"], max(self.cutoffs), batch.get("negatives"), self.hparams.score_block_items)[1]
+        return self._rank({name: value for name, value in batch.items() if name != "target"}).items
+
+    def _rank(self, batch: dict[str, Tensor]) -> inference.Ranked:
+        return inference.rank(self.model, batch, max(self.cutoffs), self.hparams.history, self.hparams.score_block_items, self.popularity)
 
     def respond_batch(self, batch: dict[str, Tensor], top_items: Tensor) -> tuple[Tensor, Tensor]:
         """The baseline B (``top_items``' first item excluded as seen, inputs unchanged) and the list L' after a dislike of it."""
@@ -283,14 +300,22 @@ class NegSeqModule(L.LightningModule):
             metrics[f"coverage@{c}"].update(top_items[:, :c])
         if self._responds(stage):
             baseline, counterfactual = self.respond_batch(batch, top_items)
-            # without a datamodule that knows the training events there are no neighbours: suppression stays NaN
-            table = getattr(self.neighbour_source, "item_neighbours", None)
-            neighbours = None if table is None else table(top_items[:, 0]).to(top_items.device)  # (B, m)
+            neighbours = self.neighbours_of(top_items[:, 0])  # (B, m)
             responsiveness = self.responsiveness[stage]
             for c in self.cutoffs:
                 responsiveness[f"list_change@{c}"].update(top_items, counterfactual)
                 if neighbours is not None:
                     responsiveness[f"neighbour_suppression@{c}"].update(baseline, counterfactual, neighbours)
+
+    def neighbours_of(self, items: Tensor) -> Tensor | None:
+        """``(B, m)`` the ``suppression_neighbours`` of ``items`` (B,) (0: none), or None when there are none to measure:
+        co-occurrence needs a datamodule that knows the training events (suppression then stays NaN)."""
+        m = getattr(self.neighbour_source, "neighbours", ITEM_TABLE_NEIGHBOURS)
+        if self.hparams.suppression_neighbours == "item_table":
+            neighbours = nearest_items(self.model.items.weight, items, m, self.hparams.score_block_items)[1]
+            return neighbours * (items[:, None] > 0)  # an empty slot has no neighbours
+        table = getattr(self.neighbour_source, "item_neighbours", None)
+        return None if table is None else table(items).to(items.device)
 
     def _log_stage(self, stage: str) -> None:
         metrics, values = self.metrics[stage], {}
@@ -341,20 +366,26 @@ class NegSeqModule(L.LightningModule):
         weights = checkpoint.get("state_dict", {})
         if "items.weight" in weights:  # written before the model was its own module: same weights, keys without "model."
             checkpoint["state_dict"] = weights = {f"model.{key}": value for key, value in weights.items()}
-        for buffer in ("negative_scoring", "dislike_demotion"):  # checkpoints written before the buffer existed
-            weights.setdefault(f"model.{buffer}", torch.tensor(float(checkpoint.get("hyper_parameters", {}).get(buffer, 0.0))))
+        if "state_dict" in checkpoint:
+            ranking_weights.fill_missing(checkpoint)  # checkpoints written before the buffers existed
+        if STATE_KEY in checkpoint:  # the catalogue's popularity: a loaded module (a notebook's too) falls back as serving does
+            self.popularity = checkpoint[STATE_KEY]["popularity"]
         saved = dict(checkpoint.get("hyper_parameters", {}))
         # sizes from the weights themselves: load_from_checkpoint(..., num_items=...) overwrites the saved hyper-parameters
         if "model.items.weight" in weights:
             saved["num_items"], saved["dim"] = weights["model.items.weight"].shape[0] - 1, weights["model.items.weight"].shape[1]
         if "model.encoder.positions.weight" in weights:
             saved["max_len"] = weights["model.encoder.positions.weight"].shape[0]
-        for name in SIZE_ARGUMENTS:
-            if name in saved and saved[name] != self.hparams[name]:
-                raise ConfigError(
-                    f"checkpoint was trained with {name}={saved[name]} but this run has {name}={self.hparams[name]}: "
-                    "use the same data, filters and model settings as the run that wrote it"
-                )
+        differs = [name for name in ARCHITECTURE if name in saved and saved[name] != self.hparams[name]]
+        if "alpha" in saved and bool(saved["alpha"]) != bool(self.hparams.alpha):
+            differs.append("alpha")
+        if differs:
+            trained = ", ".join(f"{name}={saved[name]}" for name in differs)
+            here = ", ".join(f"{name}={self.hparams[name]}" for name in differs)
+            raise ConfigError(
+                f"checkpoint was trained with {trained} but this run has {here}: "
+                "use the same data, filters and model settings as the run that wrote it"
+            )
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         hp = self.hparams

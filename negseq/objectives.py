@@ -87,16 +87,14 @@ class SignSeparated:
 
     def __call__(self, model: SequentialRecommender, batch: dict[str, Tensor], sampled: dict[str, Any]) -> dict[str, Tensor]:
         items = model.items.weight
-        sequence, labels = shift(batch["positives"])  # (B, L) each
-        hidden = model.encode(sequence)  # (B, L, D)
+        labels = shift(batch["positives"])[1]  # (B, L)
+        hidden = self.liked_states(model, batch)  # (B, L, D)
         negatives, negative_labels = shift(batch["negatives"])  # (B, L) each
-        if model.fusion is not None or self.contrast_negatives == "earlier":
+        if self.contrast_negatives == "earlier":
             # when each label (B, T) and each disliked input (B, M) came: a dislike is "before" a label if earlier
             label_order, negative_order = batch["positives_order"][:, 1:], batch["negatives_order"][:, :-1]
         if model.negative_encoder is not None:
             negative_hidden = model.encode(negatives, model.negative_encoder)  # (B, L, D)
-            if model.fusion is not None:
-                hidden = model.fusion(hidden, state_before(negative_hidden, negative_order, label_order))
         hard = hard_negative_log_mass(hidden, model.items(negatives), negatives, self.hard_negative_weight) if self.hard_negative_weight else None
         terms = {"loss_pos": next_item_loss(hidden, labels, items, **sampled, extra_log_mass=hard)}
         if model.negative_encoder is not None:
@@ -109,6 +107,22 @@ class SignSeparated:
             contrast = contrastive_loss(hidden, model.items(labels), model.items(contrasted), labels > 0, negative_valid, self.temperature, self.cosine)
             terms["loss_contrast"] = self.beta * contrast
         return terms
+
+    @staticmethod
+    def liked_states(model: SequentialRecommender, batch: dict[str, Tensor]) -> Tensor:
+        """``(B, L, D)`` states that predict each next liked item: the positive encoder's, which with fusion read at each
+        label the negative encoder's state at the newest dislike before it.
+
+        That state comes from the newest ``L`` dislikes, the newest included, as ranking reads the user's last ``L``
+        dislikes: CE_neg's inputs (``[:, :-1]``) leave the newest out, so a user with one training dislike would never
+        feed the gate in training and always at test.
+        """
+        hidden = model.encode(shift(batch["positives"])[0])  # (B, L, D)
+        if model.fusion is None:
+            return hidden
+        newest = batch["negatives"][:, 1:]  # (B, L)
+        negative_hidden = model.encode(newest, model.negative_encoder)  # (B, L, D)
+        return model.fusion(hidden, state_before(negative_hidden, batch["negatives_order"][:, 1:], batch["positives_order"][:, 1:]))
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,6 @@ import torch
 from torch import Tensor
 
 _ID_BITS = 0x7FFFFFFF
-TIE_TOLERANCE = 1e-5
 EXTRA_CANDIDATES = 32  # re-scored beyond k: enough to certify ~every row at bf16 (benchmarks/README.md "Serving")
 MIN_ROWS = 64  # users a whole-row matmul needs to beat item blocks (fewer reread the item table per few users)
 
@@ -42,30 +41,6 @@ def decode_keys(keys: Tensor) -> tuple[Tensor, Tensor]:
     monotone = keys >> 32
     bits = torch.where(monotone < 0, monotone ^ _ID_BITS, monotone).to(torch.int32)
     return bits.view(torch.float32), _ID_BITS - (keys & 0xFFFFFFFF)
-
-
-def count_ahead(scores: Tensor, target_scores: Tensor, targets: Tensor, first_id: int = 0) -> Tensor:
-    """Items of a block of the catalogue ranked before each row's target: a higher score, or a tied score and a smaller id.
-
-    Scores within ``TIE_TOLERANCE`` (relative, at least absolute) of the target's are ties: the
-    same dot product computed by two kernels (a block matmul, a per-row dot) or two devices can
-    differ in the last bits, and the rank must not depend on that.
-
-    Args:
-        scores: ``(B, C)`` scores of items ``first_id .. first_id + C - 1``.
-        target_scores: ``(B,)`` score of each row's target.
-        targets: ``(B,)`` target item ids; the target itself is never counted.
-    """
-    item_ids = torch.arange(first_id, first_id + scores.shape[1], device=scores.device)[None, :]  # (1, C)
-    target_scores, targets = target_scores[:, None], targets[:, None]  # (B, 1)
-    tolerance = TIE_TOLERANCE * target_scores.abs().clamp(min=1.0)  # (B, 1)
-    # ahead: a score above the tie band, or, for a smaller id, at or above its bottom (the largest float below it, so ">"
-    # means ">="). The target itself (its id is not smaller) is never counted. One comparison against a per-item bar
-    # and an int32 count: this pass is memory-bound, and count_nonzero would widen the mask to int64 first.
-    above_band = target_scores + tolerance
-    from_band = torch.nextafter(target_scores - tolerance, torch.tensor(float("-inf"), device=scores.device))
-    bar = torch.where(item_ids < targets, from_band, above_band)  # (B, C)
-    return (scores > bar).sum(dim=1, dtype=torch.int32).long()
 
 
 def score_error(dim: int, precision: str) -> float:
@@ -199,6 +174,13 @@ def top_k(
     return scores, torch.where(torch.isfinite(scores), ids, 0)
 
 
+def nearest_items(items: Tensor, codes: Tensor, k: int, block_items: int = 2048) -> tuple[Tensor, Tensor]:
+    """``(C, k)`` cosines and ids of the ``k`` rows of the item table ``items`` ``(N + 1, D)`` nearest to each of ``codes``
+    ``(C,)`` by cosine, the item itself and padding left out, in :func:`top_k`'s order (exact, the smaller id on a tie)."""
+    unit = torch.nn.functional.normalize(items.float(), dim=1)  # (N + 1, D); the padding row stays 0
+    return top_k(unit[codes], unit, codes[:, None], min(k, len(items) - 1), block_items)
+
+
 def _score_scale(users: Tensor, items: Tensor, demote: Tensor | None) -> Tensor:
     """``(B,)`` ``|u| * max_j |e_j| + max_r |d_r|`` in fp64, from fp32 norms taken 2**-10 above (their rounding error is
     below ``(D / 2 + 2) * 2**-24``)."""
@@ -218,11 +200,3 @@ def ranks_in(top_items: Tensor, targets: Tensor) -> Tensor:
     found = (top_items == targets[:, None]) & (targets[:, None] > 0)  # (B, k)
     positions = torch.arange(1, top_items.shape[1] + 1, device=top_items.device, dtype=torch.float32)  # (k,)
     return torch.where(found, positions, torch.inf).amin(dim=1)
-
-
-def rank_and_recommend(
-    users: Tensor, items: Tensor, seen: Tensor, targets: Tensor, k: int, block_items: int = 2048, demote: Tensor | None = None
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Each target's rank (:func:`ranks_in`) and the top-k ``(scores, item ids)`` of user vectors ``(B, D)`` over ``items``."""
-    scores, top_items = top_k(users, items, seen, k, block_items, demote)
-    return ranks_in(top_items, targets), scores, top_items

@@ -36,7 +36,7 @@ def with_dislike(batch: dict[str, Tensor], items: Tensor) -> dict[str, Tensor]:
     changed = dict(batch)
     changed["negatives"] = append_newest(batch["negatives"], items)
     changed["history"] = append_newest(batch["history"], items)
-    if "history_positive" in batch:
+    if "history_positive" in batch:  # the sign of each history event (a signed model reads it): the new one is a dislike
         changed["history_positive"] = append_newest(batch["history_positive"], torch.zeros_like(items, dtype=torch.bool))
     changed["seen"] = torch.cat([batch["seen"], items[:, None].to(batch["seen"])], dim=1)
     return changed

@@ -16,6 +16,7 @@ import polars as pl
 import torch
 
 from negseq import layout
+from negseq.ranking_weights import WEIGHTS
 
 def best_epoch(checkpoint_path: str | Path) -> int:
     """1-based number of the epoch whose weights a Lightning checkpoint holds."""
@@ -42,7 +43,7 @@ def write_metrics(
         metrics.update({key: _number(key, results[key]) for key in layout.metric_keys(stage, k, ks)})
     metrics["best_epoch"] = best
     metrics["fit_seconds"] = round(fit_seconds, 3)
-    metrics.update({name: float(value) for name, value in weights.items()})
+    metrics.update({name: float(weights[name]) for name in WEIGHTS})
     (run_dir / layout.METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
 

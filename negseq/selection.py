@@ -22,9 +22,10 @@ from pathlib import Path
 import lightning as L
 import torch
 
+from negseq import ranking_weights
 from negseq.errors import ConfigError
+from negseq.ranking_weights import WEIGHTS
 
-WEIGHTS = ("negative_scoring", "dislike_demotion")  # the model's ranking buffers, model.<name> in a checkpoint
 
 
 def candidates(negative_scoring: list[float], dislike_demotion: list[float]) -> list[dict[str, float]]:
@@ -34,10 +35,9 @@ def candidates(negative_scoring: list[float], dislike_demotion: list[float]) -> 
 
 def check_selection(options: list[dict[str, float]], monitor: str, model: L.LightningModule, validation_targets: str) -> None:
     """Fail before training when a selection could not be made or would be blind to what it selects on."""
-    if any(option["negative_scoring"] for option in options) and model.model.negative_encoder is None:
-        raise ConfigError("--select_negative_scoring: negative scoring reads the negative encoder, which needs history='positives' and alpha > 0")
-    if any(option["dislike_demotion"] < 0 for option in options):
-        raise ConfigError(f"--select_dislike_demotion: weights must be >= 0, got {[option['dislike_demotion'] for option in options]}")
+    settings = {"demotion_window": model.model.demotion_window, "demotion_decay": model.model.demotion_decay}
+    for option in options:
+        ranking_weights.check({**option, **settings}, model.model.negative_encoder is not None, flag=f"selection candidate {option}: ")
     if len(options) > 1 and validation_targets == "positive" and ("_n@" in monitor or "delta" in monitor):
         raise ConfigError(
             f"--select_monitor {monitor} needs validation users with a disliked target: set --data.validation_targets all"
@@ -46,8 +46,7 @@ def check_selection(options: list[dict[str, float]], monitor: str, model: L.Ligh
 
 def set_weights(model: L.LightningModule, option: dict[str, float]) -> None:
     """Rank with ``option``'s weights from now on."""
-    model.model.set_negative_scoring(option["negative_scoring"])
-    model.model.set_dislike_demotion(option["dislike_demotion"])
+    ranking_weights.write(model.model, option)
 
 
 def load_weights(model: L.LightningModule, checkpoint: str | Path) -> None:
@@ -79,10 +78,7 @@ def validate_each(
 def record_choice(checkpoint: str | Path, option: dict[str, float]) -> None:
     """Write the chosen weights into the checkpoint's buffers, so that loading it ranks with them."""
     saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    state = saved["state_dict"]
-    if any(f"model.{name}" not in state or float(state[f"model.{name}"]) != option[name] for name in WEIGHTS):
-        for name in WEIGHTS:
-            state[f"model.{name}"] = torch.tensor(float(option[name]))
+    if ranking_weights.record(saved, option):
         torch.save(saved, checkpoint)
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import polars as pl
@@ -184,3 +186,17 @@ def test_runner_refuses_a_missing_data_config(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit:
         run_experiments([str(PNFREC), "--data", str(tmp_path / "nope.yaml"), "--out", str(tmp_path / "out")])
     assert exit.value.code == 2 and "nope.yaml" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("runner", ["negseq.experiments", "negseq.compare"])
+def test_a_failed_run_ends_the_runner_in_one_line_naming_its_log(runner, tmp_path):
+    """The fit's own error is in the run's log; the runner says which run failed and where to look (a traceback before)."""
+    configs = [str(PNFREC)] if runner == "negseq.experiments" else [str(PNFREC), str(ROOT / "experiments" / "models" / "sasrec.yaml")]
+    result = subprocess.run(
+        [sys.executable, "-m", runner, *configs, "--seeds", "1", "--out", str(tmp_path / "out"), "--", "--data.path", str(tmp_path / "no.csv")],
+        capture_output=True, text=True, cwd=ROOT,
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    log = tmp_path / "out" / "runs" / "pnfrec" / "seed42.log"
+    assert result.stderr.strip().splitlines()[-1] == f"error: pnfrec seed 42 failed (exit 2); see {log}"
+    assert "no.csv" in log.read_text()

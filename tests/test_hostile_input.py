@@ -16,9 +16,8 @@ import torch
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from negseq.cli import run_cli
 from negseq.data import FeedbackDataModule
-from negseq.errors import DataError, NegSeqError
+from negseq.errors import DataError, NegSeqError, run_cli
 from negseq.fit import main as fit_main
 from negseq.module import NegSeqModule
 from negseq.results import recommendations_frame

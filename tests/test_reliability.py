@@ -22,10 +22,10 @@ import pytest
 import torch
 import yaml
 
+from negseq import inference
 from negseq.__main__ import main as subcommand_main
-from negseq.cli import run_cli
 from negseq.data import FeedbackDataModule
-from negseq.errors import ConfigError
+from negseq.errors import ConfigError, run_cli
 from negseq.fit import main as fit_main
 from negseq.metrics import target_ranks
 from negseq.module import NegSeqModule
@@ -33,7 +33,9 @@ from negseq.module import NegSeqModule
 
 def rank(module, sequences, seen, targets, negatives=None):
     """The module's ranking of ``targets`` among its top ``k`` (ranks, top scores, top ids), as its eval steps rank."""
-    return module.model.rank_and_recommend(sequences, seen, targets, module.hparams.k, negatives, module.hparams.score_block_items)
+    batch = {"positives": sequences, "seen": seen, "target": targets, **({} if negatives is None else {"negatives": negatives})}
+    ranked = inference.rank(module.model, batch, module.hparams.k, "positives", module.hparams.score_block_items)
+    return ranked.ranks, ranked.scores, ranked.items
 
 ROOT = Path(__file__).parents[1]
 TESTS = Path(__file__).parent

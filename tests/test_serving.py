@@ -21,11 +21,10 @@ import torch
 
 from negseq import Recommender
 from negseq.__main__ import main as negseq_main
-from negseq.cli import run_cli
 from negseq.data import FeedbackDataModule
 from negseq.data.catalog import READING_DEFAULTS, STATE_KEY, Catalog
 from negseq.data.datamodule import embedded_ratings
-from negseq.errors import ConfigError, DataError
+from negseq.errors import ConfigError, DataError, run_cli
 from negseq.fit import main as fit_main
 from negseq.module import NegSeqModule
 from tests.conftest import make_log
@@ -111,7 +110,7 @@ def test_a_fresh_process_with_only_the_run_directory_recommends_as_the_fit_did(m
     assert served.select("user_id", "item_id", "rank").equals(expected.select("user_id", "item_id", "rank"))
     assert np.allclose(served["score"].to_numpy(), expected["score"].to_numpy(), atol=1e-5)
     one_recs = pl.read_parquet(tmp_path / "one_recs.parquet")
-    assert one_recs.columns == ["item_id", "score", "rank"]
+    assert one_recs.columns == ["item_id", "score", "rank", "fallback"]
     assert one_recs["item_id"].to_list() == expected.filter(pl.col("user_id") == users[0])["item_id"].to_list()
 
 
@@ -254,6 +253,8 @@ def test_negseq_recommend_refuses_bad_input_in_one_line(movielens_run, tmp_path,
         2, f"error: {tmp_path}: no checkpoints/best.ckpt; expected the directory of a finished fit or a .ckpt file")
     assert run_command(["recommend", "--run", str(run_dir), "--data.path", str(moved), "--out", out, "--k", "0"], capsys) == (
         2, "error: k must be at least 1, got 0")
+    assert run_command(["recommend", "--run", str(run_dir), "--data.path", str(moved), "--out", out, "--users", str(tmp_path / "no.txt")], capsys) == (
+        2, f"error: --users {tmp_path / 'no.txt'}: no such file; expected a text file of ids, one a line")
     old = torch.load(run_dir / "checkpoints" / "best.ckpt", weights_only=True)
     del old[STATE_KEY]  # a checkpoint written before checkpoints carried the catalogue
     torch.save(old, tmp_path / "old.ckpt")
@@ -330,7 +331,8 @@ def test_the_exported_program_ranks_as_the_recommender(movielens_run, tmp_path, 
     items = torch.from_numpy(np.load(tmp_path / "export" / "items.npy"))  # (N, D)
     vocabulary = pl.read_parquet(tmp_path / "export" / "items.parquet")
     manifest = json.loads((tmp_path / "export" / "export.json").read_text())
-    assert manifest["negative_scoring"] == 0.5 and manifest["inputs"] == ["positives", "negatives"]
+    assert manifest["negative_scoring"] == 0.5 and manifest["inputs"] == ["positives", "negatives"] and manifest["dislike_demotion"] == 0.0
+    assert vocabulary["popularity"].to_list() == Recommender.load(run_dir).catalog.popularity[1:].tolist()  # the fallback's
     rec = Recommender.load(run_dir)
     assert vocabulary["code"].to_list() == list(range(1, rec.catalog.num_items + 1)) and items.shape == (rec.catalog.num_items, 16)
     events = movielens_events(moved)
@@ -341,8 +343,9 @@ def test_the_exported_program_ranks_as_the_recommender(movielens_run, tmp_path, 
         histories.append((liked, disliked, encoded_inputs(rec, liked, disliked)))
     positives = torch.cat([h[2][0] for h in histories])  # (3, L)
     negatives = torch.cat([h[2][1] for h in histories])
-    users = program(positives, negatives)  # (3, D): a batch of 3, exported with 2
-    assert torch.allclose(program(positives[:1], negatives[:1]), users[:1], atol=1e-5)
+    users, demote = program(positives, negatives)  # (3, D): a batch of 3, exported with 2
+    assert not demote.any()  # no dislike demotion: zero vectors
+    assert torch.allclose(program(positives[:1], negatives[:1])[0], users[:1], atol=1e-5)
     scores = users @ items.T  # (3, N): column c is code c + 1
     for row, (liked, disliked, (_, _, seen)) in enumerate(histories):
         scores[row, [code - 1 for code in seen if code]] = float("-inf")

@@ -3,8 +3,8 @@
 One item table is shared by the positive encoder, the negative encoder (PNFRec's CE_neg) and
 the output layer, so an item's score for a user is the dot product of the user vector with
 the item's row. Training objectives (:mod:`negseq.objectives`) read the per-position states of
-:meth:`SequentialRecommender.encode`; ranking (:mod:`negseq.ranking`) reads the user vectors of
-:meth:`SequentialRecommender.forward` and :attr:`SequentialRecommender.items`.
+:meth:`SequentialRecommender.encode`; ranking (:mod:`negseq.inference`, :mod:`negseq.ranking`) reads the user
+vectors of :meth:`SequentialRecommender.forward`, :attr:`SequentialRecommender.items` and :meth:`SequentialRecommender.demotion`.
 """
 
 from __future__ import annotations
@@ -12,23 +12,15 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from negseq import ranking_weights
 from negseq.errors import ConfigError
 from negseq.models.encoder import CausalEncoder
-from negseq.ranking import rank_and_recommend, score_block, top_k
+from negseq.ranking import score_block
 
 
 def signed_history(history: Tensor, liked: Tensor) -> Tensor:
     """``(B, L)`` mixed history ids and their signs -> signed ids, a disliked item ``i`` as ``-i`` (what signed models read)."""
     return torch.where(liked, history, -history)
-
-
-def model_input(batch: dict[str, Tensor], history: str) -> Tensor:
-    """The ``(B, L)`` sequence a model of this ``history`` family reads from an evaluation or serving batch."""
-    if history == "positives":
-        return batch["positives"]
-    if history == "signed":
-        return signed_history(batch["history"], batch["history_positive"])
-    return batch["history"]
 
 
 class GatedFusion(nn.Module):
@@ -57,7 +49,7 @@ class SequentialRecommender(nn.Module):
         negative_encoder: build the negative encoder (reads the user's disliked items).
         fusion: the positive state reads the negative encoder's state through :class:`GatedFusion`.
         negative_scoring: lambda of ``score = z_pos - lambda * z_neg``; a buffer, so a checkpoint
-            carries the weight the run ranked with (chosen on validation or given).
+            carries the weight the run ranked with (chosen on validation or given; :mod:`negseq.ranking_weights`).
         dislike_demotion: lambda of ``score_j -= lambda * max(0, max_m cos(e_j, e_m))`` over the user's last
             ``demotion_window`` disliked items m (the shared item table, no negative encoder needed); a buffer too.
         demotion_window: R, how many of the newest disliked items demote their look-alikes.
@@ -90,13 +82,10 @@ class SequentialRecommender(nn.Module):
         sign_head: bool = False,
     ) -> None:
         super().__init__()
-        if dislike_demotion < 0 or demotion_window < 1 or not 0 < demotion_decay <= 1:
-            raise ConfigError(
-                f"dislike_demotion must be >= 0, demotion_window >= 1 and demotion_decay in (0, 1], got {dislike_demotion}, {demotion_window} and {demotion_decay}"
-            )
-        for name, value in (("negative_scoring", negative_scoring), ("fusion", fusion), ("identical_start", identical_start)):
-            if value and not negative_encoder:
-                raise ConfigError(f"`{name}` acts on the negative encoder, which only history='positives' with alpha > 0 builds")
+        ranking_weights.check(
+            dict(negative_scoring=negative_scoring, fusion=fusion, identical_start=identical_start, dislike_demotion=dislike_demotion,
+                 demotion_window=demotion_window, demotion_decay=demotion_decay), negative_encoder,
+        )
         self.items = nn.Embedding(num_items + 1, dim, padding_idx=0)
         self.encoder = CausalEncoder(max_len, dim, blocks, heads, dropout)
         self.negative_encoder = CausalEncoder(max_len, dim, blocks, heads, dropout) if negative_encoder else None
@@ -123,23 +112,11 @@ class SequentialRecommender(nn.Module):
     def num_items(self) -> int:
         return self.items.num_embeddings - 1
 
-    def set_negative_scoring(self, weight: float) -> None:
-        """Rank with ``z_pos - weight * z_neg`` from now on (the weights do not change)."""
-        if weight and self.negative_encoder is None:
-            raise ConfigError("negative_scoring reads the negative encoder, which needs history='positives' and alpha > 0")
-        self.negative_scoring.fill_(float(weight))
-
-    def set_dislike_demotion(self, weight: float) -> None:
-        """Demote items like the user's newest dislikes by ``weight`` times their cosine from now on."""
-        if weight < 0:
-            raise ConfigError(f"dislike_demotion must be >= 0, got {weight}")
-        self.dislike_demotion.fill_(float(weight))
-
-    def demotion(self, negatives: Tensor | None) -> Tensor | None:
+    def demotion(self, negatives: Tensor | None, weight: float | None = None) -> Tensor | None:
         """``(B, R, D)`` ``dislike_demotion`` times ``demotion_decay ** age`` times the unit vectors of each user's last R
         disliked items (age 0 the newest; zero rows for padding), what :func:`negseq.ranking.score_block` demotes by;
-        ``None`` when the weight is 0."""
-        weight = float(self.dislike_demotion)
+        ``None`` when the weight is 0. ``weight`` (a Python number, so that ``torch.export`` sees a constant) replaces the buffer."""
+        weight = float(self.dislike_demotion) if weight is None else weight
         if not weight:
             return None
         if negatives is None:
@@ -182,13 +159,3 @@ class SequentialRecommender(nn.Module):
     def score(self, positives: Tensor, seen: Tensor, negatives: Tensor | None = None) -> Tensor:
         """``(B, N + 1)`` fp32 scores of every item; padding and ``seen`` items are ``-inf``."""
         return score_block(self(positives, negatives), self.items.weight, seen, 0, self.num_items + 1, self.demotion(negatives))
-
-    def recommend(self, positives: Tensor, seen: Tensor, k: int, negatives: Tensor | None = None, block_items: int = 2048) -> tuple[Tensor, Tensor]:
-        """Top-``k`` ``(scores, item ids)``, each ``(B, k)`` best first, seen items excluded (see :func:`negseq.ranking.top_k`)."""
-        return top_k(self(positives, negatives), self.items.weight, seen, k, block_items, self.demotion(negatives))
-
-    def rank_and_recommend(
-        self, positives: Tensor, seen: Tensor, targets: Tensor, k: int, negatives: Tensor | None = None, block_items: int = 2048
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """Each target's rank in the top-``k`` (``inf`` beyond) and the top-``k`` ``(scores, item ids)``."""
-        return rank_and_recommend(self(positives, negatives), self.items.weight, seen, targets, k, block_items, self.demotion(negatives))

@@ -15,8 +15,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from negseq.cli import run_cli
-from negseq.errors import DataError
+from negseq.errors import DataError, run_cli
 from negseq.fit import main as fit_main
 from tests.oracle import read_log
 

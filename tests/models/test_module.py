@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from negseq import inference
 from negseq.errors import ConfigError
 from negseq.losses import contrastive_loss, label_log_probs, next_item_loss
 from negseq.module import NegSeqModule
@@ -12,7 +13,9 @@ from negseq.module import NegSeqModule
 
 def rank(module, sequences, seen, targets, negatives=None):
     """The module's ranking of ``targets`` among its top ``k`` (ranks, top scores, top ids), as its eval steps rank."""
-    return module.model.rank_and_recommend(sequences, seen, targets, module.hparams.k, negatives, module.hparams.score_block_items)
+    batch = {"positives": sequences, "seen": seen, "target": targets, **({} if negatives is None else {"negatives": negatives})}
+    ranked = inference.rank(module.model, batch, module.hparams.k, "positives", module.hparams.score_block_items)
+    return ranked.ranks, ranked.scores, ranked.items
 
 SIZES = dict(num_items=20, num_train_items=20, max_len=5, dim=8, dropout=0.0)
 
@@ -82,6 +85,8 @@ def batch(**overrides) -> dict[str, torch.Tensor]:
         (dict(temperature=-0.1), "temperature"),
         (dict(history="mixed"), "history"),
         (dict(alpha=0.0, identical_start=True), "identical_start"),
+        (dict(history="all", alpha=0.0, unlikelihood_weight=0.5, softmax="uniform"), "`unlikelihood_weight` needs softmax='full'"),
+        (dict(history="all", alpha=0.0, unlikelihood_weight=0.5, softmax="popularity"), "`unlikelihood_weight` needs softmax='full'"),
     ],
 )
 def test_invalid_configurations_raise(kwargs, match):
@@ -488,3 +493,22 @@ def test_checkpoints_written_before_the_model_was_its_own_module_still_load(tmp_
     assert float(loaded.model.negative_scoring) == 0.5  # from the hyper-parameters it was trained with
     with pytest.raises(ConfigError, match="num_items=20 but this run has num_items=30"):
         NegSeqModule.load_from_checkpoint(path, weights_only=True, num_items=30)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (dict(heads=2), "heads=1 but this run has heads=2"),  # the same weight shapes: loaded silently before
+        (dict(blocks=1), "blocks=2 but this run has blocks=1"),
+        (dict(fusion="gated"), "fusion=none but this run has fusion=gated"),
+        (dict(alpha=0.0), "alpha=0.45 but this run has alpha=0.0"),
+        (dict(history="all", alpha=0.0, beta=0.0), "history=positives, alpha=0.45 but this run has history=all, alpha=0.0"),
+    ],
+)
+def test_a_checkpoint_of_another_architecture_is_refused_in_one_line(overrides, message):
+    """As `negseq test --config RUN/config.yaml --ckpt_path RUN/checkpoints/best.ckpt --model.heads 2` loads it: the trainer
+    hands the saved checkpoint to the module built from the command line (a raw load_state_dict traceback, or silence, before)."""
+    saved = {"state_dict": make(heads=1).state_dict(), "hyper_parameters": dict(make(heads=1).hparams)}
+    make(alpha=0.3).on_load_checkpoint(saved)  # a loss weight: the same network
+    with pytest.raises(ConfigError, match=rf"^checkpoint was trained with {message}: use the same"):
+        make(**overrides).on_load_checkpoint(saved)

@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from negseq import inference
 from negseq.errors import ConfigError
 from negseq.losses import next_item_loss
 from negseq.metrics import target_ranks
@@ -15,7 +16,9 @@ from negseq.objectives import state_before as _state_before
 
 def rank(module, sequences, seen, targets, negatives=None):
     """The module's ranking of ``targets`` among its top ``k`` (ranks, top scores, top ids), as its eval steps rank."""
-    return module.model.rank_and_recommend(sequences, seen, targets, module.hparams.k, negatives, module.hparams.score_block_items)
+    batch = {"positives": sequences, "seen": seen, "target": targets, **({} if negatives is None else {"negatives": negatives})}
+    ranked = inference.rank(module.model, batch, module.hparams.k, "positives", module.hparams.score_block_items)
+    return ranked.ranks, ranked.scores, ranked.items
 
 SIZES = dict(num_items=20, num_train_items=20, max_len=5, dim=8, dropout=0.0)
 
@@ -86,11 +89,25 @@ def test_fusion_positive_loss_recomputed():
     terms = module.loss_terms(batch())
     with torch.no_grad():
         hidden = module.model.encode(POSITIVES[:, :-1])
-        negative_hidden = module.model.encode(NEGATIVES[:, :-1], module.model.negative_encoder)
-        state = _state_before(negative_hidden, NEGATIVES_ORDER[:, :-1], POSITIVES_ORDER[:, 1:])
+        negative_hidden = module.model.encode(NEGATIVES[:, 1:], module.model.negative_encoder)  # the newest L dislikes
+        state = _state_before(negative_hidden, NEGATIVES_ORDER[:, 1:], POSITIVES_ORDER[:, 1:])
         labels = torch.where(POSITIVES[:, :-1] > 0, POSITIVES[:, 1:], 0)
         expected = next_item_loss(module.model.fusion(hidden, state), labels, module.model.items.weight)
     torch.testing.assert_close(terms["loss_pos"], expected)
+
+
+def test_fusion_trains_on_the_state_it_ranks_with():
+    """The state fused for a label is the user vector ranking gives the history before it: user 0's label 9 comes after
+    every dislike, so its training state is model(liked before 9, the last L dislikes before 9), newest dislike 14 included.
+    A user whose only training dislike is the newest one feeds the gate too (n = 0 at every position before the fix)."""
+    module = make(alpha=0.45, beta=0.0, fusion="gated")
+    with torch.no_grad():
+        states = module.objective.liked_states(module.model, batch())  # (B, L, D)
+        served = module.model(POSITIVES[:1, :-1], NEGATIVES[:1, 1:])  # (1, D): the inputs of a test of label 9
+    torch.testing.assert_close(states[0, -1], served[0])
+    one_dislike = batch(negatives=torch.tensor([[0, 0, 0, 0, 0, 11], [0] * 6]), negatives_order=torch.tensor([[0, 0, 0, 0, 0, 2], [0] * 6]))
+    module.loss_terms(one_dislike)["loss_pos"].backward()
+    assert module.model.fusion.project.weight.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize("option", [dict(fusion="gated", beta=0.0), dict(contrast_negatives="earlier", beta=0.25)])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from negseq import ranking_weights
 from negseq.errors import ConfigError
 from negseq.ranking import decode_keys, exact_scores, order_keys, score_block, score_error, top_k
 
@@ -101,27 +102,30 @@ def test_score_error_bounds_every_approximate_score(precision):
 
 
 def test_a_target_in_the_top_k_counts_at_the_rank_it_is_shown_at():
-    """A near-tie below the target by a smaller id: the tolerance count put it ahead (rank 11) while the exact keys
-    showed the target 10th; the rank is now the position in the recommendations."""
-    from negseq.ranking import count_ahead, rank_and_recommend
+    """A near-tie below the target by a smaller id: a tolerance count put it ahead (rank 11) while the exact keys show the
+    target 10th. The fit's rank (its position in the recommendations) and the public target_ranks agree: one convention."""
+    from negseq.metrics import target_ranks
+    from negseq.ranking import ranks_in
 
     scores = torch.tensor([0.0] + [10.0] * 9 + [1.0 - 1e-6, 1.0, -5.0])  # items 1..9 far ahead, 10 just below 11 (the target)
     items = scores[:, None]  # (N + 1, 1): with the user vector [1.0], each item's score is its row
     users, seen, target = torch.ones(1, 1), torch.zeros(1, 1, dtype=torch.long), torch.tensor([11])
-    assert int(count_ahead(scores[None], scores[11:12], target)) == 10  # the tolerance's view: rank 11
+    assert target_ranks(scores[None], target).tolist() == [10.0]
     for block in (1, 4, 13):
-        ranks, _, top_items = rank_and_recommend(users, items, seen, target, k=10, block_items=block)
+        top_items = top_k(users, items, seen, k=10, block_items=block)[1]
+        ranks = ranks_in(top_items, target)
         assert top_items[0, 9].item() == 11 and ranks.tolist() == [10.0]
 
 
 def test_ranks_are_the_positions_in_the_top_k_and_inf_elsewhere():
-    from negseq.ranking import rank_and_recommend
+    from negseq.ranking import ranks_in
 
     generator = torch.Generator().manual_seed(3)
     users, items = torch.randn(32, 4, generator=generator), torch.randn(41, 4, generator=generator)
     seen = torch.randint(0, 41, (32, 3), generator=generator)
     targets = torch.cat([seen[:4, 0], torch.randint(0, 41, (28,), generator=generator)])  # some seen (or padding) targets
-    ranks, _, top_items = rank_and_recommend(users, items, seen, targets, k=7, block_items=5)
+    top_items = top_k(users, items, seen, k=7, block_items=5)[1]
+    ranks = ranks_in(top_items, targets)
     for row in range(32):
         shown = top_items[row].tolist()
         expected = shown.index(targets[row].item()) + 1 if targets[row].item() in shown and targets[row] > 0 else float("inf")
@@ -145,7 +149,7 @@ def test_dislike_demotion_subtracts_lambda_times_the_highest_positive_cosine_by_
         model.items.weight.copy_(items)
     demote = model.demotion(torch.tensor([[1, 3]]))  # the window keeps the newest dislike only: item 3
     assert demote.shape == (1, 1, 2) and demote[0, 0].tolist() == pytest.approx([2.0 / 2**0.5, 2.0 / 2**0.5])
-    model.set_dislike_demotion(0.0)
+    ranking_weights.write(model, {"dislike_demotion": 0.0})
     assert model.demotion(torch.tensor([[1, 3]])) is None
 
 

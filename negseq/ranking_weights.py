@@ -1,0 +1,69 @@
+"""The ranking weights: how much a user's dislikes move a trained model's scores, set without retraining it.
+
+- ``negative_scoring`` (lambda): ``score = z_pos - lambda * z_neg``, ``z_neg`` the negative encoder's logit of the item
+  as the user's next *disliked* one; it reads the negative encoder.
+- ``dislike_demotion`` (lambda): ``score_j -= lambda * max(0, max_r gamma**r cos(e_j, e_r))`` over the user's last
+  ``demotion_window`` (R) dislikes, the r-th newest weighed by ``demotion_decay`` (gamma) to the r; any model (the
+  shared item table's cosines).
+
+They are buffers of the model (``model.<name>`` in a checkpoint), so a checkpoint ranks as its run's test did. This
+module is their one home: the model checks them with :func:`check` when it is built, selection sets them
+(:func:`write`) and writes the chosen pair into best.ckpt (:func:`record`), results and export read them
+(:func:`read`, :func:`manifest`), old checkpoints get them (:func:`fill_missing`), and :mod:`negseq.inference`
+ranks with whatever the model holds.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from negseq.errors import ConfigError
+
+WEIGHTS = ("negative_scoring", "dislike_demotion")
+NEEDS_NEGATIVE_ENCODER = ("negative_scoring", "fusion", "identical_start")  # options that act on the negative encoder
+
+
+def check(options: dict[str, Any], negative_encoder: bool, flag: str = "") -> None:
+    """Refuse ``options`` (any of :data:`WEIGHTS`, :data:`NEEDS_NEGATIVE_ENCODER`, ``demotion_window``, ``demotion_decay``)
+    that a model with or without a negative encoder cannot rank with; ``flag`` prefixes the message (``--select_...: ``)."""
+    for name in NEEDS_NEGATIVE_ENCODER:
+        if options.get(name) and not negative_encoder:
+            raise ConfigError(f"{flag}`{name}` acts on the negative encoder, which only history='positives' with alpha > 0 builds")
+    weight, window, decay = options.get("dislike_demotion", 0.0), options.get("demotion_window", 1), options.get("demotion_decay", 1.0)
+    if weight < 0 or window < 1 or not 0 < decay <= 1:
+        raise ConfigError(f"{flag}dislike_demotion must be >= 0, demotion_window >= 1 and demotion_decay in (0, 1], got {weight}, {window} and {decay}")
+
+
+def read(model: torch.nn.Module) -> dict[str, float]:
+    """The weights ``model`` (a SequentialRecommender) ranks with now."""
+    return {name: float(getattr(model, name)) for name in WEIGHTS}
+
+
+def write(model: torch.nn.Module, weights: dict[str, float]) -> None:
+    """Rank with ``weights`` from now on (the trained weights do not change); refused as :func:`check` refuses them."""
+    check({**weights, "demotion_window": model.demotion_window, "demotion_decay": model.demotion_decay}, model.negative_encoder is not None)
+    for name, value in weights.items():
+        getattr(model, name).fill_(float(value))
+
+
+def record(checkpoint: dict, weights: dict[str, float]) -> bool:
+    """Write ``weights`` into a loaded Lightning checkpoint's buffers (``model.<name>``); whether anything changed."""
+    state = checkpoint["state_dict"]
+    if all(f"model.{name}" in state and float(state[f"model.{name}"]) == weights[name] for name in WEIGHTS):
+        return False
+    for name in WEIGHTS:
+        state[f"model.{name}"] = torch.tensor(float(weights[name]))
+    return True
+
+
+def fill_missing(checkpoint: dict) -> None:
+    """A checkpoint written before a weight was a buffer ranks with the weight of its hyper-parameters (else 0)."""
+    for name in WEIGHTS:
+        checkpoint["state_dict"].setdefault(f"model.{name}", torch.tensor(float(checkpoint.get("hyper_parameters", {}).get(name, 0.0))))
+
+
+def manifest(model: torch.nn.Module) -> dict[str, Any]:
+    """The weights and the demotion's settings as export.json records them: what the caller's post-processing applies."""
+    return {**read(model), "demotion_window": model.demotion_window, "demotion_decay": model.demotion_decay}
