@@ -2,7 +2,8 @@
 (with export.json's post-processing) give the same top-k for every test user, for each model family.
 
 Each model is fitted once (module scope) through ``Recommender.fit`` on a quarter of the users of the embedded
-ml-latest-small, 1 epoch: PNFRec, SASRec (history all), pnfrec_plus (dislike demotion) and PNFRec with gated fusion.
+ml-latest-small, 1 epoch: PNFRec, SASRec (history all), pnfrec_plus (dislike demotion), PNFRec with gated fusion and
+Signed SASRec (history signed).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ MODELS = {
     # one demotion candidate, so that the test ranks with a demotion (the overlay's own list may choose 0)
     "pnfrec_plus": ([ROOT / "experiments" / "models" / "pnfrec.yaml", ROOT / "experiments" / "beyond" / "pnfrec_plus.yaml"], {"select_dislike_demotion": [1.5]}),
     "fusion": ([], {"model.fusion": "gated"}),
+    "signed": ([ROOT / "experiments" / "models" / "signed.yaml"], {}),
 }
 K = 10
 
@@ -74,7 +76,8 @@ def exported_top_k(out: Path, histories: list[list[tuple[int, bool]]], k: int) -
     inputs, negatives, seen = [], [], []
     for history in histories:
         known = [(code_of[item], liked) for item, liked in history if item in code_of]
-        read = {"positives": [c for c, liked in known if liked], "history": [c for c, _ in known]}[manifest["inputs"][0]]
+        read = {"positives": [c for c, liked in known if liked], "history": [c for c, _ in known],
+                "history with disliked codes negated": [c if liked else -c for c, liked in known]}[manifest["inputs"][0]]
         inputs.append(padded(read))
         negatives.append(padded([c for c, liked in known if not liked]))
         seen.append({c for c, _ in known})
