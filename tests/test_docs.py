@@ -9,17 +9,20 @@ ml-latest-small data.
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
 
-DOCS = Path(__file__).resolve().parents[1] / "docs"
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
 RUN_PAGES = ("getting-started.md", "serving.md")
-FENCE = re.compile(r"^```([^\n]*)\n(.*?)^```$", re.DOTALL | re.MULTILINE)
+FENCE = re.compile(r"^([ \t]*)```([^\n]*)\n(.*?)^\1```[ \t]*$", re.DOTALL | re.MULTILINE)  # also indented, in a list
 TINY = "--trainer.max_epochs 1 --trainer.min_epochs 0"  # after the example's own flags, so it wins
 
 SHELL_PRELUDE = f"""
@@ -42,20 +45,23 @@ negseq() {{
 def code_blocks(page: str) -> list[tuple[str, int, str]]:
     """``(language, line, code)`` of each fenced block of ``docs/page``, in page order."""
     text = (DOCS / page).read_text()
-    return [(match[1].strip(), text.count("\n", 0, match.start()) + 2, match[2]) for match in FENCE.finditer(text)]
+    return [(match[2].strip(), text.count("\n", 0, match.start()) + 2, textwrap.dedent(match[3])) for match in FENCE.finditer(text)]
 
 
 def run_page(page: str, cwd: Path) -> None:
     blocks = code_blocks(page)
     script = "\n".join(f"# {page}:{line}\n{code}" for language, line, code in blocks if language == "bash")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}  # this checkout's negseq
     result = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", SHELL_PRELUDE + script], cwd=cwd, capture_output=True, text=True, timeout=900
+        ["bash", "-euo", "pipefail", "-c", SHELL_PRELUDE + script], cwd=cwd, env=env, capture_output=True, text=True, timeout=900
     )
-    assert result.returncode == 0, f"{page}: a shell example failed (exit {result.returncode}):\n{result.stderr[-3000:]}"
+    if result.returncode != 0:
+        pytest.fail(f"{page}: a shell example failed (exit {result.returncode}):\n{result.stderr[-3000:]}", pytrace=False)
     namespace: dict = {"__name__": "__docs__"}
     for language, line, code in blocks:
         if language == "python":
-            exec(compile(code, f"{DOCS / page}:{line}", "exec"), namespace)  # a failure's traceback names the page's line
+            padded = "\n" * (line - 1) + code  # a failure's traceback names the page and its line
+            exec(compile(padded, str(DOCS / page), "exec"), namespace)
 
 
 @pytest.mark.parametrize("page", RUN_PAGES)
