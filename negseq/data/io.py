@@ -10,19 +10,14 @@ stops here with a :class:`DataError` naming the file, the column and what was ex
 
 Formats (``FORMATS``; ``--data.format``, ``auto`` picks one from the file name):
 
-=========== ============================================ ====================================== =========
-name        file                                         user, item, feedback, time             threshold
-=========== ============================================ ====================================== =========
-csv, tsv    any delimited text (``.gz`` too)             user_id, item_id, rating, timestamp    4
-parquet     any Parquet file                             user_id, item_id, rating, timestamp    4
-movielens   ``ratings.dat`` (``::``) or ``ratings.csv``  userId, movieId, rating, timestamp     4
-amazon      review JSON lines (``.json``, ``.json.gz``)  reviewerID, asin, overall,             5
-                                                         unixReviewTime
-kion        MTS Kion ``interactions.csv``                user_id, item_id, watched_pct,         50
-                                                         last_watch_dt
-zvuk        ``zvuk-interactions.parquet``                user_id, track_id, play_duration,      30
-                                                         datetime
-=========== ============================================ ====================================== =========
+| name | file | user, item, feedback, time | threshold |
+|---|---|---|---|
+| csv, tsv | any delimited text (``.gz`` too) | user_id, item_id, rating, timestamp | 4 |
+| parquet | any Parquet file | user_id, item_id, rating, timestamp | 4 |
+| movielens | ``ratings.dat`` (``::``) or ``ratings.csv`` | userId, movieId, rating, timestamp | 4 |
+| amazon | review JSON lines (``.json``, ``.json.gz``) | reviewerID, asin, overall, unixReviewTime | 5 |
+| kion | MTS Kion ``interactions.csv`` | user_id, item_id, watched_pct, last_watch_dt | 50 |
+| zvuk | ``zvuk-interactions.parquet`` | user_id, track_id, play_duration, datetime | 30 |
 
 Zvuk plays of one track within one session (``session_id``) are summed into one event at the
 session's first play of it, as the paper's authors did; Kion rows without ``watched_pct`` are
