@@ -126,12 +126,14 @@ def synthesize(
         items: number of items (ids 1..items).
         clusters: number of item clusters (default ``items // 100``, at least liked + disliked).
         negative_share: mean share of disliked events (varies per user, Beta with concentration 10).
-        liked_clusters, disliked_clusters: clusters per user of each kind (disjoint).
+        liked_clusters: liked clusters per user (disjoint from the disliked ones).
+        disliked_clusters: disliked clusters per user.
         jump: probability that a stream leaves its ring walk for a random item of the user's clusters.
         noise: probability that a liked event is a random item of any cluster instead.
         min_events: fewest events of a user; the rest is spread log-normally (sigma ``spread``).
         mean_gap: mean seconds between a user's consecutive events (exponential gaps).
-        start, days: users start uniformly within ``days`` after ``start`` (epoch seconds).
+        start: epoch seconds; users start uniformly within ``days`` after it.
+        days: the span of the users' start times.
         order: row order of the log: ``time`` (a server log), ``user`` (by user, then time, as
             MovieLens dumps) or ``random``.
         seed: random seed; the same arguments give the same log.

@@ -87,7 +87,7 @@ def plot_validation_curves(history: pl.DataFrame, by: str = "model", metrics: Op
     """Validation metrics (or any history column; default ``val/ndcg_p@k, val/hr_p@k``) by epoch, a line (mean over runs)
     and a band (± sd) per group; one panel per metric.
 
-    The validation users are by default those whose held-out item was liked (see the README), so the
+    The validation users are by default those whose held-out item was liked (docs/data.md, "Splits and protocols"), so the
     ``_p`` metrics are the informative ones there; ``val/*_n`` have no user (null).
     """
     import matplotlib.pyplot as plt

@@ -236,8 +236,13 @@ def read_events(
 
     Args:
         source: the log file, or a polars frame with the columns of a file of ``format`` (``auto``: parquet's).
-        format, user_col, item_col, feedback_col, time_col, has_header, separator: how to read it
-            (:mod:`negseq.data.formats`; None: the format's default column).
+        format: the file's format (:mod:`negseq.data.formats`; ``auto``: from the file name).
+        user_col: the user id column (None: the format's default; likewise the next three).
+        item_col: the item id column.
+        feedback_col: the feedback value column.
+        time_col: the timestamp column.
+        has_header: False for delimited text without a header line (columns ``column_1``, ``column_2``, ...).
+        separator: the field separator of delimited text (None: the format's).
         threshold: feedback >= threshold is liked; None: the format's own (:func:`applied_threshold`).
             A Boolean feedback column is its own sign (true = liked).
         missing_time: an event without a timestamp is a DataError (``error``) or dropped and counted (``drop``).
