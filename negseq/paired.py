@@ -177,7 +177,7 @@ def pooled(logs: dict[str, pl.DataFrame], k: int, resamples: int = 10_000, seed:
             # the same generator state for A and B: both means come from the same resampled users
             a_means, b_means = (_resampled_means(x, seed_draws, np.random.default_rng([seed, index, metric.sign == "pos"])) for x in (a, b))
             with np.errstate(divide="ignore", invalid="ignore"):
-                points.append((a.mean() - b.mean()) / b.mean() if a.size else np.nan)
+                points.append((a.mean() - b.mean()) / b.mean() if a.size and b.mean() else np.nan)  # B at 0: undefined, not inf
                 resampled.append((a_means - b_means) / b_means)
         low, high = _interval(np.mean(resampled, axis=0), confidence)
         rows.append(
