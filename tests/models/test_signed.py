@@ -238,6 +238,17 @@ def test_every_term_trains_the_sign_embedding_and_the_head():
     assert module.model.sign_head.weight.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("options", [dict(softmax="uniform", num_sampled=6), dict(softmax="popularity", num_sampled=6), dict(ce_chunk_items=7)])
+def test_every_term_trains_under_a_sampled_or_chunked_softmax(options):
+    module = make(beta=0.25, sign_weight=0.5, unlikelihood_weight=1.0, **options)
+    terms = module.loss_terms(batch())
+    assert set(terms) == {"loss", "loss_next", "loss_contrast", "loss_sign"} and all(torch.isfinite(v) for v in terms.values())
+    terms["loss"].backward()
+    assert all(torch.isfinite(p.grad).all() for p in module.parameters() if p.grad is not None)
+    if "ce_chunk_items" in options:  # chunking changes memory, not values
+        torch.testing.assert_close(terms["loss_next"], make(beta=0.25, sign_weight=0.5, unlikelihood_weight=1.0).loss_terms(batch())["loss_next"])
+
+
 # -- argument checks --
 
 
