@@ -136,7 +136,7 @@ def test_pooled_resamples_are_seeded():
 
 # -- the command --
 
-FAST = ["--model.dim", "16", "--data.max_len", "10", "--trainer.max_epochs", "2", "--trainer.min_epochs", "1",
+FAST = ["--model.dim", "16", "--data.max_len", "10", "--trainer.max_epochs", "5", "--trainer.min_epochs", "1",
         "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 
 
@@ -145,9 +145,9 @@ def two_logs(tmp_path_factory) -> list[Path]:
     """Data configs of two small synthetic logs (different seeds and sizes) whose next liked item is learnable in a few epochs."""
     folder = tmp_path_factory.mktemp("logs")
     configs = []
-    for name, events, users, seed in (("small", 3_000, 120, 0), ("other", 3_600, 140, 1)):
+    for name, events, users, seed in (("small", 5_000, 180, 0), ("other", 6_000, 200, 1)):
         log = folder / f"{name}.csv"
-        generate(events, users=users, items=150, seed=seed).write_csv(log)
+        generate(events, users=users, items=250, seed=seed).write_csv(log)
         config = folder / f"{name}.yaml"
         config.write_text(f"data:\n  path: {log}\n")
         configs.append(config)
