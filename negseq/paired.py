@@ -145,10 +145,15 @@ def compare(paired: pl.DataFrame, k: int, resamples: int = 10_000, seed: int = 0
 
 
 def _interval(resampled: np.ndarray, confidence: float) -> tuple[float, float]:
-    """The central ``confidence`` percentile interval of the resampled values (NaN when any is undefined)."""
-    if not np.isfinite(resampled).all():
+    """The central ``confidence`` percentile interval of the resampled values (NaN when any is undefined).
+
+    ``+inf`` values (a relative difference over a resampled B mean of 0) are the largest; a bound among them is ``+inf``.
+    """
+    if np.isnan(resampled).any():
         return np.nan, np.nan
-    low, high = np.quantile(resampled, [(1 - confidence) / 2, (1 + confidence) / 2])
+    with np.errstate(invalid="ignore"):  # interpolating at +inf gives NaN
+        bounds = np.quantile(resampled, [(1 - confidence) / 2, (1 + confidence) / 2])
+    low, high = np.where(np.isnan(bounds), np.inf, bounds)
     return float(low), float(high)
 
 
@@ -166,7 +171,8 @@ def pooled(logs: dict[str, pl.DataFrame], k: int, resamples: int = 10_000, seed:
     question is whether a choice holds across logs, not on the largest. The interval resamples each log as
     :func:`compare` does (its seeds, then its users within each drawn seed, A and B on the same draws), takes each
     log's relative difference of the resampled means and averages them over logs. Delta rows are left out: a
-    relative change of a difference near 0 means nothing. A log where B's mean is 0 makes the row NaN.
+    relative change of a difference near 0 means nothing. A log where B's mean is 0 makes the row NaN; a resample
+    where only B's resampled mean is 0 counts as ``+inf`` (A infinitely better there), one where both are 0 as 0.
     """
     rows = []
     for metric in (m for m in paired_metrics(k) if m.sign != "delta"):
@@ -177,11 +183,13 @@ def pooled(logs: dict[str, pl.DataFrame], k: int, resamples: int = 10_000, seed:
             # the same generator state for A and B: both means come from the same resampled users
             a_means, b_means = (_resampled_means(x, seed_draws, np.random.default_rng([seed, index, metric.sign == "pos"])) for x in (a, b))
             with np.errstate(divide="ignore", invalid="ignore"):
-                points.append((a.mean() - b.mean()) / b.mean() if a.size else np.nan)
-                resampled.append((a_means - b_means) / b_means)
-        low, high = _interval(np.mean(resampled, axis=0), confidence)
+                points.append((a.mean() - b.mean()) / b.mean() if a.size and b.mean() else np.nan)  # B at 0: undefined, not inf
+                # a resample where B's mean is 0: +inf when A's is not (A infinitely better), no difference when it is 0 too
+                resampled.append(np.where(a_means == b_means, 0.0, (a_means - b_means) / b_means))
+        point = float(np.mean(points))
+        low, high = _interval(np.mean(resampled, axis=0), confidence) if np.isfinite(point) else (np.nan, np.nan)
         rows.append(
-            {"metric": metric.name, "label": metric.label, "logs": len(logs), "relative_diff": float(np.mean(points)),
+            {"metric": metric.name, "label": metric.label, "logs": len(logs), "relative_diff": point,
              "ci_low": low, "ci_high": high, "verdict": verdict(low, high, metric.higher_is_better)}
         )
     return pl.DataFrame(rows)

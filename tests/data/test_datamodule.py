@@ -89,7 +89,7 @@ def test_eval_loaders_yield_users_once_in_order(small_log):
         users = torch.cat([b["user"] for b in batches]).tolist()
         assert users == sorted(events["user"].unique().to_list())
         for batch in batches:
-            assert set(batch) == {"user", "positives", "negatives", "history", "seen", "target", "target_positive"}
+            assert set(batch) == {"user", "positives", "negatives", "history", "history_positive", "seen", "target", "target_positive"}
             assert batch["positives"].shape == batch["history"].shape == (len(batch["user"]), MAX_LEN)
     assert [len(b["user"]) for b in data.test_dataloader()] == [4, 2]
     assert torch.cat([b["user"] for b in data.predict_dataloader()]).tolist() == torch.cat([b["user"] for b in data.test_dataloader()]).tolist()
