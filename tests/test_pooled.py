@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 
 from negseq.compare import main as compare_main
-from negseq.data.synthetic import generate
+from negseq.synthetic import generate
 from negseq.errors import ConfigError
 from negseq.paired import compare, pair, pooled
 from tests.test_paired import by_metric, per_user, synthetic
