@@ -24,7 +24,6 @@ from typing import Any, Optional
 import numpy as np
 import polars as pl
 import torch
-from rich.progress import track
 
 from negseq import inference, layout
 from negseq.data.catalog import STATE_KEY, Catalog
@@ -280,6 +279,10 @@ class Recommender:
             return
         codes = events["user_code"].to_numpy()
         starts = range(0, user_ids.len(), batch_size)
+        if progress:
+            # imported here: with rich.console loaded, jsonargparse (4.53) parses an int | float flag such as
+            # --data.sample_users 150 as 150.0, which Recommender.fit's command line would then refuse
+            from rich.progress import track
         for first in track(starts, description=f"recommending for {user_ids.len()} users", transient=True) if progress else starts:
             last = min(first + batch_size, user_ids.len())
             start, stop = np.searchsorted(codes, [first, last])

@@ -4,6 +4,8 @@ and a whole-history SASRec) are shared by the module."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import polars as pl
 import pytest
@@ -237,3 +239,18 @@ def test_a_pnfrec_plus_fit_from_a_frame_exports_what_it_serves(tmp_path):
     served = rec.recommend_many(histories, k=5).group_by("user_id", maintain_order=True).agg("item_id")["item_id"].to_list()
     run_cli(negseq_main, ["export", "--run", str(tmp_path / "run"), "--out", str(tmp_path / "export")])
     assert exported_top_k(tmp_path / "export", histories, 5) == served
+
+
+def test_importing_serving_leaves_an_int_flag_an_int():
+    """Recommender.fit runs the command line in a process that imported negseq.serving: with rich.console loaded,
+    jsonargparse 4.53 read --data.sample_users 150 as 150.0, a sample the data layer refuses."""
+    import subprocess
+    import sys
+
+    script = (
+        "import negseq.serving\nfrom jsonargparse import ArgumentParser\nfrom negseq.data import FeedbackDataModule\n"
+        "parser = ArgumentParser()\nparser.add_class_arguments(FeedbackDataModule, 'data')\n"
+        "print(repr(parser.parse_args(['--data.sample_users', '150']).data.sample_users))"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=Path(__file__).parents[1])
+    assert done.stdout.strip() == "150", done.stderr
