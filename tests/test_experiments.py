@@ -33,7 +33,9 @@ def test_each_config_fits_and_tests(configs, tmp_path, tiny_log):
     history = json.loads((run_dir / "history.jsonl").read_text().splitlines()[0])
     # the loss terms each model logs show which parts of the composite loss are on
     model = {key: value for config in configs for key, value in yaml.safe_load(config.read_text()).get("model", {}).items()}
-    expected = {"train/loss_next"} if model["history"] == "all" else {"train/loss_pos"}
+    expected = {"train/loss_next"} if model["history"] in ("all", "signed") else {"train/loss_pos"}
+    if model.get("sign_weight"):
+        expected.add("train/loss_sign")
     if model["beta"]:
         expected.add("train/loss_contrast")
     if model["alpha"]:

@@ -16,7 +16,13 @@ from negseq import Recommender
 from negseq.data import FeedbackDataModule
 from negseq.data.datamodule import embedded_ratings
 from negseq.fit import main as fit_main
-from tests.test_serving import REPO, encoded_inputs, movielens_events, run_command, without_last_event
+from tests.test_serving import (
+    REPO,
+    encoded_inputs,
+    movielens_events,
+    run_command,
+    without_last_event,
+)
 
 pytestmark = pytest.mark.slow
 K = 10

@@ -12,7 +12,7 @@ from negseq.models.recommender import SequentialRecommender, signed_history
 from negseq.module import NegSeqModule
 from negseq.responsiveness import with_dislike
 
-SIZES = dict(num_items=20, num_train_items=20, max_len=7, dim=8, dropout=0.0)
+SIZES = {"num_items": 20, "num_train_items": 20, "max_len": 7, "dim": 8, "dropout": 0.0}
 
 
 def make(**kwargs) -> NegSeqModule:
@@ -239,7 +239,7 @@ def test_every_term_trains_the_sign_embedding_and_the_head():
     assert module.model.sign_head.weight.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("options", [dict(softmax="uniform", num_sampled=6), dict(softmax="popularity", num_sampled=6), dict(ce_chunk_items=7)])
+@pytest.mark.parametrize("options", [{"softmax": "uniform", "num_sampled": 6}, {"softmax": "popularity", "num_sampled": 6}, {"ce_chunk_items": 7}])
 def test_every_term_trains_under_a_sampled_or_chunked_softmax(options):
     unlikelihood = 0.0 if "softmax" in options else 1.0  # refused with a sampled softmax (its p is of a sampled denominator)
     module = make(beta=0.25, sign_weight=0.5, unlikelihood_weight=unlikelihood, **options)
@@ -257,13 +257,13 @@ def test_every_term_trains_under_a_sampled_or_chunked_softmax(options):
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        (dict(history="signed", alpha=0.45), r"`alpha` \(0.45\) needs a negative encoder, which only history='positives' has"),
-        (dict(history="positives", sign_weight=0.5), r"`sign_weight` trains the sign head of history='signed' models"),
-        (dict(history="all", alpha=0.0, sign_weight=0.5), r"`sign_weight` trains the sign head of history='signed' models"),
-        (dict(history="positives", unlikelihood_weight=0.5), r"`unlikelihood_weight` applies to history='all' or 'signed'"),
-        (dict(history="signed", alpha=0.0, sign_weight=-1.0), r"`sign_weight` must be 0 \(off\) or positive, got -1.0"),
-        (dict(history="signed", alpha=0.0, negative_scoring=0.5), r"`negative_scoring` acts on the negative encoder"),
-        (dict(history="signed", alpha=0.0, hard_negative_weight=1.0), r"`hard_negative_weight` and `contrast_negatives` apply to history='positives'"),
+        ({"history": "signed", "alpha": 0.45}, r"`alpha` \(0.45\) needs a negative encoder, which only history='positives' has"),
+        ({"history": "positives", "sign_weight": 0.5}, r"`sign_weight` trains the sign head of history='signed' models"),
+        ({"history": "all", "alpha": 0.0, "sign_weight": 0.5}, r"`sign_weight` trains the sign head of history='signed' models"),
+        ({"history": "positives", "unlikelihood_weight": 0.5}, r"`unlikelihood_weight` applies to history='all' or 'signed'"),
+        ({"history": "signed", "alpha": 0.0, "sign_weight": -1.0}, r"`sign_weight` must be 0 \(off\) or positive, got -1.0"),
+        ({"history": "signed", "alpha": 0.0, "negative_scoring": 0.5}, r"`negative_scoring` acts on the negative encoder"),
+        ({"history": "signed", "alpha": 0.0, "hard_negative_weight": 1.0}, r"`hard_negative_weight` and `contrast_negatives` apply to history='positives'"),
     ],
 )
 def test_meaningless_signed_configurations_are_refused(kwargs, match):

@@ -6,7 +6,7 @@ import torch
 from negseq.errors import ConfigError
 from negseq.module import NegSeqModule
 
-SIZES = dict(num_items=20, num_train_items=20, max_len=5, dim=8, dropout=0.0)
+SIZES = {"num_items": 20, "num_train_items": 20, "max_len": 5, "dim": 8, "dropout": 0.0}
 BATCH = {
     "positives": torch.tensor([[0, 0, 3, 5, 7, 9], [0, 0, 0, 0, 2, 4]]),
     "negatives": torch.tensor([[0, 0, 0, 11, 12, 13], [0, 0, 0, 0, 14, 15]]),
