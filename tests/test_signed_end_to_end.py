@@ -107,7 +107,7 @@ def test_negseq_recommend_and_export_of_a_signed_run(signed_run, tmp_path, capsy
     assert code == 0 and pl.read_parquet(out)["user_id"].n_unique() == 610
     assert run_command(["export", "--run", str(run_dir), "--out", str(tmp_path / "export")], capsys)[0] == 0
     manifest = json.loads((tmp_path / "export" / "export.json").read_text())
-    assert manifest["history"] == "signed" and manifest["inputs"] == ["history", "negatives"]
+    assert manifest["history"] == "signed" and manifest["inputs"] == ["history with disliked codes negated", "negatives"]
     program = torch.export.load(tmp_path / "export" / "user_encoder.pt2").module()
     items = torch.from_numpy(np.load(tmp_path / "export" / "items.npy"))  # (N, D)
     vocabulary = pl.read_parquet(tmp_path / "export" / "items.parquet")
@@ -117,7 +117,8 @@ def test_negseq_recommend_and_export_of_a_signed_run(signed_run, tmp_path, capsy
     # the program reads signed codes: the history with the dislikes first (as recommend(liked=, disliked=) orders them), -code if disliked
     codes = [-int(c) for c in negatives[0] if c] + [int(c) for c in positives[0] if c]
     signed = torch.tensor([[0] * (rec.catalog.max_len - len(codes)) + codes])
-    scores = program(signed, negatives)[0] @ items.T  # (N,): column c is code c + 1
+    users, _ = program(signed, negatives)  # (1, D) user vectors and (1, R, D) demotion vectors (zeros: no demotion)
+    scores = users[0] @ items.T  # (N,): column c is code c + 1
     scores[[code - 1 for code in seen if code]] = float("-inf")
     top = vocabulary["item_id"].gather(scores.topk(K).indices.numpy()).to_list()
     assert top == rec.recommend(liked=liked, disliked=disliked, k=K)["item_id"].to_list()
