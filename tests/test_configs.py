@@ -101,3 +101,21 @@ def test_every_composition_parses_and_instantiates(dataset, model, tiny_log, tmp
     assert (cli.datamodule.batch_size, cli.datamodule.split_name, cli.datamodule.threshold) == (data["batch_size"], data["split"], data.get("threshold", 4.0))
     assert cli.model.hparams.num_items == cli.datamodule.num_items > 1
     assert cli.trainer.max_epochs == 100 and cli.run_dir.name.endswith(model)
+
+
+@pytest.mark.filterwarnings("ignore:LightningCLI.s args parameter")
+@pytest.mark.parametrize("dataset", [None, *DATASETS])
+def test_the_recommended_config_works_after_any_data_section_or_alone(dataset, tiny_log, tmp_path):
+    recommended = EXPERIMENTS / "recommended.yaml"
+    files = ([EXPERIMENTS / "data" / f"{dataset}.yaml"] if dataset else []) + [recommended]
+    path = tiny_log if dataset and DATA_FILES[dataset] == "tiny" else DATA_FILES[dataset] if dataset else None
+    args = [arg for file in files for arg in ("--config", str(file))]
+    if isinstance(path, Path):
+        args += ["--data.path", str(path), "--data.min_item_users", "1", "--data.min_user_items", "1"]
+    elif path:
+        args += ["--data.path", path]
+    cli = NegSeqCLI(run=False, args=[*args, "--trainer.logger", "false", "--trainer.default_root_dir", str(tmp_path)])
+    model = yaml.safe_load(recommended.read_text())["model"]
+    assert set(model) == LOSS_KEYS and {key: cli.model.hparams[key] for key in model} == model
+    if dataset:  # the data section's settings reach the DataModule untouched
+        assert cli.datamodule.batch_size == load("data", f"{dataset}.yaml")["data"]["batch_size"]
