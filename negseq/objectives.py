@@ -183,14 +183,14 @@ class SignedHistory:
         inputs = signed_history(history, liked)[:, :-1]  # (B, L)
         _, labels = shift(history)  # next items of either sign, 0: none
         next_liked = liked[:, 1:]
+        liked_labels = torch.where(next_liked, labels, 0)
         hidden = model.encode(inputs)  # (B, L, D)
         items = model.items.weight
         if self.unlikelihood_weight:
             terms = {"loss_next": next_item_loss(hidden, labels, items, ~next_liked, self.unlikelihood_weight, **sampled)}
         else:
-            terms = {"loss_next": next_item_loss(hidden, torch.where(next_liked, labels, 0), items, **sampled)}
+            terms = {"loss_next": next_item_loss(hidden, liked_labels, items, **sampled)}
         if self.beta:
-            liked_labels = torch.where(next_liked, labels, 0)
             disliked_inputs = torch.where(inputs < 0, -inputs, 0)  # (B, L)
             contrast = contrastive_loss(
                 hidden, model.items(liked_labels), model.items(disliked_inputs), liked_labels > 0, disliked_inputs > 0, self.temperature, self.cosine
