@@ -59,13 +59,15 @@ def check_arguments(hp: dict[str, Any]) -> None:
     for name in ("num_sampled", "score_block_items", "temperature", "k"):
         if hp[name] <= 0:
             raise ConfigError(f"`{name}` must be positive, got {hp[name]}")
-    for name in ("ce_chunk_items", "hard_negative_weight", "sign_weight", "weight_decay"):
+    for name in ("ce_chunk_items", "hard_negative_weight", "sign_weight", "weight_decay", "negative_table_gradient"):
         if hp[name] < 0:
             raise ConfigError(f"`{name}` must be 0 (off) or positive, got {hp[name]}")
     if any(not isinstance(c, int) or c < 1 for c in hp["ks"]):
         raise ConfigError(f"`ks` must be positive integers, got {hp['ks']}")
     if hp["history"] != "positives" and hp["alpha"]:
         raise ConfigError(f"`alpha` ({hp['alpha']}) needs a negative encoder, which only history='positives' has")
+    if hp["negative_table_gradient"] != 1 and not hp["alpha"]:
+        raise ConfigError(f"`negative_table_gradient` ({hp['negative_table_gradient']}) scales CE_neg's gradient: it needs `alpha` > 0")
     if hp["history"] == "positives" and hp["unlikelihood_weight"]:
         raise ConfigError("`unlikelihood_weight` applies to history='all' or 'signed', where next items of both signs are labels")
     if hp["history"] != "signed" and hp["sign_weight"]:
@@ -136,6 +138,8 @@ class NegSeqModule(L.LightningModule):
             disliked item including the newest; ``earlier`` only with the inputs disliked before it.
         hard_negative_weight: ``w > 0`` counts each of the user's disliked items ``1 + w`` times in
             the CE_pos softmax (hard negatives); 0 (the paper) counts them once, as any other item.
+        negative_table_gradient: the share of CE_neg's gradient that reaches the shared item table (1, the paper: all;
+            0: CE_neg trains the negative encoder only, and the table learns from the liked side). Needs ``alpha > 0``.
         fusion: ``gated`` adds to the positive encoder's state a gated projection of the negative
             encoder's state (at each position, the one after the last dislike before the label), so
             the user representation itself knows what the user rejected; ``none`` is the paper.
@@ -180,6 +184,7 @@ class NegSeqModule(L.LightningModule):
         negative_scoring: float = 0.0,
         contrast_negatives: Literal["all", "earlier", "all_with_last"] = "all",
         hard_negative_weight: float = 0.0,
+        negative_table_gradient: float = 1.0,
         fusion: Literal["none", "gated"] = "none",
         dislike_demotion: float = 0.0,
         demotion_window: int = 5,
@@ -197,7 +202,7 @@ class NegSeqModule(L.LightningModule):
             identical_start=identical_start, signed=history == "signed", sign_head=bool(sign_weight),
         )
         if history == "positives":
-            self.objective = SignSeparated(alpha, beta, temperature, cosine, contrast_negatives, hard_negative_weight)
+            self.objective = SignSeparated(alpha, beta, temperature, cosine, contrast_negatives, hard_negative_weight, negative_table_gradient)
         elif history == "signed":
             self.objective = SignedHistory(beta, temperature, cosine, unlikelihood_weight, sign_weight)
         else:

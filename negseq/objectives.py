@@ -56,6 +56,14 @@ def state_before(states: Tensor, state_order: Tensor, label_order: Tensor) -> Te
     return picked * (newest >= 0)[..., None]
 
 
+def scale_gradient(tensor: Tensor, share: float) -> Tensor:
+    """``tensor`` itself in the forward pass, ``share`` times its gradient in the backward pass (1: unchanged, 0: detached)."""
+    if share == 1:
+        return tensor
+    frozen = tensor.detach()
+    return frozen + share * (tensor - frozen) if share else frozen
+
+
 def hard_negative_log_mass(hidden: Tensor, negative_items: Tensor, negatives: Tensor, weight: float) -> Tensor:
     """``(B, T)``: ``log(w * sum_m exp(z_m))`` over the user's disliked items ``m``, ``-inf`` for a user with none.
 
@@ -76,6 +84,9 @@ class SignSeparated:
     training dislike gets no contrast; ``all_with_last`` includes the newest one too;
     ``earlier``: only the inputs disliked before the liked item.
     ``hard_negative_weight`` ``w > 0`` counts each disliked input ``1 + w`` times in CE_pos's softmax.
+    ``negative_table_gradient``: the share of CE_neg's gradient that reaches the shared item table, through the negative
+    encoder's inputs and its softmax (1, the paper: all of it; 0: CE_neg trains the negative encoder only, so the
+    table learns from the liked side alone).
     """
 
     alpha: float = 0.45
@@ -84,6 +95,7 @@ class SignSeparated:
     cosine: bool = False
     contrast_negatives: ContrastNegatives = "all"
     hard_negative_weight: float = 0.0
+    negative_table_gradient: float = 1.0
 
     def __call__(self, model: SequentialRecommender, batch: dict[str, Tensor], sampled: dict[str, Any]) -> dict[str, Tensor]:
         items = model.items.weight
@@ -94,11 +106,12 @@ class SignSeparated:
             # when each label (B, T) and each disliked input (B, M) came: a dislike is "before" a label if earlier
             label_order, negative_order = batch["positives_order"][:, 1:], batch["negatives_order"][:, :-1]
         if model.negative_encoder is not None:
-            negative_hidden = model.encode(negatives, model.negative_encoder)  # (B, L, D)
+            negative_table = scale_gradient(items, self.negative_table_gradient)
+            negative_hidden = model.encode(negatives, model.negative_encoder, table=negative_table)  # (B, L, D)
         hard = hard_negative_log_mass(hidden, model.items(negatives), negatives, self.hard_negative_weight) if self.hard_negative_weight else None
         terms = {"loss_pos": next_item_loss(hidden, labels, items, **sampled, extra_log_mass=hard)}
         if model.negative_encoder is not None:
-            terms["loss_neg"] = self.alpha * next_item_loss(negative_hidden, negative_labels, items, **sampled)
+            terms["loss_neg"] = self.alpha * next_item_loss(negative_hidden, negative_labels, negative_table, **sampled)
         if self.beta:
             contrasted = batch["negatives"] if self.contrast_negatives == "all_with_last" else negatives  # (B, M)
             negative_valid = contrasted > 0  # (B, M)

@@ -126,12 +126,14 @@ class SequentialRecommender(nn.Module):
         recency = self.demotion_decay**age  # (R,)
         return weight * recency[None, :, None] * nn.functional.normalize(self.items(window).float(), dim=-1)
 
-    def encode(self, sequences: Tensor, encoder: CausalEncoder | None = None, last_only: bool = False) -> Tensor:
+    def encode(self, sequences: Tensor, encoder: CausalEncoder | None = None, last_only: bool = False, table: Tensor | None = None) -> Tensor:
         """``(B, T)`` left-padded item ids -> ``(B, T, D)`` hidden states (``(B, 1, D)``, the newest, with ``last_only``).
 
-        A signed model reads signed ids (``-i``: item ``i`` disliked), see :func:`signed_history`.
+        A signed model reads signed ids (``-i``: item ``i`` disliked), see :func:`signed_history`. ``table`` replaces the
+        item table's weight (the same values with a scaled gradient, :func:`negseq.objectives.scale_gradient`).
         """
-        embedded = self.items(sequences.abs())
+        ids = sequences.abs()
+        embedded = self.items(ids) if table is None else nn.functional.embedding(ids, table, padding_idx=0)
         if self.signs is not None:
             embedded = embedded + self.signs((sequences < 0).long())
         return (encoder or self.encoder)(embedded, sequences != 0, last_only)
