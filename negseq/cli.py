@@ -11,10 +11,13 @@ rest of the job (:func:`negseq.job.finish_fit`): choose ``--select_negative_scor
 from __future__ import annotations
 
 import os
+import platform
 import time
+import warnings
 from pathlib import Path
 from typing import Optional
 
+from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
@@ -184,11 +187,25 @@ class NegSeqCLI(LightningCLI):
         trainer = super().instantiate_trainer(**kwargs)
         if self.subcommand == "fit" and self.active_config.data.split == "none":  # nothing to stop on
             trainer.callbacks = [callback for callback in trainer.callbacks if not isinstance(callback, EarlyStopping)]
+        if str(trainer.precision).startswith("bf16") and isinstance(trainer.accelerator, CPUAccelerator) and not cpu_has_bf16_units():
+            warnings.warn(
+                f"--trainer.precision {trainer.precision} on a CPU without bf16 matrix units (no avx512_bf16 or amx_bf16 in "
+                "/proc/cpuinfo): bf16 matmuls take a slow path there, an epoch ran 16x slower than 32-true (benchmarks/README.md)",
+                stacklevel=1,
+            )
         return trainer
 
     @property
     def run_dir(self) -> Path:
         return Path(self.active_config.run_dir)
+
+
+def cpu_has_bf16_units(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether this x86 CPU multiplies bf16 matrices in hardware (AVX512-BF16 or AMX); True where that cannot be read."""
+    if platform.machine().lower() not in ("x86_64", "amd64") or not cpuinfo.is_file():
+        return True
+    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.read_text().splitlines() if line.startswith("flags")), None)
+    return flags is None or "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def _fresh_dir(root: Path, name: str) -> Path:
