@@ -15,6 +15,7 @@ from negseq.compare import main as compare_main
 from negseq.synthetic import generate
 from negseq.errors import ConfigError
 from negseq.paired import compare, pair, pooled
+from tests.test_compare import write_config
 from tests.test_paired import by_metric, per_user, synthetic
 
 LABELS = ["HR_p@10", "NDCG_p@10", "HR_n@10", "NDCG_n@10"]  # Delta rows are not pooled
@@ -154,11 +155,6 @@ def two_logs(tmp_path_factory) -> list[Path]:
     return configs
 
 
-def model_config(path: Path, lr: float) -> Path:
-    path.write_text(f"model:\n  lr: {lr}\n")
-    return path
-
-
 def test_two_data_configs_of_one_name_are_refused(tmp_path):
     (tmp_path / "x").mkdir()
     (tmp_path / "y").mkdir()
@@ -170,9 +166,9 @@ def test_two_data_configs_of_one_name_are_refused(tmp_path):
 
 @pytest.mark.slow
 def test_compare_over_two_logs_identical_and_crippled(tmp_path, two_logs, capsys):
-    a = model_config(tmp_path / "pnfrec.yaml", 0.005)
-    same = model_config(tmp_path / "pnfrec_again.yaml", 0.005)
-    crippled = model_config(tmp_path / "untrained.yaml", 0.0)
+    a = write_config(tmp_path / "pnfrec.yaml", 0.005)
+    same = write_config(tmp_path / "pnfrec_again.yaml", 0.005)
+    crippled = write_config(tmp_path / "untrained.yaml", 0.0)
     out = tmp_path / "out"
     data = [arg for config in two_logs for arg in ("--data", str(config))]
     common = ["--seeds", "1", "--out", str(out), "--resamples", "2000", *data, "--", *FAST]

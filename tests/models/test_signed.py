@@ -11,6 +11,7 @@ from negseq.inference import model_input
 from negseq.models.recommender import SequentialRecommender, signed_history
 from negseq.module import NegSeqModule
 from negseq.responsiveness import with_dislike
+from tests.models.test_module import lse
 
 SIZES = {"num_items": 20, "num_train_items": 20, "max_len": 7, "dim": 8, "dropout": 0.0}
 
@@ -18,11 +19,6 @@ SIZES = {"num_items": 20, "num_train_items": 20, "max_len": 7, "dim": 8, "dropou
 def make(**kwargs) -> NegSeqModule:
     torch.manual_seed(0)
     return NegSeqModule(**{**SIZES, "history": "signed", "alpha": 0.0, "beta": 0.0, **kwargs})
-
-
-def lse(values: list[float]) -> float:
-    top = max(values)
-    return top + math.log(sum(math.exp(v - top) for v in values))
 
 
 # (B, L + 1) = (4, 6) mixed histories, left-padded, and the sign of each event (False at padding)
