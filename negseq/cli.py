@@ -5,7 +5,7 @@ data-derived sizes into the model, and gives every run its own directory under
 ``--trainer.default_root_dir`` (or ``--run_dir``): checkpoints, config.yaml, history, W&B files
 and results all land there, whatever the logger. After ``fit`` its ``after_fit`` hook runs the
 rest of the job (:func:`negseq.job.finish_fit`): choose ``--select_negative_scoring`` and
-``--select_dislike_demotion`` on validation, test, predict, write the run's files; the last line printed is the run directory.
+``--select_dislike_demotion`` and ``--select_polarity_prior`` on validation, test, predict, write the run's files; the last line printed is the run directory.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from negseq.data import FeedbackDataModule
 from negseq.errors import ConfigError, NegSeqError
 from negseq.job import finish_fit, finish_full_fit
 from negseq.module import NegSeqModule
+from negseq.ranking_weights import WEIGHTS
 from negseq.selection import candidates, check_selection
 from negseq.tracking import SaveConfigToLoggers
 
@@ -70,8 +71,16 @@ class NegSeqCLI(LightningCLI):
             help="Candidate lambdas of --model.dislike_demotion, chosen with those of --select_negative_scoring (every pair).",
         )
         parser.add_argument(
+            "--select_polarity_prior", type=Optional[list[float]], default=None,
+            help="Candidate lambdas of --model.polarity_prior (the items' log like rate), chosen with the others (every combination).",
+        )
+        parser.add_argument(
             "--select_tolerance", type=Optional[float], default=None,
             help="Only candidates whose validation NDCG_p@k is within this share (0.02 = 2 %%) of the smallest weights' compete.",
+        )
+        parser.add_argument(
+            "--select_within_noise", type=Optional[float], default=None,
+            help="Only candidates whose validation HR_p@k is at least the smallest weights' minus this many binomial standard errors compete.",
         )
         parser.add_argument(
             "--select_min_suppression", type=Optional[float], default=None,
@@ -79,7 +88,7 @@ class NegSeqCLI(LightningCLI):
         )
         # a monitor ending in "@k" follows --model.k: val/ndcg_p@k is val/ndcg_p@5 with --model.k 5
         parser.add_argument(
-            "--select_monitor", type=str, default=layout.selection_monitor(K), help="Validation metric that the selection maximises."
+            "--select_monitor", type=str, default=layout.selection_monitor(K), help="Validation metric that the selection optimises (maximises; minimises a disliked-target metric such as val/hr_n@k)."
         )
         parser.add_lightning_class_args(EarlyStopping, "early_stopping")
         parser.set_defaults({"early_stopping.monitor": layout.monitor(K), "early_stopping.mode": "max", "early_stopping.patience": 10})
@@ -141,7 +150,7 @@ class NegSeqCLI(LightningCLI):
     def _train_on_everything(config) -> None:
         """``--data.split none``: nothing to validate on, so no validation, early stopping or best-checkpoint monitor;
         ``--trainer.max_epochs`` epochs, and ``best.ckpt`` (what serving loads) is the last epoch's model."""
-        for name in ("negative_scoring", "dislike_demotion"):
+        for name in WEIGHTS:
             if len(config[f"select_{name}"] or []) > 1:
                 raise ConfigError(f"--select_{name} chooses on validation, which --data.split none has not: set --model.{name}")
         config.trainer.limit_val_batches = 0
@@ -154,7 +163,9 @@ class NegSeqCLI(LightningCLI):
             raise ConfigError(f"--select_tolerance must be in [0, 1), got {config.select_tolerance}")
         if config.select_min_suppression is not None and not config.select_min_suppression <= 1:
             raise ConfigError(f"--select_min_suppression must be at most 1 (all of the neighbours' mass gone), got {config.select_min_suppression}")
-        self.selection_options = candidates(config.select_negative_scoring or [hp.negative_scoring], config.select_dislike_demotion or [hp.dislike_demotion])
+        if config.select_within_noise is not None and config.select_within_noise < 0:
+            raise ConfigError(f"--select_within_noise must be >= 0 (standard errors of validation HR_p@k), got {config.select_within_noise}")
+        self.selection_options = candidates(*(config[f"select_{name}"] or [hp[name]] for name in WEIGHTS))
         check_selection(self.selection_options, config.select_monitor, self.model, self.datamodule.validation_targets)
         self._fit_started = time.perf_counter()
 
@@ -167,7 +178,7 @@ class NegSeqCLI(LightningCLI):
         config = self.active_config
         self.metrics = finish_fit(
             self.trainer, self.model, self.datamodule, self.run_dir, self.selection_options, config.select_monitor, fit_seconds, config.select_tolerance,
-            config.select_min_suppression,
+            config.select_min_suppression, config.select_within_noise,
         )
 
     def instantiate_classes(self) -> None:

@@ -5,8 +5,9 @@ The program maps ``(B, L)`` left-padded item codes (0 is padding, the newest ite
 reads, :func:`negseq.inference.model_input`) and ``(B, L)`` the user's last disliked codes to ``(B, D)`` user vectors,
 the run's negative-scoring weight built in, and ``(B, R, D)`` demotion vectors (zeros when the run has no dislike
 demotion); row ``r`` of ``items.npy`` is the item of code ``r + 1`` in ``items.parquet``. The batch dimension is dynamic.
-What the caller still does (export.json ``caller``, :data:`POST_PROCESSING`): the demotion term, seen-item filtering
-and the popularity fallback, as :func:`negseq.inference.rank` does them.
+What the caller still does (export.json ``caller``, :data:`POST_PROCESSING`): the demotion term, the item-polarity
+prior (``items.parquet``'s ``prior`` column, the run's weight already applied), seen-item filtering and the popularity
+fallback, as :func:`negseq.inference.rank` does them.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ MANIFEST_FILE = "export.json"
 
 INPUTS = {"positives": "positives", "all": "history", "signed": "history with disliked codes negated"}  # the program's first input, by history
 POST_PROCESSING = [
-    "score_j = users @ items[j] - max(0, max_r demote[r] @ items[j] / |items[j]|): the second term is 0 without dislike demotion",
+    "score_j = users @ items[j] - max(0, max_r demote[r] @ items[j] / |items[j]|) + prior[j]: the second term is 0 without "
+    "dislike demotion, prior (items.parquet) is 0 without the item-polarity prior",
     "compute scores in fp64 and round once to fp32, then order by score descending and the smaller code: negseq's exact order",
     "exclude the user's seen items (every item of its history, both signs) and any blocked ones",
     "a user whose model input is all padding gets the fallback: items.parquet's popularity (liked training events), seen items excluded",
@@ -58,7 +60,7 @@ class UserEncoder(nn.Module):
 
 
 def export_run(source: str | Path, out: str | Path) -> dict[str, str]:
-    """Write the program, ``items.npy`` ``(N, D)`` float32, ``items.parquet`` (code, item_id, title, popularity), ``export.json``
+    """Write the program, ``items.npy`` ``(N, D)`` float32, ``items.parquet`` (code, item_id, title, popularity, prior), ``export.json``
     (and ``user_encoder.onnx`` when the ``onnx`` package is installed) to ``out``; returns the files by role."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -76,14 +78,16 @@ def export_run(source: str | Path, out: str | Path) -> dict[str, str]:
             torch.onnx.export(encoder, example, files["onnx"], input_names=["inputs", "negatives"], output_names=["users", "demote"], dynamo=True, dynamic_shapes=dynamic)
     np.save(files["items"], recommender.model.items.weight[1:].detach().float().cpu().numpy())
     catalog = recommender.catalog
-    catalog.frame().with_columns(popularity=pl.Series(catalog.popularity[1:].float().numpy())).write_parquet(files["vocabulary"])
+    bias = recommender.model.item_bias()
+    prior = np.zeros(catalog.num_items, dtype=np.float32) if bias is None else bias[1:].detach().float().cpu().numpy()
+    catalog.frame().with_columns(popularity=pl.Series(catalog.popularity[1:].float().numpy()), prior=pl.Series(prior)).write_parquet(files["vocabulary"])
     manifest = {
         "inputs": [INPUTS[recommender.history], "negatives"],
         "history": recommender.history,
         "max_len": length,
         "padding": "item code 0, on the left (the newest item in the last column)",
         "outputs": ["users (B, D)", "demote (B, R, D)"],
-        "score": "users @ items.T - max(0, max_r demote_r @ unit(items).T); row r of items.npy is item code r + 1 of items.parquet",
+        "score": "users @ items.T - max(0, max_r demote_r @ unit(items).T) + prior; row r of items.npy is item code r + 1 of items.parquet",
         "caller": POST_PROCESSING,
         **ranking_weights.manifest(recommender.model),
     }

@@ -13,7 +13,8 @@ The steps, in order:
 3. Candidates: every item but padding, the ``seen`` ones (each user's history, when excluded) and ``blocked`` ones;
    with ``allowed``, only those codes.
 4. Exact top-k (:func:`negseq.ranking.top_k`): scores computed in fp64 and rounded once to fp32, the ranking weights the
-   model holds (:mod:`negseq.ranking_weights`), ties by the smaller item code; a target's rank is its position there.
+   model holds (:mod:`negseq.ranking_weights`: the item-polarity prior as a per-item bias), ties by the smaller item
+   code; a target's rank is its position there.
 """
 
 from __future__ import annotations
@@ -96,12 +97,13 @@ def rank(
     n_users = len(inputs)
     device = inputs.device
     seen = candidates_seen(batch, exclude_seen, blocked)  # (B, S)
-    table, codes = model.items.weight, None
+    table, bias, codes = model.items.weight, model.item_bias(), None  # (N + 1, D), (N + 1,) or None
     if allowed is not None:  # rank the allowed rows only: seen codes become positions in them (0 = not a candidate anyway)
         codes = torch.cat([allowed.new_zeros(1), allowed.to(device)])  # (A + 1,) position -> code
         position = torch.zeros(model.num_items + 1, dtype=torch.long, device=device)
         position[codes] = torch.arange(len(codes), device=device)
         table, seen = table[codes], position[seen]
+        bias = None if bias is None else bias[codes]
     width = min(k, len(table))
     scores = torch.full((n_users, width), float("-inf"), device=device)  # (B, k)
     items = torch.zeros(n_users, width, dtype=torch.long, device=device)  # (B, k)
@@ -112,7 +114,7 @@ def rank(
         negatives = None if negatives is None else negatives[ranked]
         demote = model.demotion(negatives)  # (B_m, R, D) or None
         users = model(inputs[ranked], negatives)  # (B_m, D)
-        scores[ranked], items[ranked] = top_k(users, table, seen[ranked], width, block_items, demote)
+        scores[ranked], items[ranked] = top_k(users, table, seen[ranked], width, block_items, demote, bias=bias)
     if fallback.any():
         counts = popularity.to(device)[codes if codes is not None else slice(None), None]  # (N + 1, 1): a one-dimensional "item table"
         ones = torch.ones(int(fallback.sum()), 1, device=device)  # (B_f, 1)
@@ -128,7 +130,7 @@ def score_items(model: torch.nn.Module, batch: dict[str, Tensor], items: Tensor,
     the fallback flags: a user with an empty input gets the items' popularity instead, as :func:`rank` ranks them."""
     inputs = model_input(batch, history)
     negatives = batch.get("negatives")
-    scores = exact_scores(model(inputs, negatives), model.items.weight, items, model.demotion(negatives))  # (B, C)
+    scores = exact_scores(model(inputs, negatives), model.items.weight, items, model.demotion(negatives), model.item_bias())  # (B, C)
     fallback = empty_input(inputs) if popularity is not None else torch.zeros(len(inputs), dtype=torch.bool, device=inputs.device)
     if fallback.any():
         scores[fallback] = popularity.to(scores)[items[fallback]]

@@ -29,18 +29,21 @@ def gather(trainer: L.Trainer, predictions: list) -> list:
 
 def finish_fit(
     trainer: L.Trainer, model: L.LightningModule, data, run_dir: Path, options: list[dict[str, float]], monitor: str, fit_seconds: float,
-    tolerance: float | None = None, min_suppression: float | None = None,
+    tolerance: float | None = None, min_suppression: float | None = None, within_noise: float | None = None,
 ) -> dict:
     """Restore the best checkpoint, pick the ranking weights among ``options`` (:func:`negseq.selection.choose` on ``monitor``,
-    NDCG_p@k within ``tolerance``, validation neighbour suppression@k at least ``min_suppression``), test and predict with them, write
-    metrics.json, recommendations.parquet, per_user.parquet (and selection.json when there was a choice), fill the W&B
+    NDCG_p@k within ``tolerance``, HR_p@k within ``within_noise`` standard errors, validation neighbour suppression@k at
+    least ``min_suppression``), test and predict with them, write metrics.json (with a choice, every option's test
+    metrics as ``ranking_curve``: the trade-off the weight moves along, reported, never chosen on),
+    recommendations.parquet, per_user.parquet (and selection.json when there was a choice), fill the W&B
     summary, and print the metrics table then the run directory as the last line. Returns the metrics (empty off rank 0)."""
     best = trainer.checkpoint_callback.best_model_path
     load_weights(model, best)
     k = model.hparams.k
     floor = None if min_suppression is None else (f"val/neighbour_suppression@{k}", min_suppression)
     validation = validate_each(trainer, model, data, options, respond=floor is not None and len(options) > 1)
-    chosen = choose(options, validation, monitor, tolerance, layout.monitor(k), floor)
+    chosen = choose(options, validation, monitor, tolerance, layout.monitor(k), floor, within_noise, f"val/hr_p@{k}")
+    curve = validate_each(trainer, model, data, options, stage="test") if len(options) > 1 else None
     if trainer.is_global_zero:
         record_choice(best, options[chosen])
     trainer.strategy.barrier()
@@ -52,9 +55,9 @@ def finish_fit(
     recommendations.write_parquet(run_dir / layout.RECOMMENDATIONS_FILE)
     per_user_frame(predictions, data).write_parquet(run_dir / layout.PER_USER_FILE)
     hp = model.hparams
-    metrics = write_metrics(run_dir, validation[chosen], test_results, best_epoch(best), fit_seconds, options[chosen], hp.k, hp.ks)
+    metrics = write_metrics(run_dir, validation[chosen], test_results, best_epoch(best), fit_seconds, options[chosen], hp.k, hp.ks, options, curve)
     if len(options) > 1:
-        write_selection(run_dir, options, validation, monitor, chosen, tolerance, min_suppression)
+        write_selection(run_dir, options, validation, monitor, chosen, tolerance, min_suppression, within_noise)
     log_test_summary(trainer, metrics, recommendations, data, k=hp.k)
     finish_wandb()
     print(format_table(metrics))

@@ -17,7 +17,8 @@ Signed SASRec      signed       0      0      (optional: unlikelihood_weight, be
 =================  ===========  =====  =====  ======================================
 
 Beyond the paper (each off by default): ``negative_scoring`` ranks with the negative encoder
-too, ``dislike_demotion`` sinks items whose embedding is close to the user's newest dislikes, ``fusion`` lets the user representation read the negative encoder's state, and
+too, ``dislike_demotion`` sinks items whose embedding is close to the user's newest dislikes, ``polarity_prior`` adds
+each item's log like rate in training to every score, ``fusion`` lets the user representation read the negative encoder's state, and
 ``contrast_negatives`` chooses which disliked items a liked item is contrasted with.
 
 The model is :class:`negseq.models.recommender.SequentialRecommender`, the losses are
@@ -147,6 +148,11 @@ class NegSeqModule(L.LightningModule):
             over the user's last ``demotion_window`` disliked items m, cosines of the shared item table (any model).
             0 (the paper) demotes nothing. ``--select_dislike_demotion [..]`` picks it on validation; the weight used
             is the model's ``dislike_demotion`` buffer, which the checkpoints carry.
+        polarity_prior: lambda of the item-polarity prior, ``score_j += lambda * log((liked_j + 1) / (events_j + 2))`` over
+            the training events (any model): items users often reject sink for everyone. 0 (the paper) adds nothing.
+            ``--select_polarity_prior [..]`` picks it on validation; the weight used is the model's ``polarity_prior``
+            buffer, and the log-rates its ``item_polarity`` buffer, both in the checkpoints. Validation during the fit
+            (the best checkpoint, early stopping) ranks with this value.
         demotion_window: R, the newest disliked items that ``dislike_demotion`` reads.
         demotion_decay: gamma in (0, 1]: the r-th newest of those R demotes with weight ``gamma ** r`` (1: all alike), so
             a fresh dislike changes the list more than an old one.
@@ -187,6 +193,7 @@ class NegSeqModule(L.LightningModule):
         negative_table_gradient: float = 1.0,
         fusion: Literal["none", "gated"] = "none",
         dislike_demotion: float = 0.0,
+        polarity_prior: float = 0.0,
         demotion_window: int = 5,
         demotion_decay: float = 1.0,
         identical_start: bool = False,
@@ -198,7 +205,7 @@ class NegSeqModule(L.LightningModule):
         check_arguments(hp)
         self.model = SequentialRecommender(
             num_items, max_len, dim, blocks, heads, dropout, negative_encoder=bool(alpha), fusion=fusion == "gated", negative_scoring=negative_scoring,
-            dislike_demotion=dislike_demotion, demotion_window=demotion_window, demotion_decay=demotion_decay,
+            dislike_demotion=dislike_demotion, polarity_prior=polarity_prior, demotion_window=demotion_window, demotion_decay=demotion_decay,
             identical_start=identical_start, signed=history == "signed", sign_head=bool(sign_weight),
         )
         if history == "positives":
@@ -262,6 +269,8 @@ class NegSeqModule(L.LightningModule):
         catalog = getattr(datamodule, "catalog", None)
         if catalog is not None:  # the fallback's scores for users with an empty input, as serving has them (the checkpoint's catalogue)
             self.popularity = catalog.popularity
+        if catalog is not None and stage == "fit":  # the prior's log like rates from the training events (later: the checkpoint's)
+            self.model.item_polarity.copy_(ranking_weights.item_polarity(catalog.popularity, datamodule.item_counts))
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         terms = self.loss_terms(batch)

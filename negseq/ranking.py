@@ -44,22 +44,23 @@ def decode_keys(keys: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def score_error(dim: int, precision: str) -> float:
-    """``eps`` with ``|s_approx - s| <= eps * (|u| |e_j| + max_r |d_r|)`` for every item j of :func:`score_block`.
+    """``eps`` with ``|s_approx - s| <= eps * (|u| |e_j| + max_r |d_r| + max |b|)`` for every item j of :func:`score_block`.
 
-    ``s`` is the real-valued score ``u . e_j - max(0, max_r d_r . e_j / |e_j|)``. With unit roundoff ``rho``
-    (2**-8 for bf16, 2**-24 for fp32), a score goes through at most five roundings (the two inputs to
-    bf16, the matmul's output, the demotion term and the subtraction) and two fp32 accumulations over
+    ``s`` is the real-valued score ``u . e_j - max(0, max_r d_r . e_j / |e_j|) + b_j``. With unit roundoff ``rho``
+    (2**-8 for bf16, 2**-24 for fp32), a score goes through at most six roundings (the two inputs to
+    bf16, the matmul's output, the demotion term, the subtraction and the bias's addition) and two fp32 accumulations over
     ``dim + 4`` terms (the dot products, the normalisation), each a relative error of at most
     ``gamma = n * 2**-24 / (1 - n * 2**-24)`` (Higham, Accuracy and Stability of Numerical Algorithms, 3.1) of
-    ``sum_i |u_i e_ji| <= |u| |e_j|`` (Cauchy-Schwarz) or of ``|d_r|``; hence ``(1 + rho)**5 (1 + gamma)**2 - 1``.
+    ``sum_i |u_i e_ji| <= |u| |e_j|`` (Cauchy-Schwarz) or of ``|d_r|``; hence ``(1 + rho)**6 (1 + gamma)**2 - 1``.
     """
     rho = {"fp32": 2.0**-24, "bf16": 2.0**-8}[precision]
     gamma = (dim + 4) * 2.0**-24 / (1 - (dim + 4) * 2.0**-24)
-    return (1 + rho) ** 5 * (1 + gamma) ** 2 - 1
+    return (1 + rho) ** 6 * (1 + gamma) ** 2 - 1
 
 
 def score_block(
-    users: Tensor, items: Tensor, seen: Tensor, start: int, stop: int, demote: Tensor | None = None, precision: str = "fp32"
+    users: Tensor, items: Tensor, seen: Tensor, start: int, stop: int, demote: Tensor | None = None, precision: str = "fp32",
+    bias: Tensor | None = None,
 ) -> Tensor:
     """``(B, stop - start)`` scores of items ``start..stop-1`` (fp32, or bf16 with ``precision="bf16"``; error bound:
     :func:`score_error`); padding and ``seen`` items are ``-inf``.
@@ -70,6 +71,7 @@ def score_block(
         seen: ``(B, S)`` item ids that may not be recommended (0 = none).
         demote: ``(B, R, D)`` ``lambda`` times the unit vectors of items each user disliked (zero rows: none); an item's
             score then drops by ``max(0, max_r demote_r . e / |e|)``, lambda times its highest cosine to any of them.
+        bias: ``(N + 1,)`` added to every user's score of each item (the item-polarity prior), or None.
     """
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[precision]
     with torch.autocast(device_type=users.device.type, enabled=False):
@@ -77,6 +79,8 @@ def score_block(
         if demote is not None:
             unit = torch.nn.functional.normalize(items[start:stop].float(), dim=1)  # (C, D)
             block -= (demote.float() @ unit.T).amax(dim=1).clamp(min=0).to(dtype)  # (B, R, C) -> (B, C)
+        if bias is not None:
+            block += bias[start:stop].to(dtype)
     local = seen - start  # (B, S)
     inside = (local >= 0) & (local < stop - start) & (seen > 0)
     rows = torch.arange(len(seen), device=seen.device)[:, None]  # (B, 1)
@@ -86,7 +90,7 @@ def score_block(
     return block
 
 
-def exact_scores(users: Tensor, items: Tensor, ids: Tensor, demote: Tensor | None = None) -> Tensor:
+def exact_scores(users: Tensor, items: Tensor, ids: Tensor, demote: Tensor | None = None, bias: Tensor | None = None) -> Tensor:
     """``(B, C)`` scores of items ``ids`` ``(B, C)`` computed in fp64 and rounded once to fp32.
 
     So an item's score (and the order of near-ties) does not depend on which kernel, block shape or
@@ -98,11 +102,14 @@ def exact_scores(users: Tensor, items: Tensor, ids: Tensor, demote: Tensor | Non
         if demote is not None:
             unit = torch.nn.functional.normalize(vectors, dim=2)  # (B, C, D)
             scores -= (unit @ demote.double().transpose(1, 2)).amax(dim=2).clamp(min=0)  # (B, C, R) -> (B, C)
+        if bias is not None:
+            scores += bias.double()[ids]
     return scores.float()
 
 
 def certified_top_keys(
-    users: Tensor, items: Tensor, approx: Tensor, first_id: int, k: int, slack: Tensor, demote: Tensor | None = None
+    users: Tensor, items: Tensor, approx: Tensor, first_id: int, k: int, slack: Tensor, demote: Tensor | None = None,
+    bias: Tensor | None = None,
 ) -> Tensor:
     """Order keys of the exact top-k of a block (:func:`exact_scores`, then smaller id) from its approximate scores.
 
@@ -119,7 +126,7 @@ def certified_top_keys(
     approx_top, positions = approx.topk(min(k + EXTRA_CANDIDATES, approx.shape[1]), dim=1)  # (B, k + m)
     ids = positions + first_id
     excluded = approx_top == float("-inf")
-    exact = exact_scores(users, items, ids, demote).masked_fill(excluded, float("-inf"))  # (B, k + m)
+    exact = exact_scores(users, items, ids, demote, bias).masked_fill(excluded, float("-inf"))  # (B, k + m)
     keys = order_keys(exact, ids).topk(k, dim=1).values  # (B, k), best first
     kth = decode_keys(keys[:, -1])[0]  # (B,)
     outside = (approx_top[:, -1].double() + slack).float()  # (B,) no item outside the candidates scores above it
@@ -127,7 +134,7 @@ def certified_top_keys(
     if not certified.all():
         rows = (~certified).nonzero()[:, 0]
         every = torch.arange(first_id, first_id + approx.shape[1], device=approx.device).expand(len(rows), -1)  # (R, C)
-        rescored = exact_scores(users[rows], items, every, None if demote is None else demote[rows])
+        rescored = exact_scores(users[rows], items, every, None if demote is None else demote[rows], bias)
         rescored = rescored.masked_fill(approx[rows] == float("-inf"), float("-inf"))  # (R, C)
         keys[rows] = order_keys(rescored, every).topk(k, dim=1).values
     return keys
@@ -143,10 +150,11 @@ def candidate_precision(device: torch.device) -> str:
 
 
 def top_k(
-    users: Tensor, items: Tensor, seen: Tensor, k: int, block_items: int = 2048, demote: Tensor | None = None, precision: str | None = None
+    users: Tensor, items: Tensor, seen: Tensor, k: int, block_items: int = 2048, demote: Tensor | None = None, precision: str | None = None,
+    bias: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """Top-``k`` ``(scores, item ids)``, each ``(B, k)`` best first: the exact scores (:func:`exact_scores`), ties by smaller
-    id. ``precision`` is the candidate pass's (:func:`certified_top_keys`), ``fp32`` or ``bf16``: the same result either
+    """Top-``k`` ``(scores, item ids)``, each ``(B, k)`` best first: the exact scores (:func:`exact_scores`, plus ``bias``
+    ``(N + 1,)`` per item when given), ties by smaller id. ``precision`` is the candidate pass's (:func:`certified_top_keys`), ``fp32`` or ``bf16``: the same result either
     way; by default :func:`candidate_precision`, the faster one on the users' device.
 
     A batch never holds more than ``B * block_items`` scores: whole rows of the catalogue for as
@@ -157,7 +165,7 @@ def top_k(
     rows = min(len(users), len(users) * block_items // len(items))
     rows, width = (rows, len(items)) if rows >= min(len(users), MIN_ROWS) else (len(users), block_items)
     precision = precision or candidate_precision(users.device)
-    slack = score_error(users.shape[1], precision) * _score_scale(users, items, demote) if len(users) else users.new_empty(0)  # (B,)
+    slack = score_error(users.shape[1], precision) * _score_scale(users, items, demote, bias) if len(users) else users.new_empty(0)  # (B,)
     parts = []
     for first in range(0, len(users), max(rows, 1)):
         chunk = slice(first, first + rows)
@@ -165,8 +173,8 @@ def top_k(
         top_keys = seen.new_empty(len(users[chunk]), 0)
         for start in range(0, len(items), width):
             stop = min(start + width, len(items))
-            approx = score_block(users[chunk], items, seen[chunk], start, stop, chunk_demote, precision)  # (b, C)
-            block_keys = certified_top_keys(users[chunk], items, approx, start, k, slack[chunk], chunk_demote)  # (b, <= k)
+            approx = score_block(users[chunk], items, seen[chunk], start, stop, chunk_demote, precision, bias)  # (b, C)
+            block_keys = certified_top_keys(users[chunk], items, approx, start, k, slack[chunk], chunk_demote, bias)  # (b, <= k)
             candidates = torch.cat([top_keys, block_keys], dim=1)  # (b, <= 2k)
             top_keys = candidates.topk(min(k, candidates.shape[1]), dim=1).values  # (b, <= k), best first
         parts.append(top_keys)
@@ -181,13 +189,15 @@ def nearest_items(items: Tensor, codes: Tensor, k: int, block_items: int = 2048)
     return top_k(unit[codes], unit, codes[:, None], min(k, len(items) - 1), block_items)
 
 
-def _score_scale(users: Tensor, items: Tensor, demote: Tensor | None) -> Tensor:
-    """``(B,)`` ``|u| * max_j |e_j| + max_r |d_r|`` in fp64, from fp32 norms taken 2**-10 above (their rounding error is
+def _score_scale(users: Tensor, items: Tensor, demote: Tensor | None, bias: Tensor | None = None) -> Tensor:
+    """``(B,)`` ``|u| * max_j |e_j| + max_r |d_r| + max_j |b_j|`` in fp64, from fp32 norms taken 2**-10 above (their rounding error is
     below ``(D / 2 + 2) * 2**-24``)."""
     with torch.autocast(device_type=users.device.type, enabled=False):
         scale = users.float().norm(dim=1).double() * float(items.float().norm(dim=1).max())  # (B,)
         if demote is not None:
             scale = scale + demote.float().norm(dim=2).amax(dim=1).double()
+        if bias is not None:
+            scale = scale + float(bias.float().abs().max())
     return scale * (1 + 2.0**-10)
 
 

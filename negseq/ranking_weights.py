@@ -5,6 +5,10 @@
 - ``dislike_demotion`` (lambda): ``score_j -= lambda * max(0, max_r gamma**r cos(e_j, e_r))`` over the user's last
   ``demotion_window`` (R) dislikes, the r-th newest weighed by ``demotion_decay`` (gamma) to the r; any model (the
   shared item table's cosines).
+- ``polarity_prior`` (lambda): ``score_j += lambda * log((liked_j + 1) / (events_j + 2))``, the item's smoothed like
+  rate over the training events (every event of the training split, both signs; :func:`item_polarity`), the same for
+  every user; any model. The log-rates are a buffer of the model too (``model.item_polarity``), so serving needs
+  no log.
 
 They are buffers of the model (``model.<name>`` in a checkpoint), so a checkpoint ranks as its run's test did. This
 module is their one home: the model checks them with :func:`check` when it is built, selection sets them
@@ -18,10 +22,11 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from negseq.errors import ConfigError
 
-WEIGHTS = ("negative_scoring", "dislike_demotion")
+WEIGHTS = ("negative_scoring", "dislike_demotion", "polarity_prior")
 NEEDS_NEGATIVE_ENCODER = ("negative_scoring", "fusion", "identical_start")  # options that act on the negative encoder
 
 
@@ -34,6 +39,14 @@ def check(options: dict[str, Any], negative_encoder: bool, flag: str = "") -> No
     weight, window, decay = options.get("dislike_demotion", 0.0), options.get("demotion_window", 1), options.get("demotion_decay", 1.0)
     if weight < 0 or window < 1 or not 0 < decay <= 1:
         raise ConfigError(f"{flag}dislike_demotion must be >= 0, demotion_window >= 1 and demotion_decay in (0, 1], got {weight}, {window} and {decay}")
+    if options.get("polarity_prior", 0.0) < 0:
+        raise ConfigError(f"{flag}polarity_prior must be >= 0 (a weight on the items' log like rate), got {options['polarity_prior']}")
+
+
+def item_polarity(liked: Tensor, events: Tensor) -> Tensor:
+    """``(N + 1,)`` each item's log smoothed like rate ``log((liked + 1) / (events + 2))`` from its liked and all training
+    events per code (Laplace's rule: an item never seen in training gets log 1/2, one liked as often as not)."""
+    return torch.log((liked.double() + 1.0) / (events.double() + 2.0)).float()
 
 
 def read(model: torch.nn.Module) -> dict[str, float]:
@@ -59,9 +72,13 @@ def record(checkpoint: dict, weights: dict[str, float]) -> bool:
 
 
 def fill_missing(checkpoint: dict) -> None:
-    """A checkpoint written before a weight was a buffer ranks with the weight of its hyper-parameters (else 0)."""
+    """A checkpoint written before a weight was a buffer ranks with the weight of its hyper-parameters (else 0); one written
+    before the prior existed gets log-rates of 0 (its weight is 0, so they rank nothing)."""
+    state = checkpoint["state_dict"]
     for name in WEIGHTS:
-        checkpoint["state_dict"].setdefault(f"model.{name}", torch.tensor(float(checkpoint.get("hyper_parameters", {}).get(name, 0.0))))
+        state.setdefault(f"model.{name}", torch.tensor(float(checkpoint.get("hyper_parameters", {}).get(name, 0.0))))
+    if "model.items.weight" in state:
+        state.setdefault("model.item_polarity", torch.zeros(len(state["model.items.weight"])))
 
 
 def manifest(model: torch.nn.Module) -> dict[str, Any]:

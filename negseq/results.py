@@ -33,17 +33,21 @@ def _number(key: str, value: float) -> float | int | None:
 
 def write_metrics(
     run_dir: Path, val_results: dict[str, float], test_results: dict[str, float], best: int, fit_seconds: float, weights: dict[str, float],
-    k: int = layout.DEFAULT_K, ks: tuple[int, ...] = (),
+    k: int = layout.DEFAULT_K, ks: tuple[int, ...] = (), options: list[dict[str, float]] | None = None, curve: list[dict[str, float]] | None = None,
 ) -> dict:
     """``metrics.json``: every test metric (:func:`negseq.layout.metric_keys` of ``k`` and ``ks``) and user count, the
     same on validation (best checkpoint, as ranked for the test), best epoch, fit time and the ranking ``weights`` used
-    (``negative_scoring``, ``dislike_demotion``). A metric over a group with no user (no disliked validation target) is null."""
+    (:data:`negseq.ranking_weights.WEIGHTS`). A metric over a group with no user (no disliked validation target) is null.
+    With ``curve`` (each of ``options``' test metrics), ``ranking_curve``: ``[{"weights": option, "test/...": value}, ...]``."""
     metrics = {}
     for stage, results in (("test", test_results), ("val", val_results)):
         metrics.update({key: _number(key, results[key]) for key in layout.metric_keys(stage, k, ks)})
     metrics["best_epoch"] = best
     metrics["fit_seconds"] = round(fit_seconds, 3)
     metrics.update({name: float(weights[name]) for name in WEIGHTS})
+    if curve is not None:
+        keys = layout.metric_keys("test", k, ks)
+        metrics["ranking_curve"] = [{"weights": option, **{key: _number(key, result[key]) for key in keys if key in result}} for option, result in zip(options, curve)]
     (run_dir / layout.METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
 
@@ -57,11 +61,11 @@ def write_fit_metrics(run_dir: Path, best: int, fit_seconds: float) -> dict:
 
 def write_selection(
     run_dir: Path, options: list[dict[str, float]], results: list[dict[str, float]], monitor: str, chosen: int, tolerance: float | None = None,
-    min_suppression: float | None = None,
+    min_suppression: float | None = None, within_noise: float | None = None,
 ) -> None:
     """``selection.json``: each candidate's ranking weights and validation metrics, and the weights chosen on ``monitor``."""
     candidates = [{**option, **{key: _number(key, value) for key, value in result.items()}} for option, result in zip(options, results)]
-    selection = {"monitor": monitor, "tolerance": tolerance, "min_suppression": min_suppression, "chosen": options[chosen], "candidates": candidates}
+    selection = {"monitor": monitor, "tolerance": tolerance, "within_noise": within_noise, "min_suppression": min_suppression, "chosen": options[chosen], "candidates": candidates}
     (run_dir / layout.SELECTION_FILE).write_text(json.dumps(selection, indent=2) + "\n")
 
 
@@ -95,7 +99,8 @@ def per_user_frame(predictions: list[dict[str, torch.Tensor]], datamodule) -> pl
 
 
 def format_table(metrics: dict) -> str:
-    """A plain two-column table of the final metrics for the terminal."""
+    """A plain two-column table of the final metrics for the terminal (``ranking_curve`` is in metrics.json only)."""
+    metrics = {key: value for key, value in metrics.items() if not isinstance(value, list)}
     width = max(len(key) for key in metrics)
     lines = [f"{'metric':<{width}}  value", f"{'-' * width}  ------"]
     for key, value in metrics.items():

@@ -2,7 +2,7 @@
 (with export.json's post-processing) give the same top-k for every test user, for each model family.
 
 Each model is fitted once (module scope) through ``Recommender.fit`` on a quarter of the users of the embedded
-ml-latest-small, 1 epoch: PNFRec, SASRec (history all), pnfrec_plus (dislike demotion), PNFRec with gated fusion and
+ml-latest-small, 1 epoch: PNFRec, SASRec (history all), pnfrec_plus (dislike demotion and the item-polarity prior), PNFRec with gated fusion and
 Signed SASRec (history signed).
 """
 
@@ -28,8 +28,11 @@ SAMPLE = {"data.sample_users": 0.25, "model.dim": 16, "trainer.max_epochs": 1, "
 MODELS = {
     "pnfrec": ([], {}),
     "sasrec": ([ROOT / "experiments" / "models" / "sasrec.yaml"], {}),
-    # one demotion candidate, so that the test ranks with a demotion (the overlay's own list may choose 0)
-    "pnfrec_plus": ([ROOT / "experiments" / "models" / "pnfrec.yaml", ROOT / "experiments" / "beyond" / "pnfrec_plus.yaml"], {"select_dislike_demotion": [1.5]}),
+    # one demotion and one prior candidate, so that the test ranks with both (the overlay's own list may choose 0)
+    "pnfrec_plus": (
+        [ROOT / "experiments" / "models" / "pnfrec.yaml", ROOT / "experiments" / "beyond" / "pnfrec_plus.yaml"],
+        {"select_dislike_demotion": [1.5], "select_polarity_prior": [2.0]},
+    ),
     "fusion": ([], {"model.fusion": "gated"}),
     "signed": ([ROOT / "experiments" / "models" / "signed.yaml"], {}),
 }
@@ -83,7 +86,8 @@ def exported_top_k(out: Path, histories: list[list[tuple[int, bool]]], k: int) -
         seen.append({c for c, _ in known})
     users, demote = program(torch.tensor(inputs), torch.tensor(negatives))  # (B, D), (B, R, D)
     unit = items / items.norm(dim=1, keepdim=True)
-    scores = users.double() @ items.T - (demote.double() @ unit.T).amax(dim=1).clamp(min=0)  # (B, N), fp64
+    prior = torch.tensor(vocabulary["prior"].to_list()).double()  # (N,)
+    scores = users.double() @ items.T - (demote.double() @ unit.T).amax(dim=1).clamp(min=0) + prior  # (B, N), fp64
     scores = scores.float()
     popularity = torch.tensor(vocabulary["popularity"].to_list())
     tops = []
@@ -118,6 +122,7 @@ def test_the_five_paths_give_the_same_top_k_for_every_test_user(fitted, test_his
     manifest = json.loads((tmp_path / "export" / "export.json").read_text())
     assert manifest["dislike_demotion"] == (1.5 if name == "pnfrec_plus" else 0.0)
     assert manifest["demotion_decay"] == (0.3 if name == "pnfrec_plus" else 1.0)
+    assert manifest["polarity_prior"] == (2.0 if name == "pnfrec_plus" else 0.0)
 
 
 @pytest.mark.parametrize("history", ["positives", "all"])

@@ -35,7 +35,7 @@ def test_choose_with_a_tolerance_keeps_ndcg_p_within_it_of_the_smallest_weights(
     assert choose(options, results, "val/delta") == 2
     assert choose(options, results, "val/delta", tolerance=0.02, keep="val/p") == 1
     assert choose(options, results, "val/delta", tolerance=0.0, keep="val/p") == 3  # only NDCG_p at least the reference's
-    assert options[1] == {"negative_scoring": 0.0, "dislike_demotion": 2.0}
+    assert options[1] == {"negative_scoring": 0.0, "dislike_demotion": 2.0, "polarity_prior": 0.0}
 
 
 def test_choose_rejects_a_monitor_validation_does_not_log():

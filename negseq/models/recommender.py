@@ -52,6 +52,9 @@ class SequentialRecommender(nn.Module):
             carries the weight the run ranked with (chosen on validation or given; :mod:`negseq.ranking_weights`).
         dislike_demotion: lambda of ``score_j -= lambda * max(0, max_m cos(e_j, e_m))`` over the user's last
             ``demotion_window`` disliked items m (the shared item table, no negative encoder needed); a buffer too.
+        polarity_prior: lambda of ``score_j += lambda * item_polarity_j``, the item's log smoothed like rate in training
+            (:func:`negseq.ranking_weights.item_polarity`, set from the training data; zeros until then); a buffer, as are
+            the log-rates, so a checkpoint serves with the training counts and no log.
         demotion_window: R, how many of the newest disliked items demote their look-alikes.
         demotion_decay: gamma in (0, 1]: the r-th newest of them demotes with weight ``gamma ** r`` (the newest 1), so
             a fresh dislike moves the list more than old ones do; 1 weighs the R alike.
@@ -75,6 +78,7 @@ class SequentialRecommender(nn.Module):
         fusion: bool = False,
         negative_scoring: float = 0.0,
         dislike_demotion: float = 0.0,
+        polarity_prior: float = 0.0,
         demotion_window: int = 5,
         demotion_decay: float = 1.0,
         identical_start: bool = False,
@@ -84,7 +88,7 @@ class SequentialRecommender(nn.Module):
         super().__init__()
         ranking_weights.check(
             dict(negative_scoring=negative_scoring, fusion=fusion, identical_start=identical_start, dislike_demotion=dislike_demotion,
-                 demotion_window=demotion_window, demotion_decay=demotion_decay), negative_encoder,
+                 polarity_prior=polarity_prior, demotion_window=demotion_window, demotion_decay=demotion_decay), negative_encoder,
         )
         self.items = nn.Embedding(num_items + 1, dim, padding_idx=0)
         self.encoder = CausalEncoder(max_len, dim, blocks, heads, dropout)
@@ -94,6 +98,8 @@ class SequentialRecommender(nn.Module):
         self.sign_head = nn.Linear(dim, 1) if sign_head else None
         self.register_buffer("negative_scoring", torch.tensor(float(negative_scoring)))
         self.register_buffer("dislike_demotion", torch.tensor(float(dislike_demotion)))
+        self.register_buffer("polarity_prior", torch.tensor(float(polarity_prior)))
+        self.register_buffer("item_polarity", torch.zeros(num_items + 1))
         self.demotion_window = demotion_window
         self.demotion_decay = demotion_decay
         self._init_weights()
@@ -125,6 +131,12 @@ class SequentialRecommender(nn.Module):
         age = torch.arange(window.shape[1] - 1, -1, -1, device=window.device, dtype=torch.float32)  # (R,)
         recency = self.demotion_decay**age  # (R,)
         return weight * recency[None, :, None] * nn.functional.normalize(self.items(window).float(), dim=-1)
+
+    def item_bias(self, weight: float | None = None) -> Tensor | None:
+        """``(N + 1,)`` what the prior adds to every user's score of each item, ``polarity_prior * item_polarity``; ``None``
+        when the weight is 0. ``weight`` (a Python number) replaces the buffer, as in :meth:`demotion`."""
+        weight = float(self.polarity_prior) if weight is None else weight
+        return weight * self.item_polarity if weight else None
 
     def encode(self, sequences: Tensor, encoder: CausalEncoder | None = None, last_only: bool = False, table: Tensor | None = None) -> Tensor:
         """``(B, T)`` left-padded item ids -> ``(B, T, D)`` hidden states (``(B, 1, D)``, the newest, with ``last_only``).
@@ -160,4 +172,4 @@ class SequentialRecommender(nn.Module):
 
     def score(self, positives: Tensor, seen: Tensor, negatives: Tensor | None = None) -> Tensor:
         """``(B, N + 1)`` fp32 scores of every item; padding and ``seen`` items are ``-inf``."""
-        return score_block(self(positives, negatives), self.items.weight, seen, 0, self.num_items + 1, self.demotion(negatives))
+        return score_block(self(positives, negatives), self.items.weight, seen, 0, self.num_items + 1, self.demotion(negatives), bias=self.item_bias())
