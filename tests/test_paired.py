@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from negseq.paired import PairingError, compare, gains, pair
+from negseq.paired import PairingError, _interval, _resampled_means, compare, gains, pair, verdict
 
 
 def per_user(ranks: dict[int, list], positive: list[bool]) -> pl.DataFrame:
@@ -115,7 +115,8 @@ def test_seeds_with_different_users_are_an_error():
 def test_no_disliked_targets_leaves_negative_metrics_undefined():
     a, b = synthetic(1, 10, 0.0)
     rows = by_metric(compare(pair(*(frame.filter("positive") for frame in (a, b))), k=10, resamples=10))
-    assert math.isnan(rows["HR_n@10"]["a"]) and rows["HR_n@10"]["verdict"] == "no_difference"
+    assert math.isnan(rows["HR_n@10"]["a"]) and math.isnan(rows["HR_n@10"]["ci_low"]) and rows["HR_n@10"]["verdict"] == "undefined"
+    assert rows["Delta_HR@10"]["verdict"] == "undefined"  # pos - neg without a neg
     assert not math.isnan(rows["HR_p@10"]["a"])
 
 
@@ -127,3 +128,44 @@ def test_interval_holds_the_spread_between_seeds():
     row = by_metric(compare(pair(a, b), k=10, resamples=2000))["HR_p@10"]
     assert row["diff"] == 0.5
     assert (row["ci_low"], row["ci_high"]) == (0.0, 1.0) and row["verdict"] == "no_difference"
+
+
+def test_a_nan_interval_is_undefined_not_no_difference():
+    for higher_is_better in (True, False):
+        assert verdict(math.nan, math.nan, higher_is_better) == verdict(0.1, math.nan, higher_is_better) == "undefined"
+    assert verdict(-0.1, 0.1, True) == "no_difference"
+
+
+def test_more_seeds_of_the_same_users_do_not_narrow_a_per_user_difference():
+    # A hits the liked target of the first 20 users and B of the next 10, the same in every seed: all of the
+    # spread is between users, and more seeds of the same users say nothing more about it
+    positive = [True] * 50
+    a, b = ([1] * 20 + [None] * 30, [None] * 20 + [1] * 10 + [None] * 20)
+    widths = []
+    for n_seeds in (2, 16):
+        paired = pair(per_user(dict.fromkeys(range(n_seeds), a), positive), per_user(dict.fromkeys(range(n_seeds), b), positive))
+        row = by_metric(compare(paired, k=10, resamples=2000))["HR_p@10"]
+        widths.append(row["ci_high"] - row["ci_low"])
+    assert row["diff"] == pytest.approx(0.2) and widths[0] == widths[1] > 0.2
+
+
+def test_the_interval_covers_a_zero_difference_with_a_user_effect_that_persists_across_seeds():
+    # A - B per (seed, user) = seed effect + user effect (the same in every seed) + noise, the true mean 0.
+    # The crossed draw (users drawn once per resample, shared by its seeds) must cover 0 about 95 % of the
+    # time; users drawn anew in each drawn seed (nested, as before) average the user effect away over seeds.
+    n_users, n_seeds, repetitions, resamples = 100, 10, 300, 400
+    rng = np.random.default_rng(0)
+
+    def nested(values: np.ndarray, seed_draws: np.ndarray, users: np.random.Generator) -> np.ndarray:
+        drawn = users.integers(0, n_users, size=(len(seed_draws), n_seeds, n_users))
+        return values[seed_draws[:, :, None], drawn].mean(axis=(1, 2))
+
+    covered = {_resampled_means: 0, nested: 0}
+    for repetition in range(repetitions):
+        diff = rng.normal(0, 0.005, (n_seeds, 1)) + rng.normal(0, 0.1, (1, n_users)) + rng.normal(0, 0.1, (n_seeds, n_users))
+        seed_draws = rng.integers(0, n_seeds, size=(resamples, n_seeds))
+        for draw in covered:
+            low, high = _interval(draw(diff, seed_draws, np.random.default_rng([repetition])), 0.95)
+            covered[draw] += low <= 0 <= high
+    crossed, nested_coverage = covered[_resampled_means] / repetitions, covered[nested] / repetitions
+    assert crossed >= 0.93 and nested_coverage < 0.90, (crossed, nested_coverage)

@@ -104,7 +104,7 @@ def test_a_log_whose_b_mean_is_zero_makes_the_row_nan():
     never = b.with_columns(rank=pl.when(pl.col("positive")).then(None).otherwise(pl.col("rank")))  # B hits no liked target
     rows = by_metric(pooled(logs(x=LOG_X, y=(a, never)), k=10, resamples=100))
     for label in ("HR_p@10", "NDCG_p@10"):
-        assert math.isnan(rows[label]["relative_diff"]) and math.isnan(rows[label]["ci_low"]) and rows[label]["verdict"] == "no_difference"
+        assert math.isnan(rows[label]["relative_diff"]) and math.isnan(rows[label]["ci_low"]) and rows[label]["verdict"] == "undefined"
     assert not math.isnan(rows["HR_n@10"]["relative_diff"])  # the other group of that log is still defined
 
 
@@ -125,7 +125,7 @@ def test_a_weak_b_on_a_small_log_still_gets_an_interval_and_a_verdict():
 def test_a_log_without_disliked_targets_leaves_the_negative_rows_undefined():
     only_liked = tuple(frame.filter("positive") for frame in LOG_Y)
     rows = by_metric(pooled(logs(x=LOG_X, y=only_liked), k=10, resamples=100))
-    assert math.isnan(rows["HR_n@10"]["relative_diff"]) and rows["HR_n@10"]["verdict"] == "no_difference"
+    assert math.isnan(rows["HR_n@10"]["relative_diff"]) and rows["HR_n@10"]["verdict"] == "undefined"
     assert rows["HR_p@10"]["relative_diff"] == pytest.approx(1.0)
 
 
