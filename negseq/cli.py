@@ -38,8 +38,9 @@ RUN_DIR_ENV = "NEGSEQ_RUN_DIR"  # rank 0's run directory, for the processes Ligh
 
 TRAINER_DEFAULTS = {
     "max_epochs": 100,
-    # early stopping cannot end a fit before epoch 30: validation first plateaus on popularity (experiments/QUALITY.md)
-    "min_epochs": 30,
+    # early stopping cannot end a fit before 300 optimizer steps (19,200 training sequences at batch 64): validation first
+    # plateaus on popularity for a number of steps, not epochs (30 epochs of ml-latest-small, 9 of Steam: experiments/QUALITY.md)
+    "min_steps": 300,
     "default_root_dir": DEFAULT_ROOT,
     "log_every_n_steps": 1,
     "num_sanity_val_steps": 0,

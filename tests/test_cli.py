@@ -77,7 +77,7 @@ def test_the_shipped_config_is_the_default(tmp_path):
 
     assert strip(default) == strip(shipped)
     # early stopping may not end a fit inside the validation plateau of the first epochs (experiments/QUALITY.md)
-    assert strip(default)["trainer"]["min_epochs"] == 30 and strip(default)["early_stopping"]["patience"] == 10
+    assert strip(default)["trainer"]["min_steps"] == 300 and strip(default)["early_stopping"]["patience"] == 10
 
 
 def test_bad_input_is_one_clean_line(tmp_path):
