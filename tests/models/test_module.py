@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from negseq import inference
+from negseq import inference, ranking_weights
 from negseq.errors import ConfigError
 from negseq.losses import contrastive_loss, label_log_probs, next_item_loss
 from negseq.module import NegSeqModule
@@ -473,6 +473,54 @@ def test_popularity_sampling_follows_the_training_item_counts(tiny_log, tmp_path
     torch.testing.assert_close(module.sampling_probs, (counts / counts.sum()).float())
 
 
+def test_fit_setup_fills_the_item_polarity_from_the_training_events(tmp_path):
+    """log((liked + 1) / (events + 2)) per code, counted by hand over the training split's events (both signs); an item
+    that is only ever some user's held-out last event gets the unseen items' log 1/2, as padding does."""
+    import lightning as L
+    import polars as pl
+
+    from negseq.data import FeedbackDataModule
+    from tests.conftest import make_log
+
+    log = make_log()
+    late = pl.DataFrame({"user_id": [f"u{user}" for user in range(6)], "item_id": [999] * 6, "rating": [5.0] * 6, "timestamp": [2_000_000] * 6})
+    log.vstack(late.cast(log.schema)).write_csv(tmp_path / "log.csv")
+    data = FeedbackDataModule(path=str(tmp_path / "log.csv"), max_len=5, batch_size=16, cache=False)
+    liked, events = [0] * (data.num_items + 1), [0] * (data.num_items + 1)
+    for code, positive in data.split.train.select("item", "positive").iter_rows():
+        events[code] += 1
+        liked[code] += positive
+    expected = [math.log((a + 1) / (n + 2)) for a, n in zip(liked, events)]
+    unseen = data.item_ids.to_list().index(999) + 1
+    assert events[unseen] == 0 and 0 < sum(liked) < sum(events)
+    module = NegSeqModule(data.num_items, data.num_train_items, max_len=5, dim=8, polarity_prior=1.0)
+    assert module.model.item_polarity.tolist() == [0.0] * (data.num_items + 1)
+    trainer = L.Trainer(max_steps=1, limit_val_batches=0, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    trainer.fit(module, datamodule=data)
+    assert module.model.item_polarity.tolist() == pytest.approx(expected, rel=1e-6)
+    assert module.model.item_polarity[unseen] == module.model.item_polarity[0] == pytest.approx(math.log(1 / 2))
+
+
+def test_a_prior_ranks_the_allowed_items_in_the_order_of_the_whole_catalogue():
+    """With a prior, ranking only the allowed codes gives the whole catalogue's order with the others left out (the
+    bias follows each allowed code), and the prior does change that order."""
+    module = make(polarity_prior=3.0).eval()
+    generator = torch.Generator().manual_seed(4)
+    module.model.item_polarity.copy_(torch.log(torch.rand(SIZES["num_items"] + 1, generator=generator)))
+    batch = {"positives": POSITIVES[:, :-1], "seen": POSITIVES[:, :-1], "target": POSITIVES[:, -1]}
+    allowed = torch.tensor([2, 3, 5, 8, 9, 12, 13, 17, 19, 20])
+    with torch.no_grad():
+        whole = inference.rank(module.model, batch, SIZES["num_items"], "positives")
+        restricted = inference.rank(module.model, batch, 4, "positives", allowed=allowed)
+        ranking_weights.write(module.model, {"polarity_prior": 0.0})
+        without = inference.rank(module.model, batch, SIZES["num_items"], "positives")
+    assert not torch.equal(whole.items, without.items)
+    for row in range(len(POSITIVES)):
+        keep = torch.isin(whole.items[row], allowed)
+        assert restricted.items[row].tolist() == whole.items[row][keep][:4].tolist()
+        assert torch.equal(restricted.scores[row], whole.scores[row][keep][:4])
+
+
 def test_chunked_cross_entropy_gives_the_same_loss_terms():
     reference = make().loss_terms(batch())
     chunked = make(ce_chunk_items=6).loss_terms(batch())
@@ -481,16 +529,20 @@ def test_chunked_cross_entropy_gives_the_same_loss_terms():
 
 
 def test_checkpoints_written_before_the_model_was_its_own_module_still_load(tmp_path):
-    """Older checkpoints name the weights without the ``model.`` prefix and have no negative_scoring buffer."""
+    """Older checkpoints name the weights without the ``model.`` prefix and have no ranking-weight buffers (nor the prior's
+    log-rates): they rank with their hyper-parameters' weights, the prior's 0."""
     torch.manual_seed(0)
     module = NegSeqModule(num_items=20, num_train_items=20, max_len=5, dim=8, negative_scoring=0.5)
-    older = {key.removeprefix("model."): value for key, value in module.state_dict().items() if key != "model.negative_scoring"}
+    buffers = {"model.negative_scoring", "model.dislike_demotion", "model.polarity_prior", "model.item_polarity"}
+    older = {key.removeprefix("model."): value for key, value in module.state_dict().items() if key not in buffers}
     path = tmp_path / "older.ckpt"
-    torch.save({"state_dict": older, "hyper_parameters": dict(module.hparams), "pytorch-lightning_version": "2.6.0"}, path)
+    saved = {name: value for name, value in module.hparams.items() if name != "polarity_prior"}  # before the prior existed
+    torch.save({"state_dict": older, "hyper_parameters": saved, "pytorch-lightning_version": "2.6.0"}, path)
     loaded = NegSeqModule.load_from_checkpoint(path, weights_only=True)
     assert loaded.state_dict().keys() == module.state_dict().keys()
     assert all(torch.equal(value, module.state_dict()[key]) for key, value in loaded.state_dict().items())
     assert float(loaded.model.negative_scoring) == 0.5  # from the hyper-parameters it was trained with
+    assert float(loaded.model.polarity_prior) == 0.0 and loaded.model.item_bias() is None
     with pytest.raises(ConfigError, match="num_items=20 but this run has num_items=30"):
         NegSeqModule.load_from_checkpoint(path, weights_only=True, num_items=30)
 

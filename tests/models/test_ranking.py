@@ -1,6 +1,9 @@
-"""Order keys: a total (score desc, id asc) order that survives a round trip."""
+"""Order keys: a total (score desc, id asc) order that survives a round trip; exact top-k, dislike demotion and the
+item-polarity prior."""
 
 from __future__ import annotations
+
+import math
 
 import pytest
 import torch
@@ -21,10 +24,10 @@ def test_keys_round_trip_and_order_scores_then_ids():
     assert ids[order].tolist() == [3, 1, 8, 2, 6, 5, 4, 9]
 
 
-def brute_force_top_k(users, items, seen, k, demote=None):
+def brute_force_top_k(users, items, seen, k, demote=None, bias=None):
     """Every item's exact score, seen and padding removed, every key sorted: the reference top-k."""
     every = torch.arange(len(items)).expand(len(users), -1)
-    scores = exact_scores(users, items, every, demote)
+    scores = exact_scores(users, items, every, demote, bias)
     excluded = torch.zeros_like(scores, dtype=torch.bool).scatter_(1, seen, True)
     excluded[:, 0] = True
     keys = order_keys(scores.masked_fill(excluded, -float("inf")), every).sort(dim=1, descending=True).values[:, :k]
@@ -79,27 +82,76 @@ def test_top_k_with_dislike_demotion_equals_sorting_every_exact_key():
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_score_error_bounds_every_approximate_score(precision):
-    """|approximate - exact| <= eps * (|u| |e_j| + max|d|) for every item j (so with max|e|, as the certificate uses it) on
-    vectors of mixed magnitudes (heavy tails), with and without demotion; the bound is within 10x of the worst error seen."""
+    """|approximate - exact| <= eps * (|u| |e_j| + max|d| + max|b|) for every item j (so with max|e|, as the certificate
+    uses it) on vectors of mixed magnitudes (heavy tails), with and without demotion and a prior's bias; the bound is within
+    10x of the worst error seen."""
     generator = torch.Generator().manual_seed(7)
     dim = 64
     items = torch.randn(4001, dim, generator=generator) * torch.exp(2 * torch.randn(4001, 1, generator=generator))
     users = torch.randn(64, dim, generator=generator) ** 3 * 10.0
     demote = 2.0 * torch.nn.functional.normalize(torch.randn(64, 5, dim, generator=generator), dim=2)
+    bias = 3.0 * torch.log(torch.rand(4001, generator=generator))  # log-rates times a weight: <= 0, heavy below
     every = torch.arange(1, 4001).expand(64, -1)
     eps = score_error(dim, precision)
     worst = 0.0
-    for weights in (None, demote):
-        approx = score_block(users, items, torch.zeros(64, 1, dtype=torch.long), 1, 4001, weights, precision).double()
-        exact = exact_scores(users, items, every, weights).double()
+    for weights, prior in ((None, None), (demote, None), (None, bias), (demote, bias)):
+        approx = score_block(users, items, torch.zeros(64, 1, dtype=torch.long), 1, 4001, weights, precision, prior).double()
+        exact = exact_scores(users, items, every, weights, prior).double()
         scale = users.double().norm(dim=1)[:, None] * items[1:].double().norm(dim=1)  # (B, C): per item, the stronger statement
         if weights is not None:
             scale = scale + weights.double().norm(dim=2).amax(dim=1)[:, None]
+        if prior is not None:
+            scale = scale + prior.double().abs().max()
         relative = ((approx - exact).abs() / scale).max().item()
-        assert relative <= eps, (weights is None, relative, eps)
+        assert relative <= eps, (weights is None, prior is None, relative, eps)
         worst = max(worst, relative)
     assert worst > eps / 10 if precision == "bf16" else worst > 0
 
+
+def test_exact_scores_add_the_bias_of_each_item_to_the_fp64_dot_product():
+    items = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])  # ids 0 (padding) .. 3
+    bias = torch.tensor([0.0, 0.5, -1.0, -0.25])
+    users = torch.tensor([[1.0, 2.0], [-1.0, 0.5]])
+    ids = torch.tensor([[2, 1, 3], [3, 3, 1]])
+    # dots: user 0 -> items 2, 1, 3 = 2, 1, 3; user 1 -> 3, 3, 1 = -0.5, -0.5, -1
+    expected = [[2 - 1.0, 1 + 0.5, 3 - 0.25], [-0.5 - 0.25, -0.5 - 0.25, -1 + 0.5]]
+    assert exact_scores(users, items, ids, bias=bias).tolist() == expected
+    generator = torch.Generator().manual_seed(8)
+    users, items = torch.randn(6, 16, generator=generator), torch.randn(51, 16, generator=generator)
+    bias = torch.randn(51, generator=generator)
+    ids = torch.randint(0, 51, (6, 20), generator=generator)
+    by_hand = (users.double()[:, None, :] * items.double()[ids]).sum(dim=2) + bias.double()[ids]  # (B, C) in fp64
+    assert torch.equal(exact_scores(users, items, ids, bias=bias), by_hand.float())
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_top_k_with_a_prior_bias_equals_sorting_every_exact_key(precision, monkeypatch):
+    """A per-item bias added to every user's scores: random rows with and without demotion; and rows whose cut falls in
+    items the bias makes (nearly) tie, below both precisions' resolution, so that the certificate fails and the whole
+    block is re-scored exactly (checked: some exact re-scoring spans a whole block)."""
+    import negseq.ranking
+
+    generator = torch.Generator().manual_seed(9)
+    items, users = torch.randn(401, 16, generator=generator), torch.randn(30, 16, generator=generator)
+    bias = 2.0 * torch.log(torch.rand(401, generator=generator))  # a weight times log-rates: <= 0
+    demote = 0.7 * torch.nn.functional.normalize(torch.randn(30, 5, 16, generator=generator), dim=2)
+    seen = torch.randint(0, 401, (30, 7), generator=generator)
+    # user 0's dots plus the bias of items 50..149 all come to one value above every other item's score (up to fp32's
+    # rounding of the bias): near-ties at any cut k <= 100 of user 0 (the other users score them by their own dots)
+    dots = users[0].double() @ items.double().T  # (N + 1,)
+    level = float((dots + bias.double()).max()) + 1.0
+    bias[50:150] = (level - dots[50:150]).float()
+    rescored = []
+    exact = negseq.ranking.exact_scores
+    monkeypatch.setattr(negseq.ranking, "exact_scores", lambda users, items, ids, *rest: rescored.append(ids.shape[1]) or exact(users, items, ids, *rest))
+    for k in (10, 60):
+        for weights in (None, demote):
+            expected = brute_force_top_k(users, items, seen, k, weights, bias)
+            assert not torch.equal(expected[1], brute_force_top_k(users, items, seen, k, weights)[1])  # the bias moves the lists
+            for block in (100, 401, 2048):
+                scores, ids = top_k(users, items, seen, k, block, weights, precision, bias)
+                assert torch.equal(ids, expected[1]) and torch.equal(scores, expected[0]), (k, weights is None, block)
+    assert max(rescored) > 60 + negseq.ranking.EXTRA_CANDIDATES  # the certification path ran
 
 def test_a_target_in_the_top_k_counts_at_the_rank_it_is_shown_at():
     """A near-tie below the target by a smaller id: a tolerance count put it ahead (rank 11) while the exact keys show the
@@ -167,3 +219,46 @@ def test_demotion_decay_weighs_the_r_th_newest_dislike_by_gamma_to_the_r():
     assert block[0, 1:].tolist() == pytest.approx([1 - 1.0, 1 - 2.0, 2 - 2.0 / 2**0.5])
     with pytest.raises(ConfigError, match="demotion_decay in \\(0, 1\\]"):
         SequentialRecommender(3, max_len=4, dim=2, demotion_decay=0.0)
+
+
+def test_item_polarity_is_the_log_of_laplace_smoothed_like_rates_by_hand():
+    liked, events = torch.tensor([0.0, 3.0, 0.0, 1.0]), torch.tensor([0.0, 4.0, 2.0, 1.0])
+    # (liked + 1) / (events + 2): padding and unseen items 1/2, then 4/6, 1/4, 2/3
+    expected = [math.log(1 / 2), math.log(4 / 6), math.log(1 / 4), math.log(2 / 3)]
+    polarity = ranking_weights.item_polarity(liked, events)
+    assert polarity.dtype == torch.float32 and polarity.tolist() == pytest.approx(expected, rel=1e-7)
+
+
+def test_a_negative_polarity_prior_is_refused():
+    ranking_weights.check({"polarity_prior": 0.0}, negative_encoder=False)
+    ranking_weights.check({"polarity_prior": 2.0}, negative_encoder=False)  # any model: the prior reads no encoder
+    with pytest.raises(ConfigError, match="candidate: polarity_prior must be >= 0.*got -0.5"):
+        ranking_weights.check({"polarity_prior": -0.5}, negative_encoder=False, flag="candidate: ")
+
+
+def test_item_bias_is_the_weight_times_the_log_rates_and_none_at_zero():
+    from negseq.models.recommender import SequentialRecommender
+
+    model = SequentialRecommender(3, max_len=3, dim=2)
+    assert model.item_polarity.tolist() == [0.0] * 4 and model.item_bias() is None  # before the training data fills them
+    model.item_polarity.copy_(torch.tensor([math.log(1 / 2), math.log(4 / 6), math.log(1 / 4), math.log(2 / 3)]))
+    assert model.item_bias() is None and model.item_bias(0.0) is None
+    assert torch.equal(model.item_bias(3.0), 3.0 * model.item_polarity)
+    ranking_weights.write(model, {"polarity_prior": 1.5})
+    assert torch.equal(model.item_bias(), 1.5 * model.item_polarity)
+
+
+def test_a_checkpoint_written_before_the_prior_ranks_without_it():
+    """fill_missing: the weights a checkpoint lacks come from its hyper-parameters (else 0), the log-rates are zeros of
+    the item table's length; what the checkpoint has stays."""
+    old = {"state_dict": {"model.items.weight": torch.randn(6, 4), "model.negative_scoring": torch.tensor(0.5)}, "hyper_parameters": {"dislike_demotion": 1.0}}
+    ranking_weights.fill_missing(old)
+    state = old["state_dict"]
+    assert {name: float(state[f"model.{name}"]) for name in ranking_weights.WEIGHTS} == {
+        "negative_scoring": 0.5, "dislike_demotion": 1.0, "polarity_prior": 0.0,
+    }
+    assert torch.equal(state["model.item_polarity"], torch.zeros(6))
+    rates = torch.tensor([-0.7, -0.1, -2.0])
+    new = {"state_dict": {"model.items.weight": torch.randn(3, 4), "model.polarity_prior": torch.tensor(2.0), "model.item_polarity": rates}}
+    ranking_weights.fill_missing(new)
+    assert float(new["state_dict"]["model.polarity_prior"]) == 2.0 and new["state_dict"]["model.item_polarity"] is rates
