@@ -5,13 +5,16 @@
 
 Both configs run through ``negseq.experiments``' runner (``OUT/runs/<config>/seed<seed>/``; finished
 runs are reused), with the overrides after ``--`` given to both. Each test user's gains of A and B
-are paired by (seed, user) (:mod:`negseq.paired`). ``OUT/COMPARE.md`` gets the table; the last
-line of output is one JSON object for NDCG_p@k (``metrics``: every metric's row by label).
+are paired by (seed, user) (:mod:`negseq.paired`). ``OUT/COMPARE.md`` gets the table and, per pair of
+metrics (HR_p with HR_n, NDCG_p with NDCG_n), whether one model dominates the other; ``OUT/frontier.png``
+the picture of both (:mod:`negseq.frontier`). One progress bar on stderr counts every run of every log.
+The last line of output is one JSON object for NDCG_p@k (``metrics``: every metric's row by label;
+``dominance``: each pair's).
 
-With several ``--data`` logs, each log's runs and COMPARE.md are in ``OUT/<data config name>/``;
+With several ``--data`` logs, each log's runs, COMPARE.md and frontier.png are in ``OUT/<data config name>/``;
 ``OUT/COMPARE.md`` holds a row per log and the pooled row of each metric (the mean over logs of
-the relative difference (A - B) / B, :func:`negseq.paired.pooled`), and the JSON line holds the
-pooled NDCG_p@k fields with ``logs``: each log's summary.
+the relative difference (A - B) / B, :func:`negseq.paired.pooled`) and the dominance on each log and
+pooled, and the JSON line holds the pooled NDCG_p@k fields with ``logs``: each log's summary.
 """
 
 from __future__ import annotations
@@ -21,15 +24,25 @@ import json
 import os
 import shlex
 import sys
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import polars as pl
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from negseq import frontier
 from negseq.errors import ConfigError, run_cli
 from negseq.experiments import add_run_arguments, run_one, shared_configs
 from negseq.layout import run_cutoff
 from negseq.paired import compare, pair, pooled
+
+INTERVAL = "seeds and users resampled independently, each drawn user kept in every drawn seed"  # negseq.paired's crossed bootstrap
+FRONTIER = "frontier.png"  # beside each log's COMPARE.md
+DOMINANCE_RULE = (
+    "A dominates B on a pair of metrics when it is better on one (verdict a_better) and not worse on the other (not b_better);\n"
+    "better on one and worse on the other is a trade, where neither dominates; an undefined verdict leaves it undecided."
+)
 
 
 def load_per_user(run_dirs: dict[int, Path]) -> tuple[pl.DataFrame, int]:
@@ -45,13 +58,21 @@ def load_per_user(run_dirs: dict[int, Path]) -> tuple[pl.DataFrame, int]:
     return pl.concat(frames), ks.pop()
 
 
-def markdown(table: pl.DataFrame, a: str, b: str, seeds: list[int], users: int, command: str) -> str:
-    """COMPARE.md: how it was made, and a row per metric."""
+def dominance_text(table: pl.DataFrame, k: int) -> str:
+    """One line: each pair of metrics and who dominates on it (:func:`negseq.frontier.dominance`)."""
+    pairs = frontier.metric_pairs(k)
+    return "; ".join(
+        f"{pairs[name][0].label} with {pairs[name][1].label}: **{frontier.SENTENCES[result]}**" for name, result in frontier.dominance(table, k).items()
+    )
+
+
+def markdown(table: pl.DataFrame, a: str, b: str, seeds: list[int], users: int, k: int, command: str) -> str:
+    """COMPARE.md: how it was made, a row per metric, the dominance of each pair of metrics and the frontier picture."""
     lines = [
         f"# {a} (A) vs {b} (B)",
         "",
         f"Seeds {seeds[0]}..{seeds[-1]} ({len(seeds)}), {users} test users per seed. Mean of the per-user gains over every",
-        "(seed, user); difference A - B with a 95 % bootstrap interval (seeds, and users within each seed, resampled).",
+        f"(seed, user); difference A - B with a 95 % bootstrap interval ({INTERVAL}).",
         "A verdict needs an interval that excludes 0; HR_n and NDCG_n are better lower. Regenerate (finished runs are reused):",
         "",
         f"    {command}",
@@ -63,16 +84,18 @@ def markdown(table: pl.DataFrame, a: str, b: str, seeds: list[int], users: int, 
         lines.append(
             f"| {row['label']} | {row['a']:.4f} | {row['b']:.4f} | {row['diff']:+.4f} | [{row['ci_low']:+.4f}, {row['ci_high']:+.4f}] | {row['verdict']} |"
         )
+    lines += ["", DOMINANCE_RULE, "", f"Dominance: {dominance_text(table, k)}.", "", f"![frontier]({FRONTIER})"]
     return "\n".join(lines) + "\n"
 
 
-def pooled_markdown(tables: dict[str, pl.DataFrame], pooled_table: pl.DataFrame, a: str, b: str, seeds: list[int], command: str) -> str:
-    """COMPARE.md over several logs: per metric, a row per log (relative and absolute difference) and the pooled row."""
+def pooled_markdown(tables: dict[str, pl.DataFrame], pooled_table: pl.DataFrame, a: str, b: str, seeds: list[int], k: int, command: str) -> str:
+    """COMPARE.md over several logs: per metric, a row per log (relative and absolute difference) and the pooled row;
+    then the dominance of each pair of metrics on each log and pooled."""
     lines = [
         f"# {a} (A) vs {b} (B) on {len(tables)} logs",
         "",
         f"Seeds {seeds[0]}..{seeds[-1]} ({len(seeds)}) on each log. Per log: the relative difference (A - B) / B of the means over",
-        "every (seed, user), and A - B with its 95 % interval (seeds, and users within each seed, resampled), as for one log.",
+        f"every (seed, user), and A - B with its 95 % interval ({INTERVAL}), as for one log.",
         "Pooled: the mean over logs (each log weighs the same) of the relative difference, with the interval of that mean",
         "over the same resamples drawn in every log (negseq.paired.pooled). A verdict needs an interval that excludes 0; HR_n",
         "and NDCG_n are better lower. Each log's own COMPARE.md is in its folder. Regenerate (finished runs are reused):",
@@ -94,31 +117,59 @@ def pooled_markdown(tables: dict[str, pl.DataFrame], pooled_table: pl.DataFrame,
             f"| **{pooled_row['label']}** | **pooled** | | | **{pooled_row['relative_diff']:+.1%}** | "
             f"[{pooled_row['ci_low']:+.1%}, {pooled_row['ci_high']:+.1%}] | **{pooled_row['verdict']}** |"
         )
+    lines += ["", DOMINANCE_RULE, ""]
+    lines += [f"- {log}: {dominance_text(table, k)} ([frontier]({log}/{FRONTIER}))" for log, table in tables.items()]
+    lines.append(f"- pooled: {dominance_text(pooled_table, k)}")
     return "\n".join(lines) + "\n"
 
 
-def summary(table: pl.DataFrame, metric: str) -> dict:
-    """One metric's row of a comparison table, and every metric's by label (``metrics``)."""
+def summary(table: pl.DataFrame, k: int) -> dict:
+    """NDCG_p@k's row of a comparison table, every metric's by label (``metrics``) and each pair's ``dominance``."""
+    metric = f"test/ndcg_p@{k}"
     fields = [name for name in ("a", "b", "diff", "relative_diff", "ci_low", "ci_high", "verdict") if name in table.columns]
     row = table.row(by_predicate=pl.col("metric") == metric, named=True)
-    return {"metric": metric, **{key: row[key] for key in fields}, "metrics": {r["label"]: {key: r[key] for key in fields} for r in table.iter_rows(named=True)}}
+    return {
+        "metric": metric, **{key: row[key] for key in fields},
+        "metrics": {r["label"]: {key: r[key] for key in fields} for r in table.iter_rows(named=True)},
+        "dominance": frontier.dominance(table, k),
+    }
 
 
-def compare_on_log(args: argparse.Namespace, shared: list[Path], out: Path, seeds: list[int], overrides: list[str], command: str) -> tuple[pl.DataFrame, pl.DataFrame, int]:
-    """Run (or reuse) both configs' runs on one log under ``out/runs``, write ``out/COMPARE.md``: (paired, table, k)."""
-    threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else None
-    runs = {config: {seed: out / "runs" / config.stem / f"seed{seed}" for seed in seeds} for config in (args.a, args.b)}
-    jobs = [(config, seed, run_dir) for config, by_seed in runs.items() for seed, run_dir in by_seed.items()]
-    with ThreadPoolExecutor(args.jobs) as pool:
-        for run_dir in pool.map(lambda job: run_one([*shared, job[0]], *job[1:], overrides, threads), jobs):
-            print(f"done: {run_dir}", flush=True)
+def run_all(jobs: list[tuple[list[Path], int, Path]], overrides: list[str], parallel: int) -> None:
+    """Run (or reuse) every ``(configs, seed, run_dir)`` job, ``parallel`` at a time, under one progress bar on stderr.
+
+    Finished runs count as done from the start and are not timed: the time left is the time the runs made in
+    this session took on average, times the runs left. On a terminal the bar redraws in place; elsewhere (a log
+    file, CI) rich prints it once, when all are done, under a ``done:`` line per run.
+    """
+    threads = max(1, (os.cpu_count() or 1) // parallel) if parallel > 1 else None
+    todo = [job for job in jobs if not (job[-1] / "metrics.json").is_file()]
+    columns = (TextColumn("runs"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn())
+    # a run takes minutes: rich's default 30 s window for the speed would rarely hold two finished runs
+    with Progress(*columns, console=Console(stderr=True), speed_estimate_period=7 * 24 * 3600) as progress:
+        task = progress.add_task("runs", total=len(jobs), completed=len(jobs) - len(todo))
+        progress.advance(task, 0)  # the start of the timing: rich's speed leaves out its first sample's runs
+        with ThreadPoolExecutor(parallel) as pool:
+            for future in as_completed([pool.submit(run_one, *job, overrides, threads) for job in todo]):
+                run_dir = future.result()
+                progress.advance(task)
+                progress.console.out(f"done: {run_dir}", highlight=False)
+
+
+def compare_log(args: argparse.Namespace, runs: dict[Path, dict[int, Path]], out: Path, seeds: list[int], command: str) -> tuple[pl.DataFrame, pl.DataFrame, int]:
+    """Pair both configs' finished ``runs`` (config -> seed -> run dir) of one log; write ``out/COMPARE.md`` and
+    ``out/frontier.png``: (paired, table, k)."""
     (a, k), (b, k_b) = load_per_user(runs[args.a]), load_per_user(runs[args.b])
     if k != k_b:
         raise ConfigError(f"A was evaluated at k={k} and B at k={k_b}; give both the same --model.k")
     paired = pair(a, b)
     table = compare(paired, k, resamples=args.resamples)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "COMPARE.md").write_text(markdown(table, args.a.stem, args.b.stem, seeds, paired["user_id"].n_unique(), command))
+    (out / "COMPARE.md").write_text(markdown(table, args.a.stem, args.b.stem, seeds, paired["user_id"].n_unique(), k, command))
+    curves = {
+        config.stem: frontier.curve_points([json.loads((run_dir / "metrics.json").read_text()) for run_dir in by_seed.values()], k)
+        for config, by_seed in runs.items()
+    }
+    frontier.draw(out / FRONTIER, table, args.a.stem, args.b.stem, k, curves)
     print(table.select("label", "a", "b", "diff", "ci_low", "ci_high", "verdict"))
     return paired, table, k
 
@@ -132,7 +183,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m negseq.compare", description=__doc__.split("\n\n")[0])
     parser.add_argument("a", type=Path, help="negseq.fit YAML config of model A")
     parser.add_argument("b", type=Path, help="negseq.fit YAML config of model B (the reference)")
-    parser.add_argument("--out", type=Path, required=True, help="holds runs/ and COMPARE.md (with several --data: a folder per log)")
+    parser.add_argument("--out", type=Path, required=True, help="holds runs/, COMPARE.md and frontier.png (with several --data: a folder per log)")
     parser.add_argument("--resamples", type=int, default=10_000, help="bootstrap resamples (default 10000)")
     add_run_arguments(parser, several_logs=True)
     args = parser.parse_args(argv)
@@ -145,21 +196,26 @@ def main(argv: list[str] | None = None) -> dict:
     if len(set(names)) < len(names):
         raise ConfigError(f"two --data configs share a file name ({names}); their runs would share OUT/<name>: rename one")
     seeds = [args.first_seed + i for i in range(args.seeds)]
-    if len(args.data) <= 1:
-        data = args.data[0] if args.data else None
-        paired, table, k = compare_on_log(args, shared_configs(data, args, parser), args.out, seeds, overrides, command)
-        result = summary(table, f"test/ndcg_p@{k}") | {"seeds": len(seeds), "users": paired["user_id"].n_unique()}
+    # every log's runs first, so that one progress bar counts them all (None: the one log, in OUT itself)
+    data_by_log = {data.stem: data for data in args.data} if len(args.data) > 1 else {None: args.data[0] if args.data else None}
+    shared = {log: shared_configs(data, args, parser) for log, data in data_by_log.items()}
+    folders = {log: args.out / log if log else args.out for log in data_by_log}
+    runs = {log: {config: {seed: out / "runs" / config.stem / f"seed{seed}" for seed in seeds} for config in (args.a, args.b)} for log, out in folders.items()}
+    jobs = [([*shared[log], config], seed, run_dir) for log in runs for config, by_seed in runs[log].items() for seed, run_dir in by_seed.items()]
+    run_all(jobs, overrides, args.jobs)
+    if len(folders) == 1:
+        paired, table, k = compare_log(args, runs[None], args.out, seeds, command)
+        result = summary(table, k) | {"seeds": len(seeds), "users": paired["user_id"].n_unique()}
     else:
         logs, tables = {}, {}
-        for data in args.data:
-            print(f"== {data.stem}", flush=True)
-            logs[data.stem], tables[data.stem], k = compare_on_log(args, shared_configs(data, args, parser), args.out / data.stem, seeds, overrides, command)
+        for log, out in folders.items():
+            print(f"== {log}", flush=True)
+            logs[log], tables[log], k = compare_log(args, runs[log], out, seeds, command)
         pooled_table = pooled(logs, k, resamples=args.resamples)
-        (args.out / "COMPARE.md").write_text(pooled_markdown(tables, pooled_table, args.a.stem, args.b.stem, seeds, command))
+        (args.out / "COMPARE.md").write_text(pooled_markdown(tables, pooled_table, args.a.stem, args.b.stem, seeds, k, command))
         print(pooled_table.select("label", "relative_diff", "ci_low", "ci_high", "verdict"))
-        metric = f"test/ndcg_p@{k}"
-        per_log = [{"log": name, **summary(table, metric), "users": logs[name]["user_id"].n_unique()} for name, table in tables.items()]
-        result = summary(pooled_table, metric) | {"seeds": len(seeds), "logs": per_log}
+        per_log = [{"log": name, **summary(table, k), "users": logs[name]["user_id"].n_unique()} for name, table in tables.items()]
+        result = summary(pooled_table, k) | {"seeds": len(seeds), "logs": per_log}
     print(json.dumps(result), flush=True)
     return result
 

@@ -189,6 +189,9 @@ def test_compare_over_two_logs_identical_and_crippled(tmp_path, two_logs, capsys
         assert {p.name for p in (out / name / "runs").iterdir()} == {"pnfrec", "pnfrec_again"}
     table = (out / "COMPARE.md").read_text()
     assert "on 2 logs" in table and "| HR_p@10 | small |" in table and "| HR_p@10 | other |" in table
+    for name in ("small", "other"):  # a dominance line and a frontier picture per log
+        assert f"- {name}: HR_p@10 with HR_n@10: **" in table and (out / name / "frontier.png").read_bytes().startswith(b"\x89PNG")
+    assert "- pooled: HR_p@10 with HR_n@10: **" in table and "dominance" in result and "dominance" in result["logs"][0]
     assert "| **HR_p@10** | **pooled** |" in table and "| **HR_n@10** | **pooled** |" in table and "| Delta_HR@10" not in table
 
     result = compare_main([str(a), str(crippled), *common])
