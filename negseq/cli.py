@@ -76,6 +76,10 @@ class NegSeqCLI(LightningCLI):
             help="Candidate lambdas of --model.polarity_prior (the items' log like rate), chosen with the others (every combination).",
         )
         parser.add_argument(
+            "--select_sign_scoring", type=Optional[list[float]], default=None,
+            help="Candidate lambdas of --model.sign_scoring (the sign head's logit), chosen with the others (every combination).",
+        )
+        parser.add_argument(
             "--select_tolerance", type=Optional[float], default=None,
             help="Only candidates whose validation NDCG_p@k is within this share (0.02 = 2 %%) of the smallest weights' compete.",
         )

@@ -3,7 +3,7 @@ item matrix, the vocabulary, and ``export.json``, the contract a caller follows 
 
 The program maps ``(B, L)`` left-padded item codes (0 is padding, the newest item in the last column; what the model
 reads, :func:`negseq.inference.model_input`) and ``(B, L)`` the user's last disliked codes to ``(B, D)`` user vectors,
-the run's negative-scoring weight built in, and ``(B, R, D)`` demotion vectors (zeros when the run has no dislike
+the run's negative-scoring and sign-scoring weights built in, and ``(B, R, D)`` demotion vectors (zeros when the run has no dislike
 demotion); row ``r`` of ``items.npy`` is the item of code ``r + 1`` in ``items.parquet``. The batch dimension is dynamic.
 What the caller still does (export.json ``caller``, :data:`POST_PROCESSING`): the demotion term, the item-polarity
 prior (``items.parquet``'s ``prior`` column, the run's weight already applied), seen-item filtering and the popularity
@@ -52,7 +52,7 @@ class UserEncoder(nn.Module):
         self.weights = ranking_weights.read(model)  # Python numbers: constants of the program
 
     def forward(self, inputs: Tensor, negatives: Tensor) -> tuple[Tensor, Tensor]:
-        users = self.model.user_vectors(inputs, negatives, self.weights["negative_scoring"])
+        users = self.model.user_vectors(inputs, negatives, self.weights["negative_scoring"], self.weights["sign_scoring"])
         demote = self.model.demotion(negatives, self.weights["dislike_demotion"])
         if demote is None:  # no demotion: zero vectors, so that every run's program has the same outputs
             demote = torch.zeros_like(users)[:, None, :]  # (B, 1, D)

@@ -81,6 +81,7 @@ def table_rows(k: int) -> tuple[tuple[str, str, int, int], ...]:
         ("negative_scoring (lambda)", "negative_scoring", 0, 4),
         ("dislike_demotion (lambda)", "dislike_demotion", 0, 4),
         ("polarity_prior (lambda)", "polarity_prior", 0, 4),
+        ("sign_scoring (lambda)", "sign_scoring", 0, 4),
         ("training time, s", "fit_seconds", 0, 1),
         ("best epoch", "best_epoch", 0, 1),
     )

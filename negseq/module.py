@@ -153,6 +153,9 @@ class NegSeqModule(L.LightningModule):
             ``--select_polarity_prior [..]`` picks it on validation; the weight used is the model's ``polarity_prior``
             buffer, and the log-rates its ``item_polarity`` buffer, both in the checkpoints. Validation during the fit
             (the best checkpoint, early stopping) ranks with this value.
+        sign_scoring: lambda of ranking with the sign head (``history='signed'``, ``sign_weight > 0``),
+            ``score_j += lambda * w . (h * e_j)``: the head's logit that the user likes item j next, a personalised polarity.
+            ``--select_sign_scoring [..]`` picks it on validation (the ``sign_scoring`` buffer). 0 ranks without the head.
         demotion_window: R, the newest disliked items that ``dislike_demotion`` reads.
         demotion_decay: gamma in (0, 1]: the r-th newest of those R demotes with weight ``gamma ** r`` (1: all alike), so
             a fresh dislike changes the list more than an old one.
@@ -194,6 +197,7 @@ class NegSeqModule(L.LightningModule):
         fusion: Literal["none", "gated"] = "none",
         dislike_demotion: float = 0.0,
         polarity_prior: float = 0.0,
+        sign_scoring: float = 0.0,
         demotion_window: int = 5,
         demotion_decay: float = 1.0,
         identical_start: bool = False,
@@ -205,7 +209,7 @@ class NegSeqModule(L.LightningModule):
         check_arguments(hp)
         self.model = SequentialRecommender(
             num_items, max_len, dim, blocks, heads, dropout, negative_encoder=bool(alpha), fusion=fusion == "gated", negative_scoring=negative_scoring,
-            dislike_demotion=dislike_demotion, polarity_prior=polarity_prior, demotion_window=demotion_window, demotion_decay=demotion_decay,
+            dislike_demotion=dislike_demotion, polarity_prior=polarity_prior, sign_scoring=sign_scoring, demotion_window=demotion_window, demotion_decay=demotion_decay,
             identical_start=identical_start, signed=history == "signed", sign_head=bool(sign_weight),
         )
         if history == "positives":

@@ -5,6 +5,10 @@
 - ``dislike_demotion`` (lambda): ``score_j -= lambda * max(0, max_r gamma**r cos(e_j, e_r))`` over the user's last
   ``demotion_window`` (R) dislikes, the r-th newest weighed by ``demotion_decay`` (gamma) to the r; any model (the
   shared item table's cosines).
+- ``sign_scoring`` (lambda): ``score_j += lambda * (w . (h * e_j))``, the sign head's logit that the user likes item j
+  if it comes next (``w . (h * e_j) + b``, the constant ``b`` dropped), so a model that learned which items this user
+  would reject ranks them lower: a personalised polarity. The logit is linear in ``e_j``, so it folds into the user
+  vector, ``h * (1 + lambda * w)``; only models with a sign head (``sign_weight > 0``) have it.
 - ``polarity_prior`` (lambda): ``score_j += lambda * log((liked_j + 1) / (events_j + 2))``, the item's smoothed like
   rate over the training events (every event of the training split, both signs; :func:`item_polarity`), the same for
   every user; any model. The log-rates are a buffer of the model too (``model.item_polarity``), so serving needs
@@ -26,19 +30,21 @@ from torch import Tensor
 
 from negseq.errors import ConfigError
 
-WEIGHTS = ("negative_scoring", "dislike_demotion", "polarity_prior")
+WEIGHTS = ("negative_scoring", "dislike_demotion", "polarity_prior", "sign_scoring")
 NEEDS_NEGATIVE_ENCODER = ("negative_scoring", "fusion", "identical_start")  # options that act on the negative encoder
 
 
-def check(options: dict[str, Any], negative_encoder: bool, flag: str = "") -> None:
+def check(options: dict[str, Any], negative_encoder: bool, flag: str = "", sign_head: bool = False) -> None:
     """Refuse ``options`` (any of :data:`WEIGHTS`, :data:`NEEDS_NEGATIVE_ENCODER`, ``demotion_window``, ``demotion_decay``)
-    that a model with or without a negative encoder cannot rank with; ``flag`` prefixes the message (``--select_...: ``)."""
+    that a model with or without a negative encoder or a sign head cannot rank with; ``flag`` prefixes the message (``--select_...: ``)."""
     for name in NEEDS_NEGATIVE_ENCODER:
         if options.get(name) and not negative_encoder:
             raise ConfigError(f"{flag}`{name}` acts on the negative encoder, which only history='positives' with alpha > 0 builds")
     weight, window, decay = options.get("dislike_demotion", 0.0), options.get("demotion_window", 1), options.get("demotion_decay", 1.0)
     if weight < 0 or window < 1 or not 0 < decay <= 1:
         raise ConfigError(f"{flag}dislike_demotion must be >= 0, demotion_window >= 1 and demotion_decay in (0, 1], got {weight}, {window} and {decay}")
+    if options.get("sign_scoring") and not sign_head:
+        raise ConfigError(f"{flag}`sign_scoring` ranks with the sign head, which only history='signed' with sign_weight > 0 builds")
     if options.get("polarity_prior", 0.0) < 0:
         raise ConfigError(f"{flag}polarity_prior must be >= 0 (a weight on the items' log like rate), got {options['polarity_prior']}")
 
@@ -56,7 +62,8 @@ def read(model: torch.nn.Module) -> dict[str, float]:
 
 def write(model: torch.nn.Module, weights: dict[str, float]) -> None:
     """Rank with ``weights`` from now on (the trained weights do not change); refused as :func:`check` refuses them."""
-    check({**weights, "demotion_window": model.demotion_window, "demotion_decay": model.demotion_decay}, model.negative_encoder is not None)
+    settings = {"demotion_window": model.demotion_window, "demotion_decay": model.demotion_decay}
+    check({**weights, **settings}, model.negative_encoder is not None, sign_head=model.sign_head is not None)
     for name, value in weights.items():
         getattr(model, name).fill_(float(value))
 

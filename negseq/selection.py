@@ -48,7 +48,9 @@ def check_selection(options: list[dict[str, float]], monitor: str, model: L.Ligh
     """Fail before training when a selection could not be made or would be blind to what it selects on."""
     settings = {"demotion_window": model.model.demotion_window, "demotion_decay": model.model.demotion_decay}
     for option in options:
-        ranking_weights.check({**option, **settings}, model.model.negative_encoder is not None, flag=f"selection candidate {option}: ")
+        ranking_weights.check(
+            {**option, **settings}, model.model.negative_encoder is not None, f"selection candidate {option}: ", model.model.sign_head is not None
+        )
     if len(options) > 1 and validation_targets == "positive" and (lower_is_better(monitor) or "delta" in monitor):
         raise ConfigError(
             f"--select_monitor {monitor} needs validation users with a disliked target: set --data.validation_targets all"

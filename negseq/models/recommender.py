@@ -63,7 +63,9 @@ class SequentialRecommender(nn.Module):
         signed: the encoder reads signed ids (a disliked item ``i`` as ``-i``) and adds a learned sign embedding to
             each event's item embedding: one encoder over the whole mixed history that knows what was disliked.
         sign_head: a logistic head ``w . (h_t * e_j) + b``: does the user like item ``j`` if it comes next
-            (a training signal of the signed family; ranking does not read it).
+            (a training signal of the signed family; ranking reads it with ``sign_scoring``).
+        sign_scoring: lambda of ``score_j += lambda * w . (h * e_j)``, the sign head's logit (without its constant ``b``):
+            the user vector becomes ``h * (1 + lambda * w)``; a buffer, as the other ranking weights.
     """
 
     def __init__(
@@ -79,6 +81,7 @@ class SequentialRecommender(nn.Module):
         negative_scoring: float = 0.0,
         dislike_demotion: float = 0.0,
         polarity_prior: float = 0.0,
+        sign_scoring: float = 0.0,
         demotion_window: int = 5,
         demotion_decay: float = 1.0,
         identical_start: bool = False,
@@ -88,7 +91,8 @@ class SequentialRecommender(nn.Module):
         super().__init__()
         ranking_weights.check(
             dict(negative_scoring=negative_scoring, fusion=fusion, identical_start=identical_start, dislike_demotion=dislike_demotion,
-                 polarity_prior=polarity_prior, demotion_window=demotion_window, demotion_decay=demotion_decay), negative_encoder,
+                 polarity_prior=polarity_prior, sign_scoring=sign_scoring, demotion_window=demotion_window, demotion_decay=demotion_decay),
+            negative_encoder, sign_head=sign_head,
         )
         self.items = nn.Embedding(num_items + 1, dim, padding_idx=0)
         self.encoder = CausalEncoder(max_len, dim, blocks, heads, dropout)
@@ -100,6 +104,7 @@ class SequentialRecommender(nn.Module):
         self.register_buffer("dislike_demotion", torch.tensor(float(dislike_demotion)))
         self.register_buffer("polarity_prior", torch.tensor(float(polarity_prior)))
         self.register_buffer("item_polarity", torch.zeros(num_items + 1))
+        self.register_buffer("sign_scoring", torch.tensor(float(sign_scoring)))
         self.demotion_window = demotion_window
         self.demotion_decay = demotion_decay
         self._init_weights()
@@ -156,11 +161,14 @@ class SequentialRecommender(nn.Module):
         With fusion or negative scoring, ``negatives`` (the user's last disliked items) feed the
         negative encoder; ``h_pos - lambda * h_neg`` scores every item as ``z_pos - lambda * z_neg``.
         """
-        return self.user_vectors(positives, negatives, float(self.negative_scoring))
+        return self.user_vectors(positives, negatives, float(self.negative_scoring), float(self.sign_scoring))
 
-    def user_vectors(self, positives: Tensor, negatives: Tensor | None, weight: float) -> Tensor:
-        """:meth:`forward` with the negative-scoring weight as a Python number, so that ``torch.export`` sees a constant."""
+    def user_vectors(self, positives: Tensor, negatives: Tensor | None, weight: float, sign_weight: float = 0.0) -> Tensor:
+        """:meth:`forward` with the negative-scoring and sign-scoring weights as Python numbers, so that ``torch.export``
+        sees constants."""
         hidden = self.encode(positives, last_only=True)[:, -1]  # (B, D)
+        if sign_weight:  # + lambda * the sign head's logit of each item, w . (h * e) = (w * h) . e
+            hidden = hidden * (1 + sign_weight * self.sign_head.weight[0])
         if self.fusion is None and not weight:
             return hidden.float()
         if negatives is None:
