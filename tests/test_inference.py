@@ -3,7 +3,7 @@
 
 Each model is fitted once (module scope) through ``Recommender.fit`` on a quarter of the users of the embedded
 ml-latest-small, 1 epoch: PNFRec, SASRec (history all), pnfrec_plus (dislike demotion and the item-polarity prior), PNFRec with gated fusion and
-Signed SASRec (history signed).
+Signed SASRec (history signed) ranked with its sign head.
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ MODELS = {
         {"select_dislike_demotion": [1.5], "select_polarity_prior": [2.0]},
     ),
     "fusion": ([], {"model.fusion": "gated"}),
-    "signed": ([ROOT / "experiments" / "models" / "signed.yaml"], {}),
+    # with its sign head in the ranking (one candidate, so that the test ranks with it)
+    "signed": ([ROOT / "experiments" / "models" / "signed_sign.yaml"], {"select_sign_scoring": [1.5]}),
 }
 K = 10
 
@@ -123,6 +124,7 @@ def test_the_five_paths_give_the_same_top_k_for_every_test_user(fitted, test_his
     assert manifest["dislike_demotion"] == (1.5 if name == "pnfrec_plus" else 0.0)
     assert manifest["demotion_decay"] == (0.3 if name == "pnfrec_plus" else 1.0)
     assert manifest["polarity_prior"] == (2.0 if name == "pnfrec_plus" else 0.0)
+    assert manifest["sign_scoring"] == (1.5 if name == "signed" else 0.0)
 
 
 @pytest.mark.parametrize("history", ["positives", "all"])

@@ -35,15 +35,15 @@ def test_choose_with_a_tolerance_keeps_ndcg_p_within_it_of_the_smallest_weights(
     assert choose(options, results, "val/delta") == 2
     assert choose(options, results, "val/delta", tolerance=0.02, keep="val/p") == 1
     assert choose(options, results, "val/delta", tolerance=0.0, keep="val/p") == 3  # only NDCG_p at least the reference's
-    assert options[1] == {"negative_scoring": 0.0, "dislike_demotion": 2.0, "polarity_prior": 0.0}
+    assert options[1] == {"negative_scoring": 0.0, "dislike_demotion": 2.0, "polarity_prior": 0.0, "sign_scoring": 0.0}
 
 
 def test_candidates_are_every_combination_with_every_weight_named():
-    assert candidates([0.0], [0.0], [0.0, 1.0]) == [
-        {"negative_scoring": 0.0, "dislike_demotion": 0.0, "polarity_prior": 0.0},
-        {"negative_scoring": 0.0, "dislike_demotion": 0.0, "polarity_prior": 1.0},
+    assert candidates([0.0], [0.0], [0.0, 1.0], [2.0]) == [
+        {"negative_scoring": 0.0, "dislike_demotion": 0.0, "polarity_prior": 0.0, "sign_scoring": 2.0},
+        {"negative_scoring": 0.0, "dislike_demotion": 0.0, "polarity_prior": 1.0, "sign_scoring": 2.0},
     ]
-    assert candidates([0.5]) == [{"negative_scoring": 0.5, "dislike_demotion": 0.0, "polarity_prior": 0.0}]  # a weight not listed is 0
+    assert candidates([0.5]) == [{"negative_scoring": 0.5, "dislike_demotion": 0.0, "polarity_prior": 0.0, "sign_scoring": 0.0}]  # a weight not listed is 0
 
 
 def test_choose_minimises_a_disliked_target_monitor():

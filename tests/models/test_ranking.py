@@ -248,6 +248,30 @@ def test_item_bias_is_the_weight_times_the_log_rates_and_none_at_zero():
     assert torch.equal(model.item_bias(), 1.5 * model.item_polarity)
 
 
+def test_sign_scoring_adds_the_sign_heads_logit_without_its_constant_to_every_score():
+    """score_j + lambda * w . (h * e_j), computed by hand from the head, equals the user vector h * (1 + lambda * w)'s scores."""
+    from negseq.models.recommender import SequentialRecommender
+
+    torch.manual_seed(0)
+    model = SequentialRecommender(20, max_len=5, dim=8, negative_encoder=False, signed=True, sign_head=True).eval()
+    history = torch.tensor([[0, 3, -4, 5, 6], [0, 0, 0, -2, 7]])
+    with torch.no_grad():
+        hidden, items = model(history).double(), model.items.weight.double()
+        logits = (hidden[:, None, :] * items[None] * model.sign_head.weight[0].double()).sum(-1)  # (B, N + 1), w . (h * e_j)
+        ranking_weights.write(model, {"sign_scoring": 2.5})
+        assert torch.allclose(model(history).double() @ items.T, hidden @ items.T + 2.5 * logits, atol=1e-5)
+
+
+def test_sign_scoring_is_refused_without_a_sign_head():
+    from negseq.models.recommender import SequentialRecommender
+
+    with pytest.raises(ConfigError, match="sign_scoring"):
+        SequentialRecommender(20, max_len=5, dim=8, negative_encoder=False, sign_scoring=1.0)
+    model = SequentialRecommender(20, max_len=5, dim=8, negative_encoder=False)
+    with pytest.raises(ConfigError, match="sign head"):
+        ranking_weights.write(model, {"sign_scoring": 1.0})
+
+
 def test_a_checkpoint_written_before_the_prior_ranks_without_it():
     """fill_missing: the weights a checkpoint lacks come from its hyper-parameters (else 0), the log-rates are zeros of
     the item table's length; what the checkpoint has stays."""
@@ -255,7 +279,7 @@ def test_a_checkpoint_written_before_the_prior_ranks_without_it():
     ranking_weights.fill_missing(old)
     state = old["state_dict"]
     assert {name: float(state[f"model.{name}"]) for name in ranking_weights.WEIGHTS} == {
-        "negative_scoring": 0.5, "dislike_demotion": 1.0, "polarity_prior": 0.0,
+        "negative_scoring": 0.5, "dislike_demotion": 1.0, "polarity_prior": 0.0, "sign_scoring": 0.0,
     }
     assert torch.equal(state["model.item_polarity"], torch.zeros(6))
     rates = torch.tensor([-0.7, -0.1, -2.0])
