@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -27,7 +28,7 @@ from negseq.callbacks import BestAndLastCheckpoint, EpochHistory, RandomStateChe
 from negseq.data import FeedbackDataModule
 from negseq.errors import ConfigError, NegSeqError
 from negseq.job import finish_fit, finish_full_fit
-from negseq.module import NegSeqModule
+from negseq.module import NegSeqModule, architecture_differences
 from negseq.ranking_weights import WEIGHTS
 from negseq.selection import candidates, check_selection
 from negseq.tracking import SaveConfigToLoggers
@@ -102,6 +103,32 @@ class NegSeqCLI(LightningCLI):
         parser.link_arguments("data.max_len", "model.max_len")
         parser.link_arguments("data.num_items", "model.num_items", apply_on="instantiate")
         parser.link_arguments("data.num_train_items", "model.num_train_items", apply_on="instantiate")
+
+    def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
+        """Parse, and note which ``--model.*`` flags the command line names (for :meth:`_parse_ckpt_path`)."""
+        super().parse_arguments(parser, args)
+        argv = sys.argv[1:] if args is None else args if isinstance(args, (list, tuple)) else []
+        self.model_flags = [arg.removeprefix("--model.").split("=", 1)[0] for arg in argv if isinstance(arg, str) and arg.startswith("--model.")]
+
+    def _parse_ckpt_path(self) -> None:
+        """Lightning replaces the ``model`` arguments with the hyper-parameters of ``--ckpt_path``'s checkpoint: an architecture
+        flag that the checkpoint contradicts would be dropped without a word, so it is an error instead."""
+        given = self._model_arguments(self.model_flags)
+        super()._parse_ckpt_path()
+        saved = self._model_arguments(given)  # the checkpoint's value, or still the flag's where the checkpoint lacks the name
+        differs = architecture_differences(saved, given)
+        if differs:
+            trained = ", ".join(f"{name}={saved[name]}" for name in differs)
+            flags = " ".join(f"--model.{name} {given[name]}" for name in differs)
+            raise ConfigError(
+                f"--ckpt_path {self.config[self.config.subcommand].ckpt_path} was trained with {trained} but the command line has {flags}: "
+                "the checkpoint's network is loaded, so drop such flags (or fit a new model)"
+            )
+
+    def _model_arguments(self, names) -> dict:
+        """The subcommand's ``model`` arguments of these names, as parsed so far."""
+        model = self.config[self.config.subcommand].model if self.config.get("subcommand") else {}
+        return {name: model[name] for name in names if name in model}
 
     @property
     def active_config(self):

@@ -45,9 +45,19 @@ from negseq.objectives import SignedHistory, SignSeparated, WholeHistory
 from negseq.ranking import nearest_items
 from negseq.responsiveness import ListChange, NeighbourSuppression, with_dislike
 
-# a checkpoint must match these to load: they make the network (or, for history, what it reads); alpha > 0 builds the negative encoder
 ITEM_TABLE_NEIGHBOURS = 20  # m of item-table neighbours without a datamodule (FeedbackDataModule's ``neighbours`` default)
+# a checkpoint must match these to load: they make the network (or, for history, what it reads)
 ARCHITECTURE = ("num_items", "dim", "max_len", "blocks", "heads", "history", "fusion")
+# loss weights whose being > 0 makes a part of the network: alpha the negative encoder, sign_weight the sign head
+PART_SWITCHES = ("alpha", "sign_weight")
+
+
+def architecture_differences(saved: dict[str, Any], other: dict[str, Any]) -> list[str]:
+    """The arguments that make the network on which ``other`` differs from ``saved`` (a checkpoint's); names missing from
+    either are not compared. A switch's size is a loss weight: only whether it is 0 counts."""
+    def differ(name: str) -> bool:
+        return bool(saved[name]) != bool(other[name]) if name in PART_SWITCHES else saved[name] != other[name]
+    return [name for name in (*ARCHITECTURE, *PART_SWITCHES) if name in saved and name in other and differ(name)]
 
 
 def check_arguments(hp: dict[str, Any]) -> None:
@@ -394,9 +404,7 @@ class NegSeqModule(L.LightningModule):
             saved["num_items"], saved["dim"] = weights["model.items.weight"].shape[0] - 1, weights["model.items.weight"].shape[1]
         if "model.encoder.positions.weight" in weights:
             saved["max_len"] = weights["model.encoder.positions.weight"].shape[0]
-        differs = [name for name in ARCHITECTURE if name in saved and saved[name] != self.hparams[name]]
-        if "alpha" in saved and bool(saved["alpha"]) != bool(self.hparams.alpha):
-            differs.append("alpha")
+        differs = architecture_differences(saved, self.hparams)
         if differs:
             trained = ", ".join(f"{name}={saved[name]}" for name in differs)
             here = ", ".join(f"{name}={self.hparams[name]}" for name in differs)

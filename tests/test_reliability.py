@@ -323,6 +323,22 @@ def test_checkpoints_load_with_weights_only_and_refuse_another_catalogue(referen
     assert not (tmp_path / "f" / "metrics.json").exists()
 
 
+def test_an_architecture_flag_the_checkpoint_contradicts_is_one_clean_line(reference, tmp_path, capsys):
+    """Lightning builds the model of `test --ckpt_path` from the checkpoint's hyper-parameters: `--model.heads 2` (fitted
+    with 1) was dropped without a word; the same value as the checkpoint's, or another loss weight, is no contradiction."""
+    best = reference / "checkpoints" / "best.ckpt"
+    command = ["test", "--config", str(reference / "config.yaml"), "--ckpt_path", str(best), *QUIET]
+    with pytest.raises(SystemExit) as stopped:
+        run_cli(subcommand_main, [*command, "--run_dir", str(tmp_path / "t"), "--model.heads", "2", "--model.blocks=3", "--model.alpha", "0.3"])
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"error: --ckpt_path {best} was trained with blocks=2, heads=1 but the command line has --model.blocks 3 --model.heads 2: "
+        "the checkpoint's network is loaded, so drop such flags (or fit a new model)"
+    )
+    assert not (tmp_path / "t").exists()
+    run_cli(subcommand_main, [*command, "--run_dir", str(tmp_path / "same"), "--model.heads", "1", "--model.alpha", "0.3"])
+
+
 # -- nothing lost --
 
 

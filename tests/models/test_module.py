@@ -555,6 +555,7 @@ def test_checkpoints_written_before_the_model_was_its_own_module_still_load(tmp_
         (dict(fusion="gated"), "fusion=none but this run has fusion=gated"),
         (dict(alpha=0.0), "alpha=0.45 but this run has alpha=0.0"),
         (dict(history="all", alpha=0.0, beta=0.0), "history=positives, alpha=0.45 but this run has history=all, alpha=0.0"),
+        (dict(history="signed", alpha=0.0, beta=0.0, sign_weight=0.5), "history=positives, alpha=0.45, sign_weight=0.0 but this run has history=signed, alpha=0.0, sign_weight=0.5"),
     ],
 )
 def test_a_checkpoint_of_another_architecture_is_refused_in_one_line(overrides, message):
