@@ -2,7 +2,7 @@
 into the event frames serving ranks, with one clear line for input of the wrong shape or type.
 
 A history is a list of ``(item, liked)`` pairs in time order, oldest first (``liked`` a bool); many histories are a
-list of them (each user's id is its position) or a polars frame ``user_id, item_id, liked`` in time order per user.
+list of them (each user's id is its position) or a polars (or pandas) frame ``user_id, item_id, liked`` in time order per user.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Union
 import numpy as np
 import polars as pl
 
+from negseq.data.reading import as_polars
 from negseq.errors import DataError
 
 Id = Union[int, str]  # an original user or item id
@@ -23,10 +24,11 @@ FRAME_COLUMNS = ("user_id", "item_id", "liked")
 def histories_frame(histories: "Sequence[History] | pl.DataFrame", item_dtype: pl.DataType, name: str) -> tuple[pl.DataFrame, pl.Series]:
     """Events ``user`` (0..U-1), ``item`` (original ids), ``positive`` in time order per user, and the ``user_id`` of
     each user row (a frame's ids in order of first appearance, else list positions); ``name`` starts each error."""
+    histories = as_polars(histories)
     if isinstance(histories, pl.DataFrame):
         return _frame_events(histories, name)
     if isinstance(histories, (str, bytes, dict)) or not isinstance(histories, Sequence):
-        raise DataError(f"{name}: histories must be a list of [(item, liked), ...] lists or a polars frame, got {type(histories).__name__}")
+        raise DataError(f"{name}: histories must be a list of [(item, liked), ...] lists or a polars or pandas frame, got {type(histories).__name__}")
     if not histories:
         raise DataError(f"{name}: no histories; expected a list of [(item, liked), ...] lists")
     users, items, signs = [], [], []

@@ -27,7 +27,7 @@ import torch
 
 from negseq import inference, layout
 from negseq.data.catalog import STATE_KEY, Catalog
-from negseq.data.reading import FRAME, read_events
+from negseq.data.reading import FRAME, as_polars, read_events
 from negseq.data.sequences import EvalSequences
 from negseq.errors import ConfigError, DataError
 from negseq.histories import History, Id, histories_frame, item_series
@@ -115,7 +115,7 @@ class Recommender:
         """Fit as ``negseq fit`` does (choose on validation, test, write the run's files) and serve the result.
 
         Args:
-            log: a log file (any ``--data.path``), or a polars frame with the columns of a Parquet log (``user_id,
+            log: a log file (any ``--data.path``), or a polars or pandas frame with the columns of a Parquet log (``user_id,
                 item_id, rating, timestamp``, or those the config or ``overrides`` name), written to ``RUN/log.parquet``.
             config: one YAML file or a list, composed in order as ``--config A --config B`` composes them.
             run_dir: where the run's files go; default a new temporary directory (``.run_dir`` of the result).
@@ -125,12 +125,13 @@ class Recommender:
 
         run_dir = Path(run_dir) if run_dir is not None else Path(tempfile.mkdtemp(prefix="negseq-fit-"))
         configs = [] if config is None else [config] if isinstance(config, (str, Path)) else list(config)
+        log = as_polars(log)
         if isinstance(log, (pl.DataFrame, pl.LazyFrame)):
             run_dir.mkdir(parents=True, exist_ok=True)
             log.lazy().sink_parquet(run_dir / FIT_LOG)
             log = run_dir / FIT_LOG
         elif not isinstance(log, (str, Path)):
-            raise DataError(f"Recommender.fit: log must be a file path or a polars frame, got {type(log).__name__}")
+            raise DataError(f"Recommender.fit: log must be a file path or a polars or pandas frame, got {type(log).__name__}")
         args = [arg for path in configs for arg in ("--config", str(path))] + ["--data.path", str(log)]
         for key, value in (overrides or {}).items():
             args += [f"--{key}", value if isinstance(value, str) else json.dumps(value)]
@@ -219,7 +220,7 @@ class Recommender:
         """``user_id, item_id, rank, score, fallback`` for many histories in one batched call.
 
         ``histories``: a list of ``[(item, liked), ...]`` lists in time order (``user_id`` is the list position), or a
-        polars frame ``user_id, item_id, liked`` in time order per user (users in order of first appearance).
+        polars (or pandas) frame ``user_id, item_id, liked`` in time order per user (users in order of first appearance).
         """
         _check_positive(k=k)
         events, user_ids = histories_frame(histories, self.catalog.item_ids.dtype, name)
@@ -250,7 +251,7 @@ class Recommender:
 
         Args:
             source: a log file (read as the training log was: same format detection, columns and
-                threshold, each overridable in ``reading``) or a polars frame with the training log's columns.
+                threshold, each overridable in ``reading``) or a polars (or pandas) frame with the training log's columns.
             users: only these user ids (absent ones are counted in the log).
             known_only: leave out users with no item the model knows (else they are unknown users).
             progress: show a progress bar over the batches.
@@ -300,6 +301,7 @@ class Recommender:
         if unknown:
             raise ConfigError(f"unknown reading options {sorted(unknown)}; expected some of {sorted(self.catalog.reading)}")
         settings = {**self.catalog.reading, **{key: value for key, value in reading.items() if value is not None}}
+        source = as_polars(source)
         if isinstance(source, (pl.DataFrame, pl.LazyFrame)):
             names = {f"{role}_col": settings.get(f"{role}_col") or self.catalog.columns[role] for role in ("user", "item", "feedback", "time")}
             settings = {**settings, **names, "format": self.catalog.log_format, "has_header": True, "separator": None}

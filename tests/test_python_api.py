@@ -13,7 +13,7 @@ import torch
 
 from negseq import Recommender, inference
 from negseq.__main__ import main as negseq_main
-from negseq.data import FeedbackDataModule
+from negseq.data import FeedbackDataModule, read_events
 from negseq.errors import ConfigError, DataError, run_cli
 from negseq.module import NegSeqModule
 from tests.conftest import make_log
@@ -65,8 +65,23 @@ def test_fit_composes_configs_and_overrides_and_writes_to_a_temporary_directory_
     assert rec.model.items.embedding_dim == 4 and rec.model.negative_encoder is None and (rec.run_dir / "checkpoints" / "best.ckpt").is_file()
     with pytest.raises(ConfigError, match="Recommender.fit: the configuration was refused"):
         Recommender.fit(string_log(), run_dir=tmp_path / "bad", overrides={**TINY, "model.no_such_option": 1})
-    with pytest.raises(DataError, match="log must be a file path or a polars frame, got dict"):
+    with pytest.raises(DataError, match="log must be a file path or a polars or pandas frame, got dict"):
         Recommender.fit({"user_id": [1]})
+
+
+def test_a_pandas_frame_is_read_fitted_and_served_as_the_same_polars_frame(pnfrec, tmp_path):
+    """RecTools' and RePlay's users hold their logs in pandas: each entry point that takes a polars frame converts one
+    (negseq.data.reading.as_polars), so fitting on it gives the polars fit's model and serving it the same lists."""
+    pytest.importorskip("pandas")
+    log = string_log()
+    assert read_events(log.to_pandas()).frame.equals(read_events(log).frame)
+    assert FeedbackDataModule.from_frame(log.to_pandas(), max_len=10).catalog.item_ids.equals(pnfrec.catalog.item_ids)
+    assert pnfrec.recommend_log(log.to_pandas(), k=5).equals(pnfrec.recommend_log(log, k=5))
+    histories = log.sort("user_id", "timestamp", maintain_order=True).select("user_id", "item_id", liked=pl.col("rating") >= 4)
+    assert pnfrec.recommend_many(histories.to_pandas(), k=4).equals(pnfrec.recommend_many(histories, k=4))
+    rec = Recommender.fit(log.to_pandas(), run_dir=tmp_path / "run", overrides=TINY)
+    assert pl.read_parquet(rec.run_dir / "log.parquet").equals(log)
+    assert rec.recommend_many(histories, k=4).equals(pnfrec.recommend_many(histories, k=4))  # same log and seed: the same model
 
 
 def test_from_module_serves_the_network_in_memory_as_its_checkpoint_does(pnfrec):
@@ -197,7 +212,7 @@ def test_on_unknown_user_popular_skip_or_error(pnfrec):
         (lambda rec: rec.recommend(liked="i101"), r"^recommend: liked must be a list of item ids, got str$"),
         (lambda rec: rec.recommend(history=[(101, True)]), r"^recommend: item ids are Int64 but the model's are String"),
         (lambda rec: rec.recommend_many([]), r"^recommend_many: no histories; expected a list of \[\(item, liked\), \.\.\.\] lists$"),
-        (lambda rec: rec.recommend_many({"u": HISTORY}), r"^recommend_many: histories must be a list of .* or a polars frame, got dict$"),
+        (lambda rec: rec.recommend_many({"u": HISTORY}), r"^recommend_many: histories must be a list of .* or a polars or pandas frame, got dict$"),
         (lambda rec: rec.recommend_many(pl.DataFrame({"user_id": [1], "item_id": ["i101"]})), r"the frame lacks \['liked'\]; expected columns user_id, item_id, liked"),
         (lambda rec: rec.recommend_many(pl.DataFrame({"user_id": [1], "item_id": ["i101"], "liked": [1]})), r"column 'liked' is Int64; expected Boolean"),
         (lambda rec: rec.recommend(history=HISTORY, items_allowed=["i101", "nope"]), r"^items_allowed: 1 of the 2 items are not known to the model \(e.g. 'nope'; its ids are like 'i100'\)"),

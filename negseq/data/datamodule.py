@@ -201,11 +201,11 @@ class FeedbackDataModule(L.LightningDataModule):
 
     @classmethod
     def from_frame(cls, frame: "pl.DataFrame | pl.LazyFrame", **kwargs) -> "FeedbackDataModule":
-        """A DataModule over a log already in memory: ``frame`` has the columns of a file of ``format``
+        """A DataModule over a log already in memory: ``frame`` (polars, or pandas) has the columns of a file of ``format``
         (default ``parquet``: ``user_id, item_id, rating, timestamp``; ``zvuk``: its plays), other
         arguments as the constructor. Nothing is cached (there is no file to key it on)."""
         data = cls(**{**kwargs, "path": None})
-        data._frame = frame.lazy()
+        data._frame = reading.as_polars(frame).lazy()
         data.path = Path(reading.FRAME)
         return data
 

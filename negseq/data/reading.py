@@ -66,6 +66,16 @@ class Events:
         return frame.with_columns(user=self.user_ids.gather(frame["user"]), item=self.item_ids.gather(frame["item"]))
 
 
+def as_polars(source):
+    """A pandas DataFrame as a polars one (``pl.from_pandas``, through pyarrow), anything else as it is: every entry point
+    that takes a polars frame takes the pandas frames RecTools' and RePlay's users hold their logs in. Recognised by its
+    class's module, so that negseq imports nothing of pandas and does not depend on it."""
+    kind = type(source)
+    if kind.__name__ == "DataFrame" and kind.__module__.startswith("pandas"):
+        return pl.from_pandas(source)
+    return source
+
+
 def collect(lazy: pl.LazyFrame) -> pl.DataFrame:
     return lazy.collect(engine="streaming")
 
@@ -235,7 +245,7 @@ def read_events(
     """Read, validate, code, sign, order and deduplicate a log (a file, or a frame with a file's columns) into :class:`Events`.
 
     Args:
-        source: the log file, or a polars frame with the columns of a file of ``format`` (``auto``: parquet's).
+        source: the log file, or a polars (or pandas) frame with the columns of a file of ``format`` (``auto``: parquet's).
         format: the file's format (:mod:`negseq.data.formats`; ``auto``: from the file name).
         user_col: the user id column (None: the format's default; likewise the next three).
         item_col: the item id column.
@@ -251,6 +261,7 @@ def read_events(
     """
     if missing_time not in MISSING_TIME:
         raise DataError(f"unknown missing_time {missing_time!r}; expected one of {list(MISSING_TIME)}")
+    source = as_polars(source)
     fmt = source_format(source, format)
     name = FRAME if isinstance(source, (pl.DataFrame, pl.LazyFrame)) else Path(source)
     columns = FORMATS[fmt].columns.override(user_col, item_col, feedback_col, time_col)
