@@ -1,4 +1,4 @@
-"""MkDocs hooks: the repository's result files, benchmarks and licences become part of the site, at their own paths;
+"""MkDocs hooks: the repository's result files, benchmarks, changelog and licences become part of the site, at their own paths;
 the API reference shows the docstrings' Sphinx roles as plain code.
 
 experiments/*.md, benchmarks/README.md and the files they link to (CSV, YAML, scripts, notebooks) stay where they
@@ -11,7 +11,7 @@ from pathlib import Path
 
 from mkdocs.structure.files import File
 
-PUBLISHED = ("experiments", "benchmarks", "notebooks", "LICENSE", "negseq/data/ml_latest_small/README.txt")
+PUBLISHED = ("experiments", "benchmarks", "notebooks", "CHANGELOG.md", "LICENSE", "negseq/data/ml_latest_small/README.txt")
 SKIPPED = {"runs", "__pycache__", ".ipynb_checkpoints"}  # run outputs and caches (git-ignored) stay out
 ROLE = re.compile(r":(?:class|mod|func|meth|attr|data|exc|obj):(?=<code>)")  # docstrings write :class:`Catalog`
 
