@@ -6,8 +6,8 @@
 RUNS holds ``<model>/seed<N>/`` run directories with ``per_user.parquet`` (``negseq.compare`` and
 ``negseq.experiments`` write them). Each cell is ``python -m negseq.compare``'s statistic for that
 pair: the mean difference of the per-user gains, model minus reference, over every (seed, user), with
-its 95 % bootstrap interval (seeds, and users within each seed, resampled); bold when the interval
-excludes 0.
+its 95 % crossed bootstrap interval (seeds and users resampled independently, each drawn user kept in every
+drawn seed); bold when the interval excludes 0.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def seed_range(text: str) -> list[int]:
 
 def cell(row: dict) -> str:
     text = f"{row['diff']:+.4f} [{row['ci_low']:+.4f}, {row['ci_high']:+.4f}]"
-    return f"**{text}**" if row["verdict"] != "no_difference" else text
+    return f"**{text}**" if row["verdict"] in ("a_better", "b_better") else text
 
 
 def main() -> None:

@@ -60,8 +60,10 @@ def curve_points(metrics: list[dict], k: int) -> list[dict]:
 
     ``metrics`` holds each seed's metrics.json; each has a ``ranking_curve`` (a list of ``{"weights": {...},
     "test/hr_p@k": ..., ...}``, the candidates in the same order in every seed) or none does (no points). Each
-    point has the four ``test/{hr,ndcg}_{p,n}@k`` means and a ``label`` naming the weights that vary along the
-    curve (``λ=2`` when one does, as the ranking weights are all lambdas in the docs).
+    point has the four ``test/{hr,ndcg}_{p,n}@k`` means, a ``label`` naming the weights that vary along the
+    curve (``λ=2`` when one does, as the ranking weights are all lambdas in the docs) and a ``line``: the values of
+    every varying weight but the last (``""`` when one varies), so that a grid of two weights draws as one line per
+    value of the first, along the second.
     """
     curves = [run.get("ranking_curve") for run in metrics]
     if not any(curves):
@@ -74,9 +76,10 @@ def curve_points(metrics: list[dict], k: int) -> list[dict]:
     points = []
     for index, candidate in enumerate(weights[0]):
         label = f"λ={candidate[varying[0]]:g}" if len(varying) == 1 else ", ".join(f"{name}={candidate[name]:g}" for name in varying)
+        line = ", ".join(f"{name}={candidate[name]:g}" for name in varying[:-1])
         # dtype float: a null metric (no user in its group) becomes NaN, and so does its mean
         means = {key: float(np.mean(np.array([curve[index][key] for curve in curves], dtype=float))) for key in keys}
-        points.append({"label": label, **means})
+        points.append({"label": label, "line": line, **means})
     return points
 
 
@@ -102,9 +105,11 @@ def draw(path: Path, table: pl.DataFrame, a: str, b: str, k: int, curves: dict[s
         ax.hlines(y["a"], x["b"] + x["ci_low"], x["b"] + x["ci_high"], color=colors[a], label="A's 95 % paired interval against B")
         ax.vlines(x["a"], y["b"] + y["ci_low"], y["b"] + y["ci_high"], color=colors[a])
         for name, points in curves.items():
-            if points:
-                ax.plot([p[negative.name] for p in points], [p[positive.name] for p in points], marker=".", linestyle="--",
-                        color=colors[name], alpha=0.7, label=f"{name}: ranking weights tried (mean over seeds)")
+            lines = {point["line"]: [p for p in points if p["line"] == point["line"]] for point in points}
+            for index, line in enumerate(lines.values()):
+                ax.plot([p[negative.name] for p in line], [p[positive.name] for p in line], marker=".", linestyle="--", color=colors[name],
+                        alpha=0.7, label=f"{name}: ranking weights tried (mean over seeds)" if index == 0 else None)
+            if len(lines) == 1:  # a grid of several weights: its labels would cover the picture
                 for point in points:
                     ax.annotate(point["label"], (point[negative.name], point[positive.name]), textcoords="offset points", xytext=(4, 4), fontsize="small")
         ax.annotate("better", xy=(0.03, 0.97), xytext=(0.16, 0.84), xycoords="axes fraction", ha="center", va="center",

@@ -144,6 +144,7 @@ SEED_2 = {"test/hr_p@10": 0.6, "ranking_curve": ranking_curve((0, 0.7, 0.5, 0.4,
 def test_curve_points_are_the_candidates_means_over_seeds_by_hand():
     points = curve_points([SEED_1, SEED_2], k=10)
     assert [p["label"] for p in points] == ["λ=0", "λ=0.5", "λ=2"]  # only negative_scoring varies
+    assert {p["line"] for p in points} == {""}  # one line
     assert [p["test/hr_p@10"] for p in points] == pytest.approx([0.6, 0.5, 0.3])
     assert [p["test/hr_n@10"] for p in points] == pytest.approx([0.4, 0.25, 0.05])
     assert [p["test/ndcg_p@10"] for p in points] == pytest.approx([0.3, 0.2, 0.15])
@@ -154,7 +155,9 @@ def test_curve_points_are_the_candidates_means_over_seeds_by_hand():
 def test_curve_points_name_every_varying_weight_and_refuse_runs_that_tried_different_ones():
     run = {"ranking_curve": ranking_curve((0, 0.5, 0.3, 0.2, 0.1), (1, 0.4, 0.2, 0.1, 0.05))}
     run["ranking_curve"][1]["weights"]["dislike_demotion"] = 0.5
-    assert [p["label"] for p in curve_points([run], k=10)] == ["negative_scoring=0, dislike_demotion=0", "negative_scoring=1, dislike_demotion=0.5"]
+    points = curve_points([run], k=10)
+    assert [p["label"] for p in points] == ["negative_scoring=0, dislike_demotion=0", "negative_scoring=1, dislike_demotion=0.5"]
+    assert [p["line"] for p in points] == ["negative_scoring=0", "negative_scoring=1"]  # one line per value of the first
     with pytest.raises(ConfigError, match="different ranking weights"):
         curve_points([SEED_1, run], k=10)
     with pytest.raises(ConfigError, match="different ranking weights"):
