@@ -113,14 +113,21 @@ def pooled_markdown(tables: dict[str, pl.DataFrame], pooled_table: pl.DataFrame,
                 f"| {row['label']} | {log} | {row['a']:.4f} | {row['b']:.4f} | {relative:+.1%} | "
                 f"{row['diff']:+.4f} [{row['ci_low']:+.4f}, {row['ci_high']:+.4f}] | {row['verdict']} |"
             )
+        counts = ", ".join(f"{n} {verdict}" for verdict, n in log_verdicts(tables, pooled_row["metric"]).items())
         lines.append(
-            f"| **{pooled_row['label']}** | **pooled** | | | **{pooled_row['relative_diff']:+.1%}** | "
+            f"| **{pooled_row['label']}** | **pooled** (logs: {counts}) | | | **{pooled_row['relative_diff']:+.1%}** | "
             f"[{pooled_row['ci_low']:+.1%}, {pooled_row['ci_high']:+.1%}] | **{pooled_row['verdict']}** |"
         )
     lines += ["", DOMINANCE_RULE, ""]
     lines += [f"- {log}: {dominance_text(table, k)} ([frontier]({log}/{FRONTIER}))" for log, table in tables.items()]
     lines.append(f"- pooled: {dominance_text(pooled_table, k)}")
     return "\n".join(lines) + "\n"
+
+
+def log_verdicts(tables: dict[str, pl.DataFrame], metric: str) -> dict[str, int]:
+    """How many logs give each verdict on ``metric``: what a user reads across logs (the pooled row only summarises)."""
+    verdicts = [table.row(by_predicate=pl.col("metric") == metric, named=True)["verdict"] for table in tables.values()]
+    return {verdict: verdicts.count(verdict) for verdict in ("a_better", "b_better", "no_difference", "undefined") if verdict in verdicts}
 
 
 def summary(table: pl.DataFrame, k: int) -> dict:
@@ -215,7 +222,8 @@ def main(argv: list[str] | None = None) -> dict:
         (args.out / "COMPARE.md").write_text(pooled_markdown(tables, pooled_table, args.a.stem, args.b.stem, seeds, k, command))
         print(pooled_table.select("label", "relative_diff", "ci_low", "ci_high", "verdict"))
         per_log = [{"log": name, **summary(table, k), "users": logs[name]["user_id"].n_unique()} for name, table in tables.items()]
-        result = summary(pooled_table, k) | {"seeds": len(seeds), "logs": per_log}
+        counts = {row["label"]: log_verdicts(tables, row["metric"]) for row in pooled_table.iter_rows(named=True)}
+        result = summary(pooled_table, k) | {"seeds": len(seeds), "logs": per_log, "log_verdicts": counts}
     print(json.dumps(result), flush=True)
     return result
 

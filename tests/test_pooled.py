@@ -192,10 +192,13 @@ def test_compare_over_two_logs_identical_and_crippled(tmp_path, two_logs, capsys
     for name in ("small", "other"):  # a dominance line and a frontier picture per log
         assert f"- {name}: HR_p@10 with HR_n@10: **" in table and (out / name / "frontier.png").read_bytes().startswith(b"\x89PNG")
     assert "- pooled: HR_p@10 with HR_n@10: **" in table and "dominance" in result and "dominance" in result["logs"][0]
-    assert "| **HR_p@10** | **pooled** |" in table and "| **HR_n@10** | **pooled** |" in table and "| Delta_HR@10" not in table
+    assert "| **HR_p@10** | **pooled** (logs: 2 no_difference) |" in table and "| **HR_n@10** | **pooled** (logs: " in table
+    assert "| Delta_HR@10" not in table and result["log_verdicts"]["HR_p@10"] == {"no_difference": 2}
 
     result = compare_main([str(a), str(crippled), *common])
     assert result["metrics"]["HR_p@10"]["verdict"] == "a_better" and result["metrics"]["HR_p@10"]["ci_low"] > 0
     assert result["verdict"] == "a_better" and result["relative_diff"] > 0
     assert all(entry["metrics"]["HR_p@10"]["a"] > entry["metrics"]["HR_p@10"]["b"] for entry in result["logs"])
+    by_log = [entry["metrics"]["HR_p@10"]["verdict"] for entry in result["logs"]]  # the count of each log's verdict
+    assert result["log_verdicts"]["HR_p@10"] == {verdict: by_log.count(verdict) for verdict in set(by_log)}
     assert "| **HR_p@10** | **pooled** |" in (out / "COMPARE.md").read_text() and "**a_better**" in (out / "COMPARE.md").read_text()
