@@ -59,10 +59,15 @@ def run_one(configs: list[Path], seed: int, run_dir: Path, overrides: list[str],
     return run_dir
 
 
+def scalars(metrics: dict) -> dict:
+    """metrics.json less its lists (``ranking_curve``: every candidate's test metrics, for the frontier, not the table)."""
+    return {key: value for key, value in metrics.items() if not isinstance(value, list)}
+
+
 def collect(runs_dir: Path) -> pl.DataFrame:
     """One row per finished run under ``runs_dir/<config>/seed<seed>/metrics.json``."""
     rows = [
-        {"config": path.parent.parent.name, "seed": int(path.parent.name.removeprefix("seed")), **json.loads(path.read_text())}
+        {"config": path.parent.parent.name, "seed": int(path.parent.name.removeprefix("seed")), **scalars(json.loads(path.read_text()))}
         for path in sorted(runs_dir.glob("*/seed*/metrics.json"))
     ]
     return pl.DataFrame(rows).sort("config", "seed") if rows else pl.DataFrame()

@@ -34,7 +34,7 @@ def test_fit_writes_run_files_that_agree(tmp_path, tiny_log):
         "test/delta_hr@10", "test/delta_ndcg@10", "test/coverage@10", "test/list_change@10", "test/neighbour_suppression@10",
         "test/n_users_pos", "test/n_users_neg", "best_epoch", "fit_seconds",
         "val/hr_p@10", "val/ndcg_p@10", "val/mrr_p@10", "val/hr_n@10", "val/ndcg_n@10", "val/mrr_n@10",
-        "val/delta_hr@10", "val/delta_ndcg@10", "val/coverage@10", "val/n_users_pos", "val/n_users_neg", "negative_scoring", "dislike_demotion",
+        "val/delta_hr@10", "val/delta_ndcg@10", "val/coverage@10", "val/n_users_pos", "val/n_users_neg", "negative_scoring", "dislike_demotion", "polarity_prior", "sign_scoring",
     }
     assert metrics["val/n_users_neg"] == 0 and metrics["negative_scoring"] == 0.0  # the paper's validation: liked targets only
     # PNFRec reads no dislike at inference: a counterfactual dislike changes nothing but the disliked item's own place

@@ -36,6 +36,7 @@ DATA_FILES = {
 STUDY_LOGS = {"ml-100k", "ciaodvd", "steam-au"}  # the logs of experiments/QUALITY.md's per-log rows: leave-last-out, every user
 # the loss keys every model file sets, so that a model file replaces whatever an earlier config set
 LOSS_KEYS = {"history", "alpha", "beta", "temperature", "cosine", "unlikelihood_weight", "sign_weight"}
+RANKING_WEIGHTS = ("negative_scoring", "dislike_demotion", "polarity_prior", "sign_scoring")
 
 
 def load(*parts: str) -> dict:
@@ -49,15 +50,23 @@ def compose(model: str) -> list[Path]:
 
 
 def test_the_models_datasets_and_overlays_ship():
-    assert set(MODELS) == {"pnfrec", "pnfrec_ce", "pnfrec_cl", "sasrec_p", "sasrec", "sasrec_c", "sasrec_negw", "signed", "signed_ul", "signed_cl", "signed_sign"}
+    assert set(MODELS) == {
+        "pnfrec", "pnfrec_ce", "pnfrec_cl", "sasrec_p", "sasrec", "sasrec_c", "sasrec_negw", "signed", "signed_ul", "signed_cl", "signed_sign",
+        "sasrec_p_prior", "pnfrec_prior", "signed_prior",
+    }
     assert set(DATASETS) == set(DATA_FILES)
     assert "pnfrec_plus" in BEYOND and not set(BEYOND) & set(MODELS)  # a run is named after its last file: no clash
 
 
 @pytest.mark.parametrize("model", MODELS)
 def test_model_files_hold_a_model_section_with_every_loss_key(model):
+    """A model file sets every loss key; one that ranks with weights chosen after the fit (the ``*_prior`` files) also sets
+    the candidates, the rule and the validation users the rule needs, and nothing of the dataset's."""
     config = load("models", f"{model}.yaml")
-    assert set(config) == {"model"} and set(config["model"]) == LOSS_KEYS
+    assert set(config["model"]) - set(RANKING_WEIGHTS) == LOSS_KEYS
+    chooses = {f"select_{name}" for name in RANKING_WEIGHTS} & set(config)
+    assert set(config) - {"model", *chooses} == ({"data", "select_monitor", "select_within_noise"} if chooses else set())
+    assert not chooses or config["data"] == {"validation_targets": "all"}
 
 
 @pytest.mark.parametrize("option", BEYOND)

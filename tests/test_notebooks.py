@@ -111,7 +111,8 @@ def test_experiments_layout_and_runs_dir_lookup(runs_root, tmp_path, monkeypatch
     [("pnfrec", "PNFRec"), ("pnfrec_ce", "PNFRec CE+CE"), ("pnfrec_cl", "PNFRec CE+contrast"), ("sasrec", "SASRec"),
      ("sasrec_c", "SASRec_c"), ("sasrec_negw", "SASRec+unlikelihood"), ("sasrec_p", "SASRec_p"),
      ("pnfrec_plus", "PNFRec"), ("signed", "Signed SASRec"), ("signed_ul", "Signed SASRec + unlikelihood"),
-     ("signed_cl", "Signed SASRec + contrast"), ("signed_sign", "Signed SASRec + sign head")],  # PNFRec training; its ranking weights are chosen after the fit (group by config)
+     ("signed_cl", "Signed SASRec + contrast"), ("signed_sign", "Signed SASRec + sign head"), ("sasrec_p_prior", "SASRec_p + polarity prior"),
+     ("pnfrec_prior", "PNFRec + polarity prior"), ("signed_prior", "Signed SASRec + sign head + sign scoring + polarity prior")],  # PNFRec training; its ranking weights are chosen after the fit (group by config)
 )
 def test_model_label_of_each_shipped_config(config, label):
     files = [ROOT / "experiments" / "models" / f"{config}.yaml"] if config != "pnfrec_plus" else [ROOT / "experiments" / "models" / "pnfrec.yaml", ROOT / "experiments" / "beyond" / "pnfrec_plus.yaml"]

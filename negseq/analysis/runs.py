@@ -56,12 +56,16 @@ def model_label(model: Mapping[str, Any]) -> str:
     options beyond the paper it turns on, so that runs of different models never share a label."""
     history = model.get("history", "positives")  # missing keys: NegSeqModule's defaults
     alpha, beta = float(model.get("alpha", 0.45) or 0), float(model.get("beta", 0.25) or 0)
-    demotion = " + dislike demotion" if float(model.get("dislike_demotion") or 0) else ""  # any model can rank with it
+    # any model can rank with these
+    demotion = (" + dislike demotion" if float(model.get("dislike_demotion") or 0) else "") + (
+        " + polarity prior" if float(model.get("polarity_prior") or 0) else ""
+    )
     if history == "signed":
         parts = [
             "unlikelihood" if float(model.get("unlikelihood_weight") or 0) else "",
             "contrast" if beta else "",
             "sign head" if float(model.get("sign_weight") or 0) else "",
+            "sign scoring" if float(model.get("sign_scoring") or 0) else "",
         ]
         return " + ".join(["Signed SASRec", *filter(None, parts)]) + demotion
     if history == "all":
