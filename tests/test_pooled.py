@@ -201,4 +201,4 @@ def test_compare_over_two_logs_identical_and_crippled(tmp_path, two_logs, capsys
     assert all(entry["metrics"]["HR_p@10"]["a"] > entry["metrics"]["HR_p@10"]["b"] for entry in result["logs"])
     by_log = [entry["metrics"]["HR_p@10"]["verdict"] for entry in result["logs"]]  # the count of each log's verdict
     assert result["log_verdicts"]["HR_p@10"] == {verdict: by_log.count(verdict) for verdict in set(by_log)}
-    assert "| **HR_p@10** | **pooled** |" in (out / "COMPARE.md").read_text() and "**a_better**" in (out / "COMPARE.md").read_text()
+    assert "| **HR_p@10** | **pooled** (logs: " in (out / "COMPARE.md").read_text() and "**a_better**" in (out / "COMPARE.md").read_text()
