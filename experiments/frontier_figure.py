@@ -39,9 +39,11 @@ def draw(path: Path, logs: dict[str, tuple[dict, dict, int]], names: dict[str, s
     """One panel per log: each model's point, its interval against the reference, its curve."""
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(5.2 * len(logs), 5.2), layout="constrained")
+    columns = min(len(logs), 2)
+    rows = -(-len(logs) // columns)
+    figure = Figure(figsize=(5.6 * columns, 4.8 * rows), layout="constrained")
     colors = {}
-    for ax, (log, (points, curves, k)) in zip(figure.subplots(1, len(logs), squeeze=False)[0], logs.items()):
+    for ax, (log, (points, curves, k)) in zip(figure.subplots(rows, columns, squeeze=False).flat, logs.items()):
         for model, point in points.items():
             color = colors.setdefault(model, f"C{len(colors)}")
             label = names.get(model, model)
