@@ -124,7 +124,11 @@ def test_the_recommended_config_works_after_any_data_section_or_alone(dataset, t
     elif path:
         args += ["--data.path", path]
     cli = NegSeqCLI(run=False, args=[*args, "--trainer.logger", "false", "--trainer.default_root_dir", str(tmp_path)])
-    model = yaml.safe_load(recommended.read_text())["model"]
-    assert set(model) == LOSS_KEYS and {key: cli.model.hparams[key] for key in model} == model
+    config = yaml.safe_load(recommended.read_text())
+    model = config["model"]
+    assert set(model) - set(RANKING_WEIGHTS) == LOSS_KEYS and {key: cli.model.hparams[key] for key in model} == model
+    assert cli.datamodule.validation_targets == config.get("data", {}).get("validation_targets", "positive")  # what its choice needs
+    chosen_on = {f"select_{name}" for name in RANKING_WEIGHTS} & set(config)
+    assert {name: cli.config[name] for name in chosen_on} == {name: config[name] for name in chosen_on}
     if dataset:  # the data section's settings reach the DataModule untouched
         assert cli.datamodule.batch_size == load("data", f"{dataset}.yaml")["data"]["batch_size"]
