@@ -27,7 +27,7 @@ from negseq.analysis import load_model, run_datamodule
 from negseq.selection import WEIGHTS, candidates, choose, set_weights, validate_each
 
 METRICS = ("test/hr_p@10", "test/ndcg_p@10", "test/hr_n@10", "test/delta_ndcg@10", "test/list_change@10", "test/neighbour_suppression@10")
-FIXED = {f"demotion {weight}": {"negative_scoring": 0.0, "dislike_demotion": weight} for weight in (1.0, 3.0)}  # not chosen: for reference
+FIXED = {f"demotion {weight}": {**dict.fromkeys(WEIGHTS, 0.0), "dislike_demotion": weight} for weight in (1.0, 3.0)}  # not chosen: for reference
 T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086)  # two-sided 95 % t, df 1..20
 
 

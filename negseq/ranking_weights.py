@@ -15,8 +15,8 @@
   no log.
 
 They are buffers of the model (``model.<name>`` in a checkpoint), so a checkpoint ranks as its run's test did. This
-module is their one home: the model checks them with :func:`check` when it is built, selection sets them
-(:func:`write`) and writes the chosen pair into best.ckpt (:func:`record`), results and export read them
+module is their one home: the model checks them with :func:`check` when it is built and a selection its candidates with
+:func:`check_model`, selection sets them (:func:`write`) and writes the chosen ones into best.ckpt (:func:`record`), results and export read them
 (:func:`read`, :func:`manifest`), old checkpoints get them (:func:`fill_missing`), and :mod:`negseq.inference`
 ranks with whatever the model holds.
 """
@@ -60,10 +60,15 @@ def read(model: torch.nn.Module) -> dict[str, float]:
     return {name: float(getattr(model, name)) for name in WEIGHTS}
 
 
+def check_model(model: torch.nn.Module, weights: dict[str, float], flag: str = "") -> None:
+    """:func:`check` of ``weights`` against ``model`` (a SequentialRecommender): its parts and its demotion settings."""
+    settings = {"demotion_window": model.demotion_window, "demotion_decay": model.demotion_decay}
+    check({**weights, **settings}, model.negative_encoder is not None, flag, model.sign_head is not None)
+
+
 def write(model: torch.nn.Module, weights: dict[str, float]) -> None:
     """Rank with ``weights`` from now on (the trained weights do not change); refused as :func:`check` refuses them."""
-    settings = {"demotion_window": model.demotion_window, "demotion_decay": model.demotion_decay}
-    check({**weights, **settings}, model.negative_encoder is not None, sign_head=model.sign_head is not None)
+    check_model(model, weights)
     for name, value in weights.items():
         getattr(model, name).fill_(float(value))
 

@@ -1,4 +1,4 @@
-"""Choosing the ranking weights (negative scoring, dislike demotion, polarity prior) on validation, never on test.
+"""Choosing the ranking weights (negative scoring, dislike demotion, polarity prior, sign scoring) on validation, never on test.
 
 After a fit, the best checkpoint is validated once per candidate (a combination of weights): the
 trained weights stay the same, only the way items are scored changes, so each candidate costs
@@ -34,7 +34,7 @@ from negseq.ranking_weights import WEIGHTS
 
 def candidates(*values: list[float]) -> list[dict[str, float]]:
     """Every combination of the weights' candidate values (one list per name of :data:`WEIGHTS`, in that order; a weight
-    not listed is 0), as ``{"negative_scoring": a, "dislike_demotion": b, "polarity_prior": c}``."""
+    not listed is 0), as ``{"negative_scoring": a, "dislike_demotion": b, "polarity_prior": c, "sign_scoring": d}``."""
     values = (*values, *([0.0],) * (len(WEIGHTS) - len(values)))
     return [dict(zip(WEIGHTS, map(float, combination))) for combination in itertools.product(*values)]
 
@@ -46,11 +46,8 @@ def lower_is_better(metric: str) -> bool:
 
 def check_selection(options: list[dict[str, float]], monitor: str, model: L.LightningModule, validation_targets: str) -> None:
     """Fail before training when a selection could not be made or would be blind to what it selects on."""
-    settings = {"demotion_window": model.model.demotion_window, "demotion_decay": model.model.demotion_decay}
     for option in options:
-        ranking_weights.check(
-            {**option, **settings}, model.model.negative_encoder is not None, f"selection candidate {option}: ", model.model.sign_head is not None
-        )
+        ranking_weights.check_model(model.model, option, f"selection candidate {option}: ")
     if len(options) > 1 and validation_targets == "positive" and (lower_is_better(monitor) or "delta" in monitor):
         raise ConfigError(
             f"--select_monitor {monitor} needs validation users with a disliked target: set --data.validation_targets all"
