@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import subprocess
+
 import numpy as np
 import polars as pl
 import pytest
@@ -38,3 +41,30 @@ def _wandb_disabled(monkeypatch):
 def _prepared_data_cache(monkeypatch, tmp_path_factory):
     """Prepared-data cache entries go to one directory per test session, not to the working directory's runs/."""
     monkeypatch.setenv("NEGSEQ_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "prepared-cache"))
+
+
+class _FitsInProcess:
+    """Stands in for ``subprocess`` in :mod:`negseq.experiments`: ``run_one``'s ``python -m negseq.fit ...`` command runs
+    as ``negseq.fit.main`` in this process, its output to the run's log, its exit status as the subprocess's."""
+
+    STDOUT = subprocess.STDOUT
+
+    @staticmethod
+    def run(command: list[str], stdout, stderr, env) -> subprocess.CompletedProcess:
+        from negseq.errors import run_cli
+        from negseq.fit import main as fit_main
+
+        assert command[1:3] == ["-m", "negseq.fit"], command
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stdout):
+            try:
+                run_cli(fit_main, command[3:])
+            except SystemExit as exit:  # a refusal, as the command's exit status
+                return subprocess.CompletedProcess(command, exit.code or 0)
+        return subprocess.CompletedProcess(command, 0)
+
+
+@pytest.fixture
+def fits_in_process(monkeypatch):
+    """The runners' fits (negseq.experiments, negseq.compare) in this process: the same command line without a Python
+    start-up per run (seconds each). The subprocess itself is tested by the runners' failure tests."""
+    monkeypatch.setattr("negseq.experiments.subprocess", _FitsInProcess)

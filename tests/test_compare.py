@@ -59,7 +59,7 @@ def write_config(path: Path, lr: float) -> Path:
 
 
 @pytest.mark.slow
-def test_compare_identical_and_crippled(tmp_path, planted_log, capsys):
+def test_compare_identical_and_crippled(tmp_path, planted_log, capsys, fits_in_process):
     a = write_config(tmp_path / "pnfrec.yaml", 0.005)
     same = write_config(tmp_path / "pnfrec_again.yaml", 0.005)
     crippled = write_config(tmp_path / "untrained.yaml", 0.0)

@@ -126,7 +126,7 @@ def test_results_table_has_no_number_for_a_group_without_users():
 
 
 @pytest.mark.slow
-def test_runner_runs_every_pair_once_and_resumes(tmp_path, tiny_log):
+def test_runner_runs_every_pair_once_and_resumes(tmp_path, tiny_log, fits_in_process):
     configs = [str(ROOT / "experiments/models/sasrec_p.yaml"), str(ROOT / "experiments/models/pnfrec.yaml"), "--data", str(DATA)]
     out = tmp_path / "out"
     # an interrupted earlier run: partial files and no metrics.json, which must not survive
@@ -159,7 +159,7 @@ def test_collect_selections_one_row_per_candidate(tmp_path):
 
 
 @pytest.mark.slow
-def test_runner_composes_data_base_and_overlay_and_takes_complete_configs(tmp_path, tiny_log):
+def test_runner_composes_data_base_and_overlay_and_takes_complete_configs(tmp_path, tiny_log, fits_in_process):
     overlay = ROOT / "experiments/beyond/pnfrec_plus.yaml"
     run_experiments([str(overlay), "--data", str(DATA), "--base", str(PNFREC), "--seeds", "1", "--out", str(tmp_path / "a"), "--", "--data.path", tiny_log, *TINY])
     config = yaml.safe_load((tmp_path / "a/runs/pnfrec_plus/seed42/config.yaml").read_text())

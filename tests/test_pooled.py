@@ -165,7 +165,7 @@ def test_two_data_configs_of_one_name_are_refused(tmp_path):
 
 
 @pytest.mark.slow
-def test_compare_over_two_logs_identical_and_crippled(tmp_path, two_logs, capsys):
+def test_compare_over_two_logs_identical_and_crippled(tmp_path, two_logs, capsys, fits_in_process):
     a = write_config(tmp_path / "pnfrec.yaml", 0.005)
     same = write_config(tmp_path / "pnfrec_again.yaml", 0.005)
     crippled = write_config(tmp_path / "untrained.yaml", 0.0)

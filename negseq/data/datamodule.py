@@ -117,7 +117,8 @@ class FeedbackDataModule(L.LightningDataModule):
             epochs (benchmarks/README.md); the paper used 500 on ML-1M (6,040 users): raise it for
             logs with many thousands of users.
         eval_batch_size: users per validation/test/predict batch.
-        num_workers: DataLoader workers (batches are tensor slices: 0 is usually fastest).
+        num_workers: DataLoader workers (batches are tensor slices: 0 is usually fastest). Before Python 3.12 a forked
+            worker can deadlock as it starts while another thread exits (CPython gh-112275): keep 0 there.
         sample_users: keep only this many users (an int), or this fraction of them (a float in
             (0, 1)), chosen at the scan by a hash of the user id seeded with ``sample_seed``: the same
             users on every run and machine (for one polars version). ``None``: every user.
