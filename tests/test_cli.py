@@ -12,10 +12,19 @@ import polars as pl
 import pytest
 import yaml
 
+from negseq.__main__ import main as negseq_main
 from negseq.data import FeedbackDataModule
+from negseq.errors import run_cli
 from negseq.fit import main as fit_main
 
 FAST = ["--model.dim", "16", "--data.max_len", "10", "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+
+
+def refused(capsys, *args: str) -> tuple[int, str]:
+    """``python -m negseq.fit args`` run in this process as its entry point runs it: the exit status and stderr."""
+    with pytest.raises(SystemExit) as exit:
+        run_cli(fit_main, list(args))
+    return exit.value.code, capsys.readouterr().err
 
 
 def fit(tmp_path: Path, *extra: str) -> tuple[dict, Path]:
@@ -60,14 +69,17 @@ def test_fit_writes_run_files_that_agree(tmp_path, tiny_log):
     assert metrics["test/delta_hr@10"] == pytest.approx(by_sign[True]["hit"] - by_sign[False]["hit"], abs=1e-6)
 
 
-def test_the_shipped_config_is_the_default(tmp_path):
+def test_the_shipped_config_is_the_default(tmp_path, capsys):
     root = Path(__file__).parents[1]
-    args = ["--print_config"]
-    default = subprocess.run([sys.executable, "-m", "negseq.fit", *args], capture_output=True, text=True, check=True).stdout
-    shipped = subprocess.run(
-        [sys.executable, "-m", "negseq.fit", "--config", str(root / "experiments/data/ml-latest-small.yaml"), "--config", str(root / "experiments/models/pnfrec.yaml"), *args],
-        capture_output=True, text=True, check=True,
-    ).stdout
+
+    def printed(*args: str) -> str:
+        with pytest.raises(SystemExit) as exit:
+            fit_main([*args, "--print_config"])
+        assert exit.value.code in (0, None)
+        return capsys.readouterr().out
+
+    default = printed()
+    shipped = printed("--config", str(root / "experiments/data/ml-latest-small.yaml"), "--config", str(root / "experiments/models/pnfrec.yaml"))
 
     def strip(text: str) -> dict:
         config = {k: v for k, v in yaml.safe_load(text).items() if k not in ("config", "run_name")}
@@ -80,25 +92,19 @@ def test_the_shipped_config_is_the_default(tmp_path):
     assert strip(default)["trainer"]["min_steps"] == 300 and strip(default)["early_stopping"]["patience"] == 10
 
 
-def test_bad_input_is_one_clean_line(tmp_path):
+def test_bad_input_is_one_clean_line(tmp_path, capsys):
     bad = tmp_path / "log.csv"
     bad.write_text("user_id,item_id,score,timestamp\n1,2,4.0,10\n")
-    result = subprocess.run(
-        [sys.executable, "-m", "negseq.fit", "--data.path", str(bad), "--trainer.default_root_dir", str(tmp_path / "runs")],
-        capture_output=True, text=True,
-    )
-    assert result.returncode == 2
-    assert "Traceback" not in result.stderr
-    assert f"error: {bad}: missing feedback column 'rating'" in result.stderr
+    code, stderr = refused(capsys, "--data.path", str(bad), "--trainer.default_root_dir", str(tmp_path / "runs"))
+    assert code == 2  # a traceback would be another exception than SystemExit
+    assert f"error: {bad}: missing feedback column 'rating'" in stderr
     assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").iterdir()), "no run directory is left behind"
 
 
-def test_a_bad_ranking_argument_is_one_clean_line(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "negseq.fit", "--model.demotion_decay", "1.5", "--run_dir", str(tmp_path / "r")], capture_output=True, text=True,
-    )
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "error: dislike_demotion must be >= 0, demotion_window >= 1 and demotion_decay in (0, 1], got 0.0, 5 and 1.5" in result.stderr
+def test_a_bad_ranking_argument_is_one_clean_line(tmp_path, capsys):
+    code, stderr = refused(capsys, "--model.demotion_decay", "1.5", "--run_dir", str(tmp_path / "r"))
+    assert code == 2
+    assert "error: dislike_demotion must be >= 0, demotion_window >= 1 and demotion_decay in (0, 1], got 0.0, 5 and 1.5" in stderr
 
 
 @pytest.mark.slow
@@ -118,20 +124,13 @@ def test_default_job_on_embedded_data_offline_wandb(tmp_path):
     assert list((run_dir / "wandb").glob("offline-run-*")), "the offline W&B run should land in the run directory"
 
 
-def run_module(module: str, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "WANDB_MODE": "disabled"}
-    result = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result
-
-
-def test_negseq_fit_and_negseq_dot_fit_are_one_job(tmp_path, tiny_log):
+def test_negseq_fit_and_negseq_dot_fit_are_one_job(tmp_path, tiny_log, capsys):
     """`python -m negseq fit` runs the post-fit job too: the same files, the same metrics, the run directory last."""
     args = ["--data.path", tiny_log, "--trainer.max_epochs", "2", "--data.validation_targets", "all", "--select_negative_scoring", "[0.0, 1.0]", *FAST]
     outputs = {}
-    for name, command in (("alias", ["negseq.fit"]), ("subcommand", ["negseq", "fit"])):
-        result = run_module(*command, *args, "--run_dir", str(tmp_path / name))
-        assert result.stdout.strip().splitlines()[-1] == str(tmp_path / name)
+    for name, main in (("alias", fit_main), ("subcommand", lambda argv: negseq_main(["fit", *argv]))):  # each module's main
+        main([*args, "--run_dir", str(tmp_path / name)])
+        assert capsys.readouterr().out.strip().splitlines()[-1] == str(tmp_path / name)
         outputs[name] = tmp_path / name
     files = {name: sorted(p.relative_to(d).as_posix() for p in d.rglob("*") if p.is_file()) for name, d in outputs.items()}
     assert files["alias"] == files["subcommand"]
@@ -146,11 +145,8 @@ def test_negseq_fit_and_negseq_dot_fit_are_one_job(tmp_path, tiny_log):
 
 def test_any_cutoff_end_to_end_on_the_shipped_data(tmp_path):
     """--model.k 5 names every metric, monitor and file column by 5; --model.ks adds cutoffs from the same ranking."""
-    result = run_module(
-        "negseq.fit", "--model.k", "5", "--model.ks", "[3, 20]", "--trainer.max_epochs", "1", "--model.dim", "16",
-        "--run_dir", str(tmp_path / "run"), "--trainer.enable_progress_bar", "false",
-    )
-    run_dir = Path(result.stdout.strip().splitlines()[-1])
+    run_dir = tmp_path / "run"
+    fit_main(["--model.k", "5", "--model.ks", "[3, 20]", "--trainer.max_epochs", "1", "--model.dim", "16", "--run_dir", str(run_dir), "--trainer.enable_progress_bar", "false"])
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert not [key for key in metrics if key.endswith("@10")]
     for c in (3, 5, 20):
@@ -174,13 +170,10 @@ def test_any_cutoff_end_to_end_on_the_shipped_data(tmp_path):
     assert hit_rate == pytest.approx([metrics["test/hr_n@5"], metrics["test/hr_p@5"]], abs=1e-6)
 
 
-def test_a_monitor_that_is_not_logged_is_one_clean_line(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "negseq.fit", "--model.k", "5", "--early_stopping.monitor", "val/ndcg_p@10", "--run_dir", str(tmp_path / "r")],
-        capture_output=True, text=True,
-    )
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "error: --early_stopping.monitor val/ndcg_p@10 is not logged with --model.k 5" in result.stderr
+def test_a_monitor_that_is_not_logged_is_one_clean_line(tmp_path, capsys):
+    code, stderr = refused(capsys, "--model.k", "5", "--early_stopping.monitor", "val/ndcg_p@10", "--run_dir", str(tmp_path / "r"))
+    assert code == 2
+    assert "error: --early_stopping.monitor val/ndcg_p@10 is not logged with --model.k 5" in stderr
     assert not (tmp_path / "r").exists(), "nothing is left behind"
 
 
