@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import subprocess
 
 import numpy as np
 import polars as pl
 import pytest
+import torch
 
 
 def make_log(n_users: int = 40, n_items: int = 30, per_user: int = 12, seed: int = 0) -> pl.DataFrame:
@@ -30,6 +30,18 @@ def tiny_log(tmp_path) -> str:
     return str(path)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_intra_op_thread():
+    """The tests' models are tiny: a second intra-op thread only waits, and pytest-xdist already runs a worker per core.
+    The fits the tests start in subprocesses get one thread too (OMP_NUM_THREADS), so that they compute as this one."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OMP_NUM_THREADS", "1")
+        yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(autouse=True)
 def _wandb_disabled(monkeypatch):
     """Tests run W&B disabled unless a test sets another mode (the offline default has its own test)."""
@@ -45,7 +57,7 @@ def _prepared_data_cache(monkeypatch, tmp_path_factory):
 
 class _FitsInProcess:
     """Stands in for ``subprocess`` in :mod:`negseq.experiments`: ``run_one``'s ``python -m negseq.fit ...`` command runs
-    as ``negseq.fit.main`` in this process, its output to the run's log, its exit status as the subprocess's."""
+    as ``negseq.fit.main`` in this process, its exit status as the subprocess's."""
 
     STDOUT = subprocess.STDOUT
 
@@ -55,11 +67,10 @@ class _FitsInProcess:
         from negseq.fit import main as fit_main
 
         assert command[1:3] == ["-m", "negseq.fit"], command
-        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stdout):
-            try:
-                run_cli(fit_main, command[3:])
-            except SystemExit as exit:  # a refusal, as the command's exit status
-                return subprocess.CompletedProcess(command, exit.code or 0)
+        try:  # its output is the test's (sys.stdout is global: redirecting it would take the runner's own lines too)
+            run_cli(fit_main, command[3:])
+        except SystemExit as exit:  # a refusal, as the command's exit status
+            return subprocess.CompletedProcess(command, exit.code or 0)
         return subprocess.CompletedProcess(command, 0)
 
 
