@@ -45,6 +45,7 @@ def _newly_mmapped(setup: str) -> int:
     return int(result.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not _has_mallinfo2(), reason="glibc >= 2.33 only")
 @pytest.mark.parametrize("setup", SETUPS)
 def test_big_blocks_come_from_the_heap_once_kept(setup: str) -> None:

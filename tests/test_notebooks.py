@@ -217,6 +217,7 @@ def outputs(notebook, kind: str) -> list:
     return [out for cell in notebook.cells if cell.cell_type == "code" for out in cell.outputs if kind in out.get("data", {}) or out.get("output_type") == kind]
 
 
+@pytest.mark.slow
 def test_results_notebook_runs_headless(monkeypatch, runs_root):
     notebook = execute(ROOT / "notebooks" / "01_results.ipynb", monkeypatch, runs_root)
     assert len(outputs(notebook, "image/png")) == 4  # scatter, delta bars, validation curves, training time
@@ -226,6 +227,7 @@ def test_results_notebook_runs_headless(monkeypatch, runs_root):
     assert f"runs directory: {runs_root.resolve()}" in text and "2 runs, 4 epoch rows" in text
 
 
+@pytest.mark.slow
 def test_recommendations_notebook_runs_headless(monkeypatch, runs_root):
     notebook = execute(ROOT / "notebooks" / "02_recommendations.ipynb", monkeypatch, runs_root)
     text = "".join(out.get("text", "") for out in outputs(notebook, "stream"))
@@ -236,6 +238,7 @@ def test_recommendations_notebook_runs_headless(monkeypatch, runs_root):
     assert "PNFRec top-10" in html and "SASRec top-10" in html
 
 
+@pytest.mark.slow
 def test_negative_feedback_notebook_runs_on_the_committed_results(monkeypatch, runs_root):
     notebook = execute(ROOT / "notebooks" / "03_negative_feedback.ipynb", monkeypatch, runs_root)
     configs = pl.read_csv(ROOT / "experiments" / "ml-latest-small" / "beyond" / "selection.csv")["config"].n_unique()

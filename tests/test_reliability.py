@@ -146,6 +146,7 @@ def test_top_k_breaks_exact_ties_by_item_id():
 # -- resume --
 
 
+@pytest.mark.slow
 def test_killed_fit_resumed_from_its_config_matches_the_uninterrupted_one(reference, log, tmp_path):
     """Killed (os._exit) at the start of epoch 4, then `python -m negseq.fit --config DIR/config.yaml --ckpt_path last`."""
     run_dir = tmp_path / "run"
@@ -184,6 +185,7 @@ def test_fit_killed_mid_epoch_resumed_with_run_dir_matches_the_uninterrupted_one
 # -- several processes --
 
 
+@pytest.mark.slow
 def test_two_process_test_counts_every_user_once(reference, tmp_path):
     """`python -m negseq test` of the best checkpoint on 2 CPU processes (gloo) = the 1-process test of the fit."""
     expected = json.loads((reference / "metrics.json").read_text())
@@ -244,6 +246,7 @@ def test_two_process_fit_writes_one_complete_run(log, tmp_path):
 # -- NaN --
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_the_run_naming_the_step(log, tmp_path):
     run_dir = tmp_path / "run"
     poison = ["--trainer.callbacks+=crash_callback.PoisonLoss", "--trainer.callbacks.epoch", "2", "--trainer.callbacks.batch", "1"]

@@ -84,6 +84,7 @@ def without_last_event(events: pl.DataFrame, users: list[int], items: pl.Series)
 # -- a self-contained model --
 
 
+@pytest.mark.slow
 def test_a_fresh_process_with_only_the_run_directory_recommends_as_the_fit_did(movielens_run, tmp_path):
     run_dir, moved = movielens_run
     fit_recommendations = pl.read_parquet(run_dir / "recommendations.parquet")

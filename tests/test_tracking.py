@@ -341,6 +341,7 @@ def test_rerun_in_the_same_run_directory_continues_the_same_wandb_run(monkeypatc
 # -- the sweep --
 
 
+@pytest.mark.slow
 def test_sweep_calls_the_fit_with_arguments_it_accepts():
     sweep = yaml.safe_load((ROOT / "experiments" / "sweep.yaml").read_text())
     parameters = sweep["parameters"]

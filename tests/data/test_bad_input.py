@@ -172,6 +172,7 @@ def test_bad_input_through_the_cli(case, tmp_path, capsys):
     assert not [p for p in runs.rglob("*") if p.name in RESULT_FILES] if runs.exists() else True
 
 
+@pytest.mark.slow
 def test_all_negative_log_from_the_command_line(tmp_path):
     """A real process: exit status 2, the one error line last on stderr, no traceback, no metrics.json."""
     args, expected = case_args("all negative", tmp_path)

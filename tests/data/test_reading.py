@@ -69,6 +69,7 @@ def test_streamed_split_and_tensors_equal_the_eager_path_on_ml_latest_small(spli
     assert streamed.train.height + streamed.validation.filter("is_target").height <= ratings.height
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", [embedded_ratings(), FIXTURES / "zvuk" / "zvuk-interactions.parquet"], ids=["ml-latest-small", "zvuk"])
 def test_user_ranges_give_the_same_events_as_one_pass(path, monkeypatch):
     whole = streamed_split(path, "leave_last_out", 1)
