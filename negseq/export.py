@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from negseq import ranking_weights
+from negseq.models.families import family
 from negseq.models.recommender import SequentialRecommender
 from negseq.serving import Recommender
 
@@ -32,7 +33,6 @@ VOCABULARY_FILE = "items.parquet"
 MANIFEST_FILE = "export.json"
 
 
-INPUTS = {"positives": "positives", "all": "history", "signed": "history with disliked codes negated"}  # the program's first input, by history
 POST_PROCESSING = [
     "score_j = users @ items[j] - max(0, max_r demote[r] @ items[j] / |items[j]|) + prior[j]: the second term is 0 without "
     "dislike demotion, prior (items.parquet) is 0 without the item-polarity prior",
@@ -82,7 +82,7 @@ def export_run(source: str | Path, out: str | Path) -> dict[str, str]:
     prior = np.zeros(catalog.num_items, dtype=np.float32) if bias is None else bias[1:].detach().float().cpu().numpy()
     catalog.frame().with_columns(popularity=pl.Series(catalog.popularity[1:].float().numpy()), prior=pl.Series(prior)).write_parquet(files["vocabulary"])
     manifest = {
-        "inputs": [INPUTS[recommender.history], "negatives"],
+        "inputs": [family(recommender.history).reads, "negatives"],
         "history": recommender.history,
         "max_len": length,
         "padding": "item code 0, on the left (the newest item in the last column)",

@@ -4,8 +4,8 @@ path it comes by (the exported program documents the same steps for a caller out
 
 The steps, in order:
 
-1. The model input (:func:`model_input`): ``history`` chooses what the encoder reads, here and only here: the liked
-   items (``positives``), the whole mixed history (``all``), or that history with disliked ids negated (``signed``).
+1. The model input (:func:`model_input`): the model's family (``history``, :mod:`negseq.models.families`) chooses
+   what the encoder reads: the liked items, the whole mixed history, or that history with disliked ids negated.
    Disliked items (``negatives``) also feed the negative encoder and the dislike demotion when the model uses them.
 2. The fallback: a user whose model input is empty (nothing the encoder reads: no liked item for a ``positives``
    model, no event at all for the others) gets the items most often liked in training (``popularity``, score = that
@@ -28,25 +28,17 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from negseq.errors import ConfigError
-from negseq.models.recommender import signed_history
+from negseq.models.families import family
 from negseq.ranking import exact_scores, ranks_in, top_k
 
-HISTORIES = ("positives", "all", "signed")  # what the encoder reads (NegSeqModule's ``history``)
 # users encoded and scored at a time per thread on a CPU: their activations (256 x 50 x 64 fp32, 3 MB a tensor) stay in
 # the cache, which made the encoder 2.5x faster than a whole batch of 4,096 (benchmarks/README.md "Serving")
 CPU_CHUNK_USERS = 256
 
 
 def model_input(batch: dict[str, Tensor], history: str) -> Tensor:
-    """``(B, L)`` the left-padded sequence the encoder reads, chosen by the model's ``history``."""
-    if history == "positives":
-        return batch["positives"]
-    if history == "all":
-        return batch["history"]
-    if history == "signed":
-        return signed_history(batch["history"], batch["history_positive"])
-    raise ConfigError(f"history must be one of {list(HISTORIES)}, got {history!r}")
+    """``(B, L)`` the left-padded sequence the encoder reads, chosen by the model's family ``history``."""
+    return family(history).model_input(batch)
 
 
 def empty_input(inputs: Tensor) -> Tensor:

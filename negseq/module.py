@@ -22,7 +22,7 @@ each item's log like rate in training to every score, ``fusion`` lets the user r
 ``contrast_negatives`` chooses which disliked items a liked item is contrasted with.
 
 The model is :class:`negseq.models.recommender.SequentialRecommender`, the losses are
-:mod:`negseq.objectives`, ranking is :mod:`negseq.inference` (the one path serving takes too); this module checks the arguments,
+:mod:`negseq.models.families`, ranking is :mod:`negseq.inference` (the one path serving takes too); this module checks the arguments,
 builds those, runs the steps and logs the metrics under the names of :mod:`negseq.layout`. At test
 it also asks how the ranking answers a counterfactual dislike of each user's first item
 (:mod:`negseq.responsiveness`), with the item neighbours its datamodule provides (``item_neighbours``).
@@ -30,6 +30,7 @@ it also asks how the ranking answers a counterfactual dislike of each user's fir
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Literal
 
 import lightning as L
@@ -41,10 +42,11 @@ from negseq.data.catalog import STATE_KEY
 from negseq.errors import ConfigError, NonFiniteLossError
 from negseq.metrics import MRR, NDCG, Coverage, HitRate
 from negseq.models.recommender import SequentialRecommender
-from negseq.objectives import SignedHistory, SignSeparated, WholeHistory
+from negseq.models.families import FAMILIES, family
 from negseq.ranking import nearest_items
 from negseq.responsiveness import ListChange, NeighbourSuppression, with_dislike
 
+FamilyName = Literal[tuple(FAMILIES)]  # the ``history`` values: one per module of negseq.models.families
 ITEM_TABLE_NEIGHBOURS = 20  # m of item-table neighbours without a datamodule (FeedbackDataModule's ``neighbours`` default)
 # a checkpoint must match these to load: they make the network (or, for history, what it reads)
 ARCHITECTURE = ("num_items", "dim", "max_len", "blocks", "heads", "history", "fusion")
@@ -62,7 +64,8 @@ def architecture_differences(saved: dict[str, Any], other: dict[str, Any]) -> li
 
 def check_arguments(hp: dict[str, Any]) -> None:
     """Refuse combinations of NegSeqModule's arguments that are meaningless or that the code does not support."""
-    choices = {"history": ("positives", "all", "signed"), "softmax": ("full", "uniform", "popularity"), "fusion": ("none", "gated"),
+    family(hp["history"]).check(hp)
+    choices = {"softmax": ("full", "uniform", "popularity"), "fusion": ("none", "gated"),
                "contrast_negatives": ("all", "earlier", "all_with_last"), "suppression_neighbours": ("co_occurrence", "item_table")}
     for name, allowed in choices.items():
         if hp[name] not in allowed:
@@ -75,16 +78,8 @@ def check_arguments(hp: dict[str, Any]) -> None:
             raise ConfigError(f"`{name}` must be 0 (off) or positive, got {hp[name]}")
     if any(not isinstance(c, int) or c < 1 for c in hp["ks"]):
         raise ConfigError(f"`ks` must be positive integers, got {hp['ks']}")
-    if hp["history"] != "positives" and hp["alpha"]:
-        raise ConfigError(f"`alpha` ({hp['alpha']}) needs a negative encoder, which only history='positives' has")
     if hp["negative_table_gradient"] != 1 and not hp["alpha"]:
         raise ConfigError(f"`negative_table_gradient` ({hp['negative_table_gradient']}) scales CE_neg's gradient: it needs `alpha` > 0")
-    if hp["history"] == "positives" and hp["unlikelihood_weight"]:
-        raise ConfigError("`unlikelihood_weight` applies to history='all' or 'signed', where next items of both signs are labels")
-    if hp["history"] != "signed" and hp["sign_weight"]:
-        raise ConfigError("`sign_weight` trains the sign head of history='signed' models")
-    if hp["history"] != "positives" and (hp["hard_negative_weight"] or hp["contrast_negatives"] != "all"):
-        raise ConfigError("`hard_negative_weight` and `contrast_negatives` apply to history='positives', whose disliked items are apart")
     if hp["unlikelihood_weight"] and hp["softmax"] != "full":
         raise ConfigError(
             f"`unlikelihood_weight` needs softmax='full': with softmax={hp['softmax']!r} p of a disliked next item is its share of a "
@@ -107,7 +102,7 @@ class NegSeqModule(L.LightningModule):
         history: ``positives`` reads the user's liked items (PNFRec family, SASRec_p), in training
             and at evaluation; ``all`` reads the whole mixed history (SASRec, SASRec_c); ``signed`` reads
             the whole mixed history with each event's sign (item + sign embedding) and learns to predict
-            the next liked item (:class:`negseq.objectives.SignedHistory`).
+            the next liked item (:class:`negseq.models.families.signed.SignedHistory`).
         alpha: weight of CE_neg, the negative encoder's next-disliked-item loss (``positives`` only).
             0 means no negative encoder at all.
         beta: weight of the contrastive term. With ``positives``: the next liked item against all
@@ -181,7 +176,7 @@ class NegSeqModule(L.LightningModule):
         num_items: int,
         num_train_items: int,
         max_len: int = 50,
-        history: Literal["positives", "all", "signed"] = "positives",
+        history: FamilyName = "positives",
         alpha: float = 0.45,
         beta: float = 0.25,
         temperature: float = 1.0,
@@ -220,14 +215,9 @@ class NegSeqModule(L.LightningModule):
         self.model = SequentialRecommender(
             num_items, max_len, dim, blocks, heads, dropout, negative_encoder=bool(alpha), fusion=fusion == "gated", negative_scoring=negative_scoring,
             dislike_demotion=dislike_demotion, polarity_prior=polarity_prior, sign_scoring=sign_scoring, demotion_window=demotion_window, demotion_decay=demotion_decay,
-            identical_start=identical_start, signed=history == "signed", sign_head=bool(sign_weight),
+            identical_start=identical_start, signed=family(history).signed_input, sign_head=bool(sign_weight),
         )
-        if history == "positives":
-            self.objective = SignSeparated(alpha, beta, temperature, cosine, contrast_negatives, hard_negative_weight, negative_table_gradient)
-        elif history == "signed":
-            self.objective = SignedHistory(beta, temperature, cosine, unlikelihood_weight, sign_weight)
-        else:
-            self.objective = WholeHistory(beta, temperature, cosine, unlikelihood_weight)
+        self.objective = family(history).build_objective(hp)
         # item sampling distribution of the popularity-sampled softmax; set from the training data in setup()
         uniform = torch.full((num_items + 1,), 1.0 / num_items)
         uniform[0] = 0.0
@@ -420,3 +410,7 @@ class NegSeqModule(L.LightningModule):
         decayed = [p for p in self.parameters() if p.dim() > 1]
         kept = [p for p in self.parameters() if p.dim() <= 1]
         return torch.optim.AdamW([{"params": decayed, "weight_decay": hp.weight_decay}, {"params": kept, "weight_decay": 0.0}], lr=hp.lr)
+
+
+# NegSeqModule's arguments that have a default, by name: what a ``model:`` section that leaves the key out gets
+DEFAULTS = {name: parameter.default for name, parameter in inspect.signature(NegSeqModule).parameters.items() if parameter.default is not inspect.Parameter.empty}

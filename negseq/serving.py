@@ -28,6 +28,7 @@ import torch
 from negseq import inference, layout
 from negseq.data.catalog import STATE_KEY, Catalog
 from negseq.data.reading import FRAME, as_polars, read_events
+from negseq.models.families import family
 from negseq.data.sequences import EvalSequences
 from negseq.errors import ConfigError, DataError
 from negseq.histories import History, Id, histories_frame, item_series
@@ -368,7 +369,7 @@ class Recommender:
             if on_unknown_user == "error":
                 raise DataError(
                     f"{name}: {unknown.len()} users have nothing the model reads (e.g. user {unknown[0]!r}: no known "
-                    f"{'liked item' if self.history == 'positives' else 'item'}); on_unknown_user='error' (use 'popular' or 'skip')"
+                    f"{family(self.history).nothing_to_read}); on_unknown_user='error' (use 'popular' or 'skip')"
                 )
             ranked = ranked.filter(~pl.col("fallback"))
         return self._decode(ranked, user_ids)

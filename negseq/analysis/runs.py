@@ -13,6 +13,8 @@ import yaml
 
 from negseq import layout
 from negseq.experiments import results_table
+from negseq.models.families import family
+from negseq.module import DEFAULTS as MODEL_DEFAULTS
 
 ENV_RUNS_DIR = "NEGSEQ_RUNS_DIR"
 METRIC_COLUMNS = (*layout.metric_keys("test", layout.DEFAULT_K), "best_epoch", "fit_seconds")  # at the default k
@@ -52,40 +54,14 @@ def read_config(run_dir: "str | os.PathLike") -> dict:
 
 
 def model_label(model: Mapping[str, Any]) -> str:
-    """The paper's name of the model a ``model:`` configuration describes (see negseq.module), with the
-    options beyond the paper it turns on, so that runs of different models never share a label."""
-    history = model.get("history", "positives")  # missing keys: NegSeqModule's defaults
-    alpha, beta = float(model.get("alpha", 0.45) or 0), float(model.get("beta", 0.25) or 0)
-    # any model can rank with these
-    demotion = (" + dislike demotion" if float(model.get("dislike_demotion") or 0) else "") + (
-        " + polarity prior" if float(model.get("polarity_prior") or 0) else ""
+    """The paper's name of the model a ``model:`` configuration describes (its family's, NegSeqModule's defaults for
+    missing keys), with the ranking options beyond the paper it turns on, so that runs of different models never share
+    a label."""
+    model = {**MODEL_DEFAULTS, **model}
+    ranking = (" + dislike demotion" if float(model["dislike_demotion"] or 0) else "") + (
+        " + polarity prior" if float(model["polarity_prior"] or 0) else ""
     )
-    if history == "signed":
-        parts = [
-            "unlikelihood" if float(model.get("unlikelihood_weight") or 0) else "",
-            "contrast" if beta else "",
-            "sign head" if float(model.get("sign_weight") or 0) else "",
-            "sign scoring" if float(model.get("sign_scoring") or 0) else "",
-        ]
-        return " + ".join(["Signed SASRec", *filter(None, parts)]) + demotion
-    if history == "all":
-        if beta:
-            return "SASRec_c" + demotion
-        return ("SASRec+unlikelihood" if float(model.get("unlikelihood_weight") or 0) else "SASRec") + demotion
-    if alpha and beta:
-        name = "PNFRec"
-    elif alpha:
-        name = "PNFRec CE+CE"
-    else:
-        name = "PNFRec CE+contrast" if beta else "SASRec_p"
-    beyond = [
-        "cosine contrast" if beta and model.get("cosine") else "",
-        "contrast with earlier dislikes" if beta and model.get("contrast_negatives", "all") != "all" else "",
-        "hard negatives" if float(model.get("hard_negative_weight") or 0) else "",
-        f"{model['fusion']} fusion" if model.get("fusion", "none") != "none" else "",
-        "negative scoring" if float(model.get("negative_scoring") or 0) else "",
-    ]
-    return " + ".join([name, *filter(None, beyond)]) + demotion
+    return family(model["history"]).label(model) + ranking
 
 
 def _identity(config: Mapping[str, Any], fallback_name: str) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 One item table is shared by the positive encoder, the negative encoder (PNFRec's CE_neg) and
 the output layer, so an item's score for a user is the dot product of the user vector with
-the item's row. Training objectives (:mod:`negseq.objectives`) read the per-position states of
+the item's row. Training objectives (:mod:`negseq.models.families`) read the per-position states of
 :meth:`SequentialRecommender.encode`; ranking (:mod:`negseq.inference`, :mod:`negseq.ranking`) reads the user
 vectors of :meth:`SequentialRecommender.forward`, :attr:`SequentialRecommender.items` and :meth:`SequentialRecommender.demotion`.
 """
@@ -147,7 +147,7 @@ class SequentialRecommender(nn.Module):
         """``(B, T)`` left-padded item ids -> ``(B, T, D)`` hidden states (``(B, 1, D)``, the newest, with ``last_only``).
 
         A signed model reads signed ids (``-i``: item ``i`` disliked), see :func:`signed_history`. ``table`` replaces the
-        item table's weight (the same values with a scaled gradient, :func:`negseq.objectives.scale_gradient`).
+        item table's weight (the same values with a scaled gradient, :func:`negseq.models.families.sign_separated.scale_gradient`).
         """
         ids = sequences.abs()
         embedded = self.items(ids) if table is None else nn.functional.embedding(ids, table, padding_idx=0)

@@ -11,7 +11,7 @@ from negseq.losses import next_item_loss
 from negseq.metrics import target_ranks
 from negseq.models.recommender import GatedFusion
 from negseq.module import NegSeqModule
-from negseq.objectives import state_before as _state_before
+from negseq.models.families.sign_separated import state_before as _state_before
 
 
 def rank(module, sequences, seen, targets, negatives=None):

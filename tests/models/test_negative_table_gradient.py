@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from negseq.errors import ConfigError
-from negseq.objectives import scale_gradient
+from negseq.models.families.sign_separated import scale_gradient
 from tests.models.test_module import batch, make
 
 
