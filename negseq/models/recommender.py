@@ -45,7 +45,10 @@ class SequentialRecommender(nn.Module):
     Args:
         num_items: catalogue size N (item ids 1..N, 0 is padding).
         max_len: longest sequence an encoder reads.
-        dim, blocks, heads, dropout: sizes of the table and the encoders.
+        dim: size of the item table and of the encoders' states.
+        blocks: transformer blocks per encoder.
+        heads: attention heads.
+        dropout: dropout rate.
         negative_encoder: build the negative encoder (reads the user's disliked items).
         fusion: the positive state reads the negative encoder's state through :class:`GatedFusion`.
         negative_scoring: lambda of ``score = z_pos - lambda * z_neg``; a buffer, so a checkpoint
