@@ -128,3 +128,27 @@ def test_the_data_layer_imports_only_itself_and_the_errors():
     outside = {f"{module} -> {target}" for module in graph if module.startswith("negseq.data") for target in graph[module]
                if not target.startswith("negseq.data") and target != "negseq.errors"}
     assert not outside, sorted(outside)
+
+
+MODEL_LAYER = ("negseq.models", "negseq.losses", "negseq.ranking", "negseq.ranking_weights", "negseq.metrics", "negseq.responsiveness", "negseq.objectives")
+
+
+def in_layer(module: str, layer: tuple[str, ...]) -> bool:
+    return any(module == top or module.startswith(top + ".") for top in layer)
+
+
+def imports_outside(graph: dict[str, set[str]], layer: tuple[str, ...], allowed: tuple[str, ...] = ("negseq.errors",)) -> list[str]:
+    """``module -> target`` for each import of a ``layer`` module that leaves the layer (``allowed`` targets aside)."""
+    return sorted(f"{module} -> {target}" for module in graph if in_layer(module, layer) for target in graph[module]
+                  if not in_layer(target, layer) and target not in allowed)
+
+
+def test_the_layer_check_sees_a_family_that_reads_the_data_layer():
+    graph = {"negseq.models.families.x": {"negseq.data.reading", "negseq.losses", "negseq.errors"}, "negseq.cli": {"negseq.models"}}
+    assert imports_outside(graph, MODEL_LAYER) == ["negseq.models.families.x -> negseq.data.reading"]
+
+
+def test_the_model_layer_imports_only_itself_and_the_errors():
+    """The network, its families, losses, ranking and metrics know nothing of data files, training, serving or tools."""
+    outside = imports_outside(import_graph(), MODEL_LAYER)
+    assert not outside, outside
