@@ -13,16 +13,13 @@ mean: its metric and the Delta are NaN, never 0.
 
 from __future__ import annotations
 
-import math
 
 import torch
 from torch import Tensor
 from torchmetrics import Metric
 
-from negseq.ranking import order_keys
 
 __all__ = [
-    "target_ranks",
     "hit_gain",
     "ndcg_gain",
     "mrr_gain",
@@ -31,34 +28,6 @@ __all__ = [
     "MRR",
     "Coverage",
 ]
-
-
-def target_ranks(scores: Tensor, targets: Tensor) -> Tensor:
-    """1-based rank of each target among the finite scores of its row; ``inf`` when unrankable.
-
-    The order is the recommendations' (:func:`negseq.ranking.order_keys`): exact score descending,
-    ties broken by item id, a smaller id first, so a target's rank here is its position in the
-    top-k that :func:`negseq.ranking.top_k` returns for the same scores. A target outside
-    ``[0, n_items)`` or whose score is ``-inf`` (padding, an already-seen item) cannot be
-    recommended and gets rank ``inf``: the user still counts, as a miss.
-
-    Args:
-        scores: ``(B, n_items)`` float scores, ``-inf`` for items that may not be recommended.
-        targets: ``(B,)`` integer item ids.
-
-    Example:
-        >>> scores = torch.tensor([[-float("inf"), 0.5, 0.9, 0.5], [0.0, 1.0, 2.0, 3.0]])
-        >>> target_ranks(scores, torch.tensor([3, 7]))
-        tensor([3., inf])
-    """
-    n_items = scores.shape[1]
-    in_catalogue = (targets >= 0) & (targets < n_items)
-    safe_targets = torch.where(in_catalogue, targets, torch.zeros_like(targets))
-    keys = order_keys(scores, torch.arange(n_items, device=scores.device).expand_as(scores))  # (B, n_items)
-    target_keys = keys.gather(1, safe_targets[:, None])  # (B, 1)
-    ranks = 1.0 + (keys > target_keys).sum(dim=1).to(torch.float32)
-    target_scores = scores.gather(1, safe_targets[:, None])[:, 0]  # (B,)
-    return torch.where(in_catalogue & torch.isfinite(target_scores), ranks, torch.full_like(ranks, math.inf))
 
 
 def hit_gain(ranks: Tensor, k: int) -> Tensor:
@@ -95,7 +64,7 @@ class _SignedRankMetric(Metric):
         raise NotImplementedError
 
     def update(self, ranks: Tensor, positive: Tensor) -> None:
-        """Add users: ``ranks`` from :func:`target_ranks`, ``positive`` True where the target was liked."""
+        """Add users: ``ranks`` from :func:`negseq.ranking.ranks_in`, ``positive`` True where the target was liked."""
         if ranks.shape != positive.shape:
             raise ValueError(f"`ranks` and `positive` must have the same shape, got {tuple(ranks.shape)} and {tuple(positive.shape)}")
         gains = self.gain(ranks, self.k)

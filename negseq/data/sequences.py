@@ -58,17 +58,6 @@ def _right_aligned(rows: np.ndarray, values: list[np.ndarray], n_rows: int, leng
     return matrices
 
 
-def last_items(events: pl.DataFrame, row_of: pl.Expr, n_rows: int, length: int, value: str = "item") -> Tensor:
-    """``(n_rows, length)`` int64 matrix of the last ``length`` values of ``value`` per row, right-aligned.
-
-    ``events`` must be in time order within each row; ``row_of`` maps an event to its matrix
-    row. Memory is ``n_rows * length`` whatever the longest history.
-    """
-    placed = events.select(row=row_of.cast(pl.Int64), value=pl.col(value).cast(pl.Int64))
-    (matrix,) = _right_aligned(placed["row"].to_numpy(), [placed["value"].to_numpy()], n_rows, length, [np.int64])
-    return torch.from_numpy(matrix)
-
-
 @dataclass
 class TensorTable:
     """Equal-length tensors indexed by row; ``take`` gathers a batch of rows from all of them."""

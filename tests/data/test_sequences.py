@@ -1,4 +1,4 @@
-"""Right-aligned sequence matrices: last_items, TrainSequences and EvalSequences against hand-written expectations."""
+"""Right-aligned sequence matrices: TrainSequences and EvalSequences against hand-written expectations."""
 
 from __future__ import annotations
 
@@ -6,41 +6,13 @@ import polars as pl
 import pytest
 import torch
 
-from negseq.data.sequences import EvalSequences, TrainSequences, last_items
+from negseq.data.sequences import EvalSequences, TrainSequences
 
 
 def frame(rows: list[tuple], columns: list[str]) -> pl.DataFrame:
     """Events as a split gives them: sorted by user, then time, then row."""
     out = pl.DataFrame(rows, schema=columns, orient="row").with_row_index("row")
     return out.with_columns(pl.col("row").cast(pl.UInt32)).sort("user", "time", "row")
-
-
-# -- last_items --
-
-
-def test_last_items_right_aligned_newest_kept():
-    # rows of the matrix interleave in the frame; within a row the frame order is time order
-    events = pl.DataFrame({"user": [0, 2, 0, 0, 0, 3, 3], "item": [5, 9, 6, 7, 8, 4, 2]})
-    matrix = last_items(events, pl.col("user"), n_rows=4, length=3)
-    assert matrix.dtype == torch.int64
-    assert matrix.tolist() == [
-        [6, 7, 8],  # four items, the oldest (5) dropped
-        [0, 0, 0],  # no events
-        [0, 0, 9],  # one item, left-padded
-        [0, 4, 2],  # frame order, not item order
-    ]
-
-
-def test_last_items_row_mapping_and_value_column():
-    events = pl.DataFrame({"user": ["b", "a", "b"], "item": [1, 2, 3], "sign": [1, 0, 0]})
-    row_of = pl.col("user").replace_strict(["a", "b"], [0, 1])
-    assert last_items(events, row_of, n_rows=2, length=2).tolist() == [[0, 2], [1, 3]]
-    assert last_items(events, row_of, n_rows=2, length=2, value="sign").tolist() == [[0, 0], [1, 0]]
-
-
-def test_last_items_length_one():
-    events = pl.DataFrame({"user": [0, 0, 1], "item": [1, 2, 3]})
-    assert last_items(events, pl.col("user"), n_rows=2, length=1).tolist() == [[2], [3]]
 
 
 # -- TrainSequences --

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from negseq.metrics import MRR, NDCG, Coverage, HitRate, hit_gain, mrr_gain, ndcg_gain, target_ranks
+from negseq.metrics import MRR, NDCG, Coverage, HitRate, hit_gain, mrr_gain, ndcg_gain
+from negseq.ranking import ranks_in, top_k
 
 INF = math.inf
 NEG = -math.inf
@@ -55,15 +56,26 @@ def random_case(seed: int, n_users: int = 64, n_items: int = 30):
     return scores, targets, positive
 
 
-# -- target_ranks --
+# -- the ranks the metrics count: each target's place in the top list served for its scores --
 
 
-def test_target_ranks_distinct_scores_hand_computed():
+def served_ranks(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """``(B,)`` each target's 1-based place in the whole list :func:`negseq.ranking.top_k` serves for ``scores``
+    ``(B, N)`` (:func:`negseq.ranking.ranks_in`; inf when absent): the item table is the identity, so a user's vector
+    is its row of scores, and a ``-inf`` entry is an item the user has seen (excluded). Item 0 is padding."""
+    n_items = scores.shape[1]
+    finite = torch.isfinite(scores)
+    seen = torch.where(finite, 0, torch.arange(n_items).expand_as(scores))  # (B, N): 0 = no seen item in that slot
+    _, items = top_k(torch.where(finite, scores, 0.0), torch.eye(n_items), seen, n_items)
+    return ranks_in(items, targets)
+
+
+def test_served_ranks_distinct_scores_hand_computed():
     # item:             0    1    2    3    4
     row = torch.tensor([NEG, 0.1, 0.7, 0.3, 0.5])
     scores = row.expand(4, -1).clone()
     # order by score: 2 (0.7), 4 (0.5), 3 (0.3), 1 (0.1)
-    ranks = target_ranks(scores, torch.tensor([2, 4, 3, 1]))
+    ranks = served_ranks(scores, torch.tensor([2, 4, 3, 1]))
     assert ranks.tolist() == [1.0, 2.0, 3.0, 4.0]
     assert ranks.dtype == torch.float32
 
@@ -86,34 +98,34 @@ def test_target_ranks_distinct_scores_hand_computed():
         ([NEG, 0.0, 1.0, 3.0, 1.0], 4, 3.0),
     ],
 )
-def test_target_ranks_ties_broken_by_smaller_id_first(row, target, expected):
-    ranks = target_ranks(torch.tensor([row]), torch.tensor([target]))
+def test_served_ranks_ties_broken_by_smaller_id_first(row, target, expected):
+    ranks = served_ranks(torch.tensor([row]), torch.tensor([target]))
     assert ranks.item() == expected
 
 
-def test_target_ranks_excludes_minus_inf_items():
+def test_served_ranks_excludes_minus_inf_items():
     # items 0 (padding), 1 and 3 (seen) cannot be recommended; only item 2 is ahead of item 4
     scores = torch.tensor([[NEG, NEG, 0.2, NEG, 0.1]])
-    assert target_ranks(scores, torch.tensor([4])).item() == 2.0
-    assert target_ranks(scores, torch.tensor([2])).item() == 1.0
+    assert served_ranks(scores, torch.tensor([4])).item() == 2.0
+    assert served_ranks(scores, torch.tensor([2])).item() == 1.0
 
 
-def test_target_ranks_unrankable_targets_give_inf():
+def test_served_ranks_unrankable_targets_give_inf():
     scores = torch.tensor([[NEG, 0.3, NEG, 0.1]]).expand(6, -1).clone()
     targets = torch.tensor([4, 7, -1, 0, 2, 3])  # >= n_items, >= n_items, negative, padding, seen, valid
-    ranks = target_ranks(scores, targets)
+    ranks = served_ranks(scores, targets)
     assert ranks.tolist() == [INF, INF, INF, INF, INF, 2.0]
 
 
-def test_target_ranks_docstring_example():
+def test_served_ranks_of_a_padding_item_scored_and_a_target_outside_the_catalogue():
     scores = torch.tensor([[NEG, 0.5, 0.9, 0.5], [0.0, 1.0, 2.0, 3.0]])
-    assert target_ranks(scores, torch.tensor([3, 7])).tolist() == [3.0, INF]
+    assert served_ranks(scores, torch.tensor([3, 7])).tolist() == [3.0, INF]
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_target_ranks_match_numpy_sort_reference(seed):
+def test_served_ranks_match_numpy_sort_reference(seed):
     scores, targets, _ = random_case(seed)
-    ranks = target_ranks(torch.from_numpy(scores), torch.from_numpy(targets))
+    ranks = served_ranks(torch.from_numpy(scores), torch.from_numpy(targets))
     np.testing.assert_array_equal(ranks.numpy(), np_ranks(scores, targets))
 
 
@@ -165,7 +177,7 @@ def test_signed_metrics_hand_computed_k2():
 @pytest.mark.parametrize("cls", [HitRate, NDCG, MRR])
 def test_signed_metric_batches_equal_one_concatenated_update(cls):
     scores, targets, positive = random_case(3, n_users=50)
-    ranks = target_ranks(torch.from_numpy(scores), torch.from_numpy(targets))
+    ranks = served_ranks(torch.from_numpy(scores), torch.from_numpy(targets))
     positive = torch.from_numpy(positive)
     batched, single = cls(k=5), cls(k=5)
     for chunk in (slice(0, 7), slice(7, 8), slice(8, 30), slice(30, 50)):
@@ -238,7 +250,7 @@ def test_signed_metrics_match_numpy_reference(k):
     scores, targets, positive = random_case(10 + k, n_users=80)
     ranks_np = np_ranks(scores, targets)
     gains = np_gains(ranks_np, k)
-    ranks = target_ranks(torch.from_numpy(scores), torch.from_numpy(targets))
+    ranks = served_ranks(torch.from_numpy(scores), torch.from_numpy(targets))
     flags = torch.from_numpy(positive)
     for name, cls in (("hr", HitRate), ("ndcg", NDCG), ("mrr", MRR)):
         metric = cls(k=k)
@@ -254,7 +266,7 @@ def test_signed_metrics_match_numpy_reference(k):
 def test_signed_metric_merge_counts_every_user_once(cls):
     """DDP-style: two ranks each see half of the users; merged states equal one metric over all."""
     scores, targets, positive = random_case(7, n_users=40)
-    ranks = target_ranks(torch.from_numpy(scores), torch.from_numpy(targets))
+    ranks = served_ranks(torch.from_numpy(scores), torch.from_numpy(targets))
     flags = torch.from_numpy(positive)
     left, right, whole = cls(k=5), cls(k=5), cls(k=5)
     left.update(ranks[:15], flags[:15])
