@@ -14,10 +14,11 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from negseq import layout
 from negseq.errors import ConfigError
 from negseq.paired import PairedMetric, paired_metrics
 
-GAINS = {"hit": "HR", "ndcg": "NDCG"}  # a pair per gain: its liked-target (_p) and disliked-target (_n) metric
+GAINS = {name: layout.METRIC_LABELS[name] for name in layout.DELTA_METRICS}  # a pair per gain: its _p and _n metric
 SENTENCES = {
     "a_dominates": "A dominates B",
     "b_dominates": "B dominates A",

@@ -25,7 +25,8 @@ DEFAULT_ROOT = "runs"
 DEFAULT_K = 10
 STAGES = ("val", "test")
 SIGNED_METRICS = ("hr", "ndcg", "mrr")  # each has a positive-target (_p) and a negative-target (_n) part
-DELTA_METRICS = ("hr", "ndcg")  # Delta = positive part - negative part
+DELTA_METRICS = ("hr", "ndcg")  # Delta = positive part - negative part; also the metrics paired comparisons read
+METRIC_LABELS = {"hr": "HR", "ndcg": "NDCG", "mrr": "MRR"}  # a signed metric's name in tables
 USER_COUNTS = ("n_users_pos", "n_users_neg")
 RESPONSIVENESS_METRICS = ("list_change", "neighbour_suppression")  # test only: the answer to a counterfactual dislike
 

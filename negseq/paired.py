@@ -25,9 +25,10 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from negseq import layout
 from negseq.errors import NegSeqError
 
-GAINS = ("hit", "ndcg", "rr")
+GAINS = layout.SIGNED_METRICS  # each user's gain of each metric, a column of the paired frame: hr, ndcg, mrr
 
 
 @dataclass(frozen=True)
@@ -42,15 +43,15 @@ class PairedMetric:
 
 
 def paired_metrics(k: int) -> tuple[PairedMetric, ...]:
-    """The metrics compared, named with the runs' cut-off ``k``."""
-    return (
-        PairedMetric(f"HR_p@{k}", f"test/hr_p@{k}", "hit", "pos", True),
-        PairedMetric(f"NDCG_p@{k}", f"test/ndcg_p@{k}", "ndcg", "pos", True),
-        PairedMetric(f"HR_n@{k}", f"test/hr_n@{k}", "hit", "neg", False),
-        PairedMetric(f"NDCG_n@{k}", f"test/ndcg_n@{k}", "ndcg", "neg", False),
-        PairedMetric(f"Delta_HR@{k}", f"test/delta_hr@{k}", "hit", "delta", True),
-        PairedMetric(f"Delta_NDCG@{k}", f"test/delta_ndcg@{k}", "ndcg", "delta", True),
-    )
+    """The metrics compared, named with the runs' cut-off ``k``: HR and NDCG (:data:`negseq.layout.DELTA_METRICS`) of
+    the liked-target users (higher is better), of the disliked-target users (lower is better), and their Delta."""
+    groups = (("pos", "p", True), ("neg", "n", False))
+    signed = [
+        PairedMetric(f"{layout.METRIC_LABELS[name]}_{suffix}@{k}", f"test/{name}_{suffix}@{k}", name, sign, higher)
+        for sign, suffix, higher in groups for name in layout.DELTA_METRICS
+    ]
+    deltas = [PairedMetric(f"Delta_{layout.METRIC_LABELS[name]}@{k}", f"test/delta_{name}@{k}", name, "delta", True) for name in layout.DELTA_METRICS]
+    return (*signed, *deltas)
 
 
 class PairingError(NegSeqError):
@@ -58,17 +59,18 @@ class PairingError(NegSeqError):
 
 
 def gains(per_user: pl.DataFrame) -> pl.DataFrame:
-    """Add each user's gains from ``rank`` (null = not in the top k: 0): ``hit``, ``ndcg`` = 1/log2(rank+1), ``rr`` = 1/rank."""
+    """Add each user's gains from ``rank`` (null = not in the top k: 0), the per-user terms of the metrics of the same
+    names (:mod:`negseq.metrics`): ``hr`` = 1, ``ndcg`` = 1/log2(rank+1), ``mrr`` = 1/rank."""
     rank = pl.col("rank").cast(pl.Float64)
     return per_user.with_columns(
-        hit=pl.col("rank").is_not_null().cast(pl.Float64),
+        hr=pl.col("rank").is_not_null().cast(pl.Float64),
         ndcg=(1.0 / (rank + 1.0).log(2)).fill_null(0.0),
-        rr=(1.0 / rank).fill_null(0.0),
+        mrr=(1.0 / rank).fill_null(0.0),
     )
 
 
 def pair(a: pl.DataFrame, b: pl.DataFrame) -> pl.DataFrame:
-    """One row per (seed, user) with ``positive`` and each gain of A and of B (``hit_a``, ``hit_b``, ...).
+    """One row per (seed, user) with ``positive`` and each gain of A and of B (``hr_a``, ``hr_b``, ...).
 
     Both frames are per_user frames with a ``seed`` column. A (seed, user) in one and not the other,
     or a user whose held-out target differs between the two, is an error: the pairing needs the same split.

@@ -28,9 +28,9 @@ def by_metric(table: pl.DataFrame) -> dict[str, dict]:
 
 def test_gains_by_hand():
     frame = gains(per_user({1: [1, 3, None]}, [True, True, False]))
-    assert frame["hit"].to_list() == [1.0, 1.0, 0.0]
+    assert frame["hr"].to_list() == [1.0, 1.0, 0.0]
     assert frame["ndcg"].to_list() == pytest.approx([1.0, 0.5, 0.0])  # 1/log2(3 + 1) = 0.5
-    assert frame["rr"].to_list() == pytest.approx([1.0, 1 / 3, 0.0])
+    assert frame["mrr"].to_list() == pytest.approx([1.0, 1 / 3, 0.0])
 
 
 def test_means_and_differences_by_hand():
