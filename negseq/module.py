@@ -31,7 +31,7 @@ it also asks how the ranking answers a counterfactual dislike of each user's fir
 from __future__ import annotations
 
 import inspect
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 import lightning as L
 import torch
@@ -65,9 +65,7 @@ def architecture_differences(saved: dict[str, Any], other: dict[str, Any]) -> li
 def check_arguments(hp: dict[str, Any]) -> None:
     """Refuse combinations of NegSeqModule's arguments that are meaningless or that the code does not support."""
     family(hp["history"]).check(hp)
-    choices = {"softmax": ("full", "uniform", "popularity"), "fusion": ("none", "gated"),
-               "contrast_negatives": ("all", "earlier", "all_with_last"), "suppression_neighbours": ("co_occurrence", "item_table")}
-    for name, allowed in choices.items():
+    for name, allowed in CHOICES.items():
         if hp[name] not in allowed:
             raise ConfigError(f"`{name}` must be one of {list(allowed)}, got {hp[name]!r}")
     for name in ("num_sampled", "score_block_items", "temperature", "k"):
@@ -414,3 +412,6 @@ class NegSeqModule(L.LightningModule):
 
 # NegSeqModule's arguments that have a default, by name: what a ``model:`` section that leaves the key out gets
 DEFAULTS = {name: parameter.default for name, parameter in inspect.signature(NegSeqModule).parameters.items() if parameter.default is not inspect.Parameter.empty}
+# the allowed values of each argument annotated with a Literal, declared once by the annotation (the CLI's choices too);
+# ``history`` is the family registry's to check, which also knows a family registered after this module
+CHOICES = {name: get_args(hint) for name, hint in get_type_hints(NegSeqModule.__init__).items() if get_origin(hint) is Literal and name != "history"}

@@ -7,7 +7,7 @@ from dataclasses import asdict
 from functools import cached_property, partial
 from importlib import resources
 from pathlib import Path
-from typing import Literal, Optional, Union
+from typing import Optional, Union
 
 import lightning as L
 import polars as pl
@@ -24,7 +24,7 @@ from negseq.data.formats import FORMATS
 from negseq.data.neighbours import ItemNeighbours, training_pairs
 from negseq.data.sequences import EvalSequences, TensorTable, TrainSequences
 from negseq.data.titles import item_titles
-from negseq.data.validation import MISSING_TIME
+from negseq.data.validation import MISSING_TIME, MissingTime
 from negseq.errors import DataError
 
 log = logging.getLogger("negseq")
@@ -142,15 +142,15 @@ class FeedbackDataModule(L.LightningDataModule):
         time_col: Optional[str] = None,
         has_header: bool = True,
         separator: Optional[str] = None,
-        missing_time: Literal["error", "drop"] = "error",
+        missing_time: MissingTime = "error",
         threshold: Optional[float] = 4.0,
-        split: Literal["leave_last_out", "temporal", "presplit", "none"] = "leave_last_out",
-        holdout: Literal["half_users", "every_user"] = "half_users",
+        split: splits.SplitName = "leave_last_out",
+        holdout: splits.Holdout = "half_users",
         max_len: int = 50,
         min_item_users: int = 5,
         min_user_items: int = 5,
         split_seed: int = 42,
-        validation_targets: Literal["positive", "all"] = "positive",
+        validation_targets: splits.ValidationTargets = "positive",
         batch_size: int = 64,
         eval_batch_size: int = 1000,
         num_workers: int = 0,

@@ -9,6 +9,7 @@ whose values are kept to decode recommendations.
 from __future__ import annotations
 
 import logging
+from typing import Literal, get_args
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,9 +21,11 @@ from negseq.errors import DataError
 
 log = logging.getLogger("negseq")
 
-SPLITS = ("leave_last_out", "temporal", "presplit", "none")
-VALIDATION_TARGETS = ("positive", "all")
-HOLDOUTS = ("half_users", "every_user")
+# the choices of FeedbackDataModule's arguments, declared once: its annotations and its checks read them
+SplitName = Literal["leave_last_out", "temporal", "presplit", "none"]
+ValidationTargets = Literal["positive", "all"]
+Holdout = Literal["half_users", "every_user"]
+SPLITS, VALIDATION_TARGETS, HOLDOUTS = get_args(SplitName), get_args(ValidationTargets), get_args(Holdout)
 PRESPLIT_FILES = ("train.parquet", "validation.parquet", "test.parquet")
 
 
@@ -185,8 +188,6 @@ def leave_last_out(frame: pl.DataFrame, seed: int, validation_targets: str = "po
     ``holdout="half_users"`` (the paper): users are split 50/50 into validation and test.
     ``"every_user"``: every user is both (:func:`_every_user_frames`), about twice the test users.
     """
-    if holdout not in HOLDOUTS:
-        raise DataError(f"unknown holdout {holdout!r}; expected one of {list(HOLDOUTS)}")
     item_ids, user_ids = _vocabulary(frame["item"]), _vocabulary(frame["user"])
     events = _mark_last_event(_encode(frame, item_ids, user_ids))
     if holdout == "every_user":

@@ -9,12 +9,14 @@ Int64 (or Float64) timestamps in seconds.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal, get_args
 
 import polars as pl
 
 from negseq.errors import DataError
 
-MISSING_TIME = ("error", "drop")  # what an event without a timestamp does
+MissingTime = Literal["error", "drop"]  # what an event without a timestamp does
+MISSING_TIME = get_args(MissingTime)
 
 
 def _check_int64(frame: pl.DataFrame, role: str, name: str, source: str | Path, expected: str) -> None:

@@ -8,26 +8,13 @@ import torch
 
 from negseq.metrics import MRR, NDCG, Coverage, HitRate, hit_gain, mrr_gain, ndcg_gain
 from negseq.ranking import ranks_in, top_k
+from tests.rank_oracle import sorted_ranks
 
 INF = math.inf
 NEG = -math.inf
 
 
 # -- NumPy reference implementations --
-
-
-def np_ranks(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """Sort-based reference: order each row by (score desc, id asc), drop -inf, find the target."""
-    n_items = scores.shape[1]
-    out = np.full(len(targets), np.inf)
-    for row, (s, t) in enumerate(zip(scores, targets)):
-        if t < 0 or t >= n_items or not np.isfinite(s[t]):
-            continue
-        ids = np.arange(n_items)
-        order = np.lexsort((ids, -s))  # last key is primary: -score, then id
-        order = order[np.isfinite(s[order])]
-        out[row] = 1 + int(np.nonzero(order == t)[0][0])
-    return out
 
 
 def np_gains(ranks: np.ndarray, k: int) -> dict[str, np.ndarray]:
@@ -126,7 +113,7 @@ def test_served_ranks_of_a_padding_item_scored_and_a_target_outside_the_catalogu
 def test_served_ranks_match_numpy_sort_reference(seed):
     scores, targets, _ = random_case(seed)
     ranks = served_ranks(torch.from_numpy(scores), torch.from_numpy(targets))
-    np.testing.assert_array_equal(ranks.numpy(), np_ranks(scores, targets))
+    np.testing.assert_array_equal(ranks.numpy(), sorted_ranks(scores, targets).numpy())
 
 
 # -- gains --
@@ -248,7 +235,7 @@ def test_signed_metric_shape_mismatch_raises():
 @pytest.mark.parametrize("k", [1, 5, 10])
 def test_signed_metrics_match_numpy_reference(k):
     scores, targets, positive = random_case(10 + k, n_users=80)
-    ranks_np = np_ranks(scores, targets)
+    ranks_np = sorted_ranks(scores, targets).numpy()
     gains = np_gains(ranks_np, k)
     ranks = served_ranks(torch.from_numpy(scores), torch.from_numpy(targets))
     flags = torch.from_numpy(positive)

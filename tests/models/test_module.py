@@ -9,6 +9,7 @@ from negseq import inference, ranking_weights
 from negseq.errors import ConfigError
 from negseq.losses import contrastive_loss, label_log_probs, next_item_loss
 from negseq.module import NegSeqModule
+from tests.rank_oracle import sorted_ranks
 
 
 def rank(module, sequences, seen, targets, negatives=None):
@@ -359,15 +360,13 @@ def test_score_is_fp32_under_bf16_autocast():
 
 @pytest.mark.parametrize("block", [1, 3, 7, 21, 16384])
 def test_block_wise_ranks_and_top_k_match_the_full_score_matrix(block):
-    from negseq.metrics import target_ranks
-
     module = make(k=5, score_block_items=block).eval()
     targets = torch.tensor([4, 9])  # user 1's target 9 is seen -> unrankable
     with torch.no_grad():
         scores = module.model.score(SEQUENCES, SEEN)
         ranks, top_scores, top_items = rank(module, SEQUENCES, SEEN, targets)
     assert ranks[1] == math.inf
-    assert ranks[0] == target_ranks(scores, targets)[0]
+    assert ranks[0] == sorted_ranks(scores, targets)[0]
     expected_scores, expected_items = scores.topk(5, dim=1)
     torch.testing.assert_close(top_scores, expected_scores)
     assert torch.equal(top_items, expected_items)
@@ -375,8 +374,6 @@ def test_block_wise_ranks_and_top_k_match_the_full_score_matrix(block):
 
 @pytest.mark.parametrize("block", [1, 7, 64, 500])
 def test_block_wise_ranks_are_exact_up_to_k_and_inf_beyond(block):
-    from negseq.metrics import target_ranks
-
     module = make(num_items=300, num_train_items=300, k=10, score_block_items=block).eval()
     generator = torch.Generator().manual_seed(1)
     sequences = torch.randint(1, 301, (64, 5), generator=generator)
@@ -384,7 +381,7 @@ def test_block_wise_ranks_are_exact_up_to_k_and_inf_beyond(block):
     with torch.no_grad():
         scores = module.model.score(sequences, seen)
         targets = scores.argsort(dim=1, descending=True)[torch.arange(64), torch.arange(64) % 30]  # ranks 1..30 and beyond
-        exact = target_ranks(scores, targets)
+        exact = sorted_ranks(scores, targets)
         ranks, _, _ = rank(module, sequences, seen, targets)
     within = exact <= 10
     assert 0 < int(within.sum()) < int(torch.isfinite(exact).sum())  # both cases occur

@@ -11,6 +11,7 @@ import torch
 from negseq import ranking_weights
 from negseq.errors import ConfigError
 from negseq.ranking import decode_keys, exact_scores, order_keys, score_block, score_error, top_k
+from tests.rank_oracle import sorted_ranks
 
 
 def test_keys_round_trip_and_order_scores_then_ids():
@@ -155,14 +156,13 @@ def test_top_k_with_a_prior_bias_equals_sorting_every_exact_key(precision, monke
 
 def test_a_target_in_the_top_k_counts_at_the_rank_it_is_shown_at():
     """A near-tie below the target by a smaller id: a tolerance count put it ahead (rank 11) while the exact keys show the
-    target 10th. The fit's rank (its position in the recommendations) and the public target_ranks agree: one convention."""
-    from negseq.metrics import target_ranks
+    target 10th. The fit's rank (its position in the recommendations) and the sorted definition agree: one convention."""
     from negseq.ranking import ranks_in
 
     scores = torch.tensor([0.0] + [10.0] * 9 + [1.0 - 1e-6, 1.0, -5.0])  # items 1..9 far ahead, 10 just below 11 (the target)
     items = scores[:, None]  # (N + 1, 1): with the user vector [1.0], each item's score is its row
     users, seen, target = torch.ones(1, 1), torch.zeros(1, 1, dtype=torch.long), torch.tensor([11])
-    assert target_ranks(scores[None], target).tolist() == [10.0]
+    assert sorted_ranks(scores[None], target).tolist() == [10.0]
     for block in (1, 4, 13):
         top_items = top_k(users, items, seen, k=10, block_items=block)[1]
         ranks = ranks_in(top_items, target)
