@@ -13,8 +13,16 @@ import lightning as L
 import torch
 
 from negseq import layout
-from negseq.results import best_epoch, format_table, per_user_frame, recommendations_frame, write_fit_metrics, write_metrics, write_selection
-from negseq.selection import choose, load_weights, record_choice, validate_each
+from negseq.checkpoints import best_epoch, load_weights, read
+from negseq.results import (
+    format_table,
+    per_user_frame,
+    recommendations_frame,
+    write_fit_metrics,
+    write_metrics,
+    write_selection,
+)
+from negseq.selection import choose, record_choice, validate_each
 from negseq.tracking import finish_wandb, log_test_summary
 
 
@@ -38,7 +46,7 @@ def finish_fit(
     recommendations.parquet, per_user.parquet (and selection.json when there was a choice), fill the W&B
     summary, and print the metrics table then the run directory as the last line. Returns the metrics (empty off rank 0)."""
     best = trainer.checkpoint_callback.best_model_path
-    load_weights(model, best)
+    load_weights(model, read(best, model.device))
     k = model.hparams.k
     floor = None if min_suppression is None else (f"val/neighbour_suppression@{k}", min_suppression)
     validation = validate_each(trainer, model, data, options, respond=floor is not None and len(options) > 1)

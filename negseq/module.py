@@ -41,8 +41,8 @@ from negseq import inference, layout, ranking_weights
 from negseq.data.catalog import STATE_KEY
 from negseq.errors import ConfigError, NonFiniteLossError
 from negseq.metrics import MRR, NDCG, Coverage, HitRate
-from negseq.models.recommender import SequentialRecommender
 from negseq.models.families import FAMILIES, family
+from negseq.models.recommender import SequentialRecommender
 from negseq.ranking import nearest_items
 from negseq.responsiveness import ListChange, NeighbourSuppression, with_dislike
 

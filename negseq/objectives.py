@@ -4,12 +4,9 @@
 the new module.
 """
 
-from __future__ import annotations
+from negseq.deprecation import moved
 
-import importlib
-import warnings
-
-MOVED = {
+__getattr__ = moved(__name__, {
     "shift": "negseq.models.families.base",
     "SignSeparated": "negseq.models.families.sign_separated",
     "ContrastNegatives": "negseq.models.families.sign_separated",
@@ -18,11 +15,4 @@ MOVED = {
     "hard_negative_log_mass": "negseq.models.families.sign_separated",
     "WholeHistory": "negseq.models.families.whole_history",
     "SignedHistory": "negseq.models.families.signed",
-}
-
-
-def __getattr__(name: str):
-    if name not in MOVED:
-        raise AttributeError(f"module 'negseq.objectives' has no attribute {name!r}")
-    warnings.warn(f"negseq.objectives.{name} is deprecated: import it from {MOVED[name]}", DeprecationWarning, stacklevel=2)
-    return getattr(importlib.import_module(MOVED[name]), name)
+})

@@ -16,11 +16,8 @@ import polars as pl
 import torch
 
 from negseq import layout
+from negseq.deprecation import moved
 from negseq.ranking_weights import WEIGHTS
-
-def best_epoch(checkpoint_path: str | Path) -> int:
-    """1-based number of the epoch whose weights a Lightning checkpoint holds."""
-    return int(torch.load(checkpoint_path, map_location="cpu", weights_only=True)["epoch"]) + 1
 
 
 def _number(key: str, value: float) -> float | int | None:
@@ -107,3 +104,6 @@ def format_table(metrics: dict) -> str:
         shown = f"{value:.4f}" if isinstance(value, float) else "n/a (no user)" if value is None else value
         lines.append(f"{key:<{width}}  {shown}")
     return "\n".join(lines)
+
+
+__getattr__ = moved(__name__, {"best_epoch": "negseq.checkpoints"})  # the old paths of names that moved (CHANGELOG.md)

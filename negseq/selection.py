@@ -27,9 +27,9 @@ import lightning as L
 import torch
 
 from negseq import ranking_weights
+from negseq.deprecation import moved
 from negseq.errors import ConfigError
 from negseq.ranking_weights import WEIGHTS
-
 
 
 def candidates(*values: list[float]) -> list[dict[str, float]]:
@@ -57,13 +57,6 @@ def check_selection(options: list[dict[str, float]], monitor: str, model: L.Ligh
 def set_weights(model: L.LightningModule, option: dict[str, float]) -> None:
     """Rank with ``option``'s weights from now on."""
     ranking_weights.write(model.model, option)
-
-
-def load_weights(model: L.LightningModule, checkpoint: str | Path) -> None:
-    """Put the weights of a Lightning checkpoint (loaded with ``weights_only=True``) into ``model``."""
-    saved = torch.load(checkpoint, map_location=model.device, weights_only=True)
-    model.on_load_checkpoint(saved)
-    model.load_state_dict(saved["state_dict"])
 
 
 def validate_each(
@@ -146,3 +139,6 @@ def choose(
         eligible = reached or [max(eligible, key=lambda index: _ordered(results[index][metric]))]
     better = -1.0 if lower_is_better(monitor) else 1.0
     return max(eligible, key=lambda index: (better * values[index], tuple(-w for w in _smaller(options[index]))))
+
+
+__getattr__ = moved(__name__, {"load_weights": "negseq.checkpoints"})  # the old paths of names that moved (CHANGELOG.md)

@@ -13,7 +13,6 @@ seen items excluded, flagged in the ``fallback`` column; ``"skip"`` leaves them 
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 import tempfile
@@ -25,13 +24,14 @@ import numpy as np
 import polars as pl
 import torch
 
-from negseq import inference, layout
+from negseq import checkpoints, inference
 from negseq.data.catalog import STATE_KEY, Catalog
 from negseq.data.reading import FRAME, as_polars, read_events
-from negseq.models.families import family
 from negseq.data.sequences import EvalSequences
+from negseq.deprecation import moved
 from negseq.errors import ConfigError, DataError
 from negseq.histories import History, Id, histories_frame, item_series
+from negseq.models.families import family
 from negseq.models.recommender import SequentialRecommender
 from negseq.module import NegSeqModule
 from negseq.ranking import nearest_items
@@ -42,18 +42,6 @@ RECOMMENDATION_COLUMNS = ("user_id", "item_id", "rank", "score", "fallback")
 PRECISIONS = ("fp32", "bf16")  # of the encoder (:class:`Recommender`)
 UNKNOWN_USERS = ("popular", "skip", "error")  # what recommend calls do with a user whose model input is empty
 FIT_LOG = "log.parquet"  # a frame handed to :meth:`Recommender.fit`, written into its run directory
-
-
-def checkpoint_path(source: str | Path) -> Path:
-    """The checkpoint of a run directory (``checkpoints/best.ckpt``: the one the fit tested with, or the last epoch's
-    after ``--data.split none``), or ``source`` itself when it is a file."""
-    path = Path(source)
-    if path.is_file():
-        return path
-    best = path / layout.CHECKPOINT_DIR / layout.BEST_CHECKPOINT
-    if not best.is_file():
-        raise ConfigError(f"{path}: no {layout.CHECKPOINT_DIR}/{layout.BEST_CHECKPOINT}; expected the directory of a finished fit or a .ckpt file")
-    return best
 
 
 class Recommender:
@@ -89,14 +77,10 @@ class Recommender:
     @classmethod
     def load(cls, source: str | Path, map_location: Any = None, precision: str = "fp32") -> "Recommender":
         """From a run directory or a ``.ckpt`` file; ``map_location`` (default CPU) is the device to score on."""
-        path = checkpoint_path(source)
-        checkpoint = torch.load(path, map_location=map_location or "cpu", weights_only=True)
+        checkpoint = checkpoints.read(source, map_location or "cpu")
         if STATE_KEY not in checkpoint:
-            raise ConfigError(f"{path}: the checkpoint holds no item catalogue (written by an older negseq); refit the run to serve it")
-        accepted = inspect.signature(NegSeqModule).parameters
-        module = NegSeqModule(**{name: value for name, value in checkpoint["hyper_parameters"].items() if name in accepted})
-        module.on_load_checkpoint(checkpoint)
-        module.load_state_dict(checkpoint["state_dict"])
+            raise ConfigError(f"{checkpoints.checkpoint_path(source)}: the checkpoint holds no item catalogue (written by an older negseq); refit the run to serve it")
+        module = checkpoints.load_module(checkpoint)
         device = next(iter(checkpoint["state_dict"].values())).device
         recommender = cls(module.model.to(device), Catalog.from_state(checkpoint[STATE_KEY]), module.hparams.history, module.hparams.score_block_items, precision)
         recommender.run_dir = Path(source) if Path(source).is_dir() else None
@@ -423,3 +407,6 @@ def _check_choice(on_unknown_user: str) -> None:
 
 
 _CODES_SCHEMA = {"user": pl.Int64, "code": pl.Int64, "rank": pl.Int32, "score": pl.Float32, "fallback": pl.Boolean}
+
+
+__getattr__ = moved(__name__, {"checkpoint_path": "negseq.checkpoints"})  # the old paths of names that moved (CHANGELOG.md)

@@ -8,7 +8,6 @@ from typing import Any, Mapping, Optional, Sequence
 
 import polars as pl
 
-from negseq import layout
 from negseq.analysis.runs import read_config
 from negseq.data.titles import attach_titles
 
@@ -48,12 +47,9 @@ def load_model(checkpoint: "str | os.PathLike"):
 
     The checkpoint is read with ``weights_only=True``: tensors and plain values, never pickled code.
     """
-    from negseq.module import NegSeqModule
+    from negseq import checkpoints
 
-    checkpoint = Path(checkpoint)
-    if checkpoint.is_dir():
-        checkpoint = checkpoint / layout.CHECKPOINT_DIR / layout.BEST_CHECKPOINT
-    return NegSeqModule.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=True).eval()
+    return checkpoints.load_module(checkpoints.read(checkpoint)).eval()
 
 
 def _user_code(data, user_id) -> int:

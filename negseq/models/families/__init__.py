@@ -5,6 +5,7 @@ Adding a family is a module here with a :class:`Family` subclass (its ``name`` i
 below, and a YAML under experiments/models/ that sets ``model.history`` to it.
 """
 
+# ruff: noqa: I001  (the import order is the registry's: history's choices, and the order messages name them in)
 from negseq.models.families.base import FAMILIES, Family, family, shift
 from negseq.models.families.sign_separated import SignSeparated, SignSeparatedFamily
 from negseq.models.families.whole_history import WholeHistory, WholeHistoryFamily
