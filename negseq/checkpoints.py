@@ -42,8 +42,11 @@ def load_module(checkpoint: dict[str, Any]) -> NegSeqModule:
     return module
 
 
-def load_weights(module: NegSeqModule, checkpoint: dict[str, Any]) -> None:
-    """Put a checkpoint's weights (and the state NegSeqModule keeps beside them) into ``module``."""
+def load_weights(module: NegSeqModule, checkpoint: dict[str, Any] | str | Path) -> None:
+    """Put a checkpoint's weights (and the state NegSeqModule keeps beside them) into ``module``: a checkpoint
+    :func:`read` gave, or its run directory or file (read onto the module's device)."""
+    if not isinstance(checkpoint, dict):
+        checkpoint = read(checkpoint, module.device)
     module.on_load_checkpoint(checkpoint)
     module.load_state_dict(checkpoint["state_dict"])
 

@@ -13,7 +13,7 @@ import lightning as L
 import torch
 
 from negseq import layout
-from negseq.checkpoints import best_epoch, load_weights, read
+from negseq.checkpoints import best_epoch, load_weights
 from negseq.results import (
     format_table,
     per_user_frame,
@@ -46,7 +46,7 @@ def finish_fit(
     recommendations.parquet, per_user.parquet (and selection.json when there was a choice), fill the W&B
     summary, and print the metrics table then the run directory as the last line. Returns the metrics (empty off rank 0)."""
     best = trainer.checkpoint_callback.best_model_path
-    load_weights(model, read(best, model.device))
+    load_weights(model, best)
     k = model.hparams.k
     floor = None if min_suppression is None else (f"val/neighbour_suppression@{k}", min_suppression)
     validation = validate_each(trainer, model, data, options, respond=floor is not None and len(options) > 1)
