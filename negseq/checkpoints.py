@@ -12,7 +12,8 @@ import torch
 
 from negseq import layout
 from negseq.errors import ConfigError
-from negseq.module import NegSeqModule
+from negseq.models.recommender import SequentialRecommender
+from negseq.module import DEFAULTS, NegSeqModule, network, upgrade
 
 
 def checkpoint_path(source: str | Path) -> Path:
@@ -32,12 +33,27 @@ def read(source: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
     return torch.load(checkpoint_path(source), map_location=map_location, weights_only=True)
 
 
+def hyper_parameters(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """NegSeqModule's arguments a checkpoint was trained with: those it no longer takes left out, those added since at
+    their defaults (which reproduce the older behaviour)."""
+    accepted = inspect.signature(NegSeqModule).parameters
+    return {**DEFAULTS, **{name: value for name, value in checkpoint["hyper_parameters"].items() if name in accepted}}
+
+
+def load_network(checkpoint: dict[str, Any]) -> SequentialRecommender:
+    """The trained network alone (what serving ranks with), in eval mode: no LightningModule, no metrics."""
+    upgrade(checkpoint)
+    model = network(hyper_parameters(checkpoint))
+    prefix = "model."
+    model.load_state_dict({key[len(prefix):]: value for key, value in checkpoint["state_dict"].items() if key.startswith(prefix)})
+    return model.eval()
+
+
 def load_module(checkpoint: dict[str, Any]) -> NegSeqModule:
     """The NegSeqModule a checkpoint (:func:`read`) holds, its weights loaded. Hyper-parameters NegSeqModule no longer
     takes are left out and those it added since get their defaults (which reproduce the older behaviour), so runs of
     earlier versions load."""
-    accepted = inspect.signature(NegSeqModule).parameters
-    module = NegSeqModule(**{name: value for name, value in checkpoint["hyper_parameters"].items() if name in accepted})
+    module = NegSeqModule(**hyper_parameters(checkpoint))
     load_weights(module, checkpoint)
     return module
 

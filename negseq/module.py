@@ -90,6 +90,27 @@ def check_arguments(hp: dict[str, Any]) -> None:
         )
 
 
+def network(hp: dict[str, Any]) -> SequentialRecommender:
+    """The network that NegSeqModule's arguments ``hp`` describe: the one the fit trains and the one serving loads."""
+    return SequentialRecommender(
+        hp["num_items"], hp["max_len"], hp["dim"], hp["blocks"], hp["heads"], hp["dropout"], negative_encoder=bool(hp["alpha"]),
+        fusion=hp["fusion"] == "gated", negative_scoring=hp["negative_scoring"], dislike_demotion=hp["dislike_demotion"],
+        polarity_prior=hp["polarity_prior"], sign_scoring=hp["sign_scoring"], demotion_window=hp["demotion_window"],
+        demotion_decay=hp["demotion_decay"], identical_start=hp["identical_start"], signed=family(hp["history"]).signed_input,
+        sign_head=bool(hp["sign_weight"]),
+    )
+
+
+def upgrade(checkpoint: dict[str, Any]) -> None:
+    """Bring a checkpoint of an earlier version to today's keys, in place: weights saved before the network was its own
+    module get its ``model.`` prefix, ranking buffers saved before they existed their hyper-parameter's value (else 0)."""
+    weights = checkpoint.get("state_dict", {})
+    if "items.weight" in weights:
+        checkpoint["state_dict"] = {f"model.{key}": value for key, value in weights.items()}
+    if "state_dict" in checkpoint:
+        ranking_weights.fill_missing(checkpoint)
+
+
 class NegSeqModule(L.LightningModule):
     """Sequential recommender trained on positive and negative feedback.
 
@@ -210,11 +231,7 @@ class NegSeqModule(L.LightningModule):
         self.save_hyperparameters()
         hp = self.hparams
         check_arguments(hp)
-        self.model = SequentialRecommender(
-            num_items, max_len, dim, blocks, heads, dropout, negative_encoder=bool(alpha), fusion=fusion == "gated", negative_scoring=negative_scoring,
-            dislike_demotion=dislike_demotion, polarity_prior=polarity_prior, sign_scoring=sign_scoring, demotion_window=demotion_window, demotion_decay=demotion_decay,
-            identical_start=identical_start, signed=family(history).signed_input, sign_head=bool(sign_weight),
-        )
+        self.model = network(hp)
         self.objective = family(history).build_objective(hp)
         # item sampling distribution of the popularity-sampled softmax; set from the training data in setup()
         uniform = torch.full((num_items + 1,), 1.0 / num_items)
@@ -379,11 +396,8 @@ class NegSeqModule(L.LightningModule):
     # -- checkpoints --
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        upgrade(checkpoint)
         weights = checkpoint.get("state_dict", {})
-        if "items.weight" in weights:  # written before the model was its own module: same weights, keys without "model."
-            checkpoint["state_dict"] = weights = {f"model.{key}": value for key, value in weights.items()}
-        if "state_dict" in checkpoint:
-            ranking_weights.fill_missing(checkpoint)  # checkpoints written before the buffers existed
         if STATE_KEY in checkpoint:  # the catalogue's popularity: a loaded module (a notebook's too) falls back as serving does
             self.popularity = checkpoint[STATE_KEY]["popularity"]
         saved = dict(checkpoint.get("hyper_parameters", {}))

@@ -80,9 +80,9 @@ class Recommender:
         checkpoint = checkpoints.read(source, map_location or "cpu")
         if STATE_KEY not in checkpoint:
             raise ConfigError(f"{checkpoints.checkpoint_path(source)}: the checkpoint holds no item catalogue (written by an older negseq); refit the run to serve it")
-        module = checkpoints.load_module(checkpoint)
+        model, hp = checkpoints.load_network(checkpoint), checkpoints.hyper_parameters(checkpoint)
         device = next(iter(checkpoint["state_dict"].values())).device
-        recommender = cls(module.model.to(device), Catalog.from_state(checkpoint[STATE_KEY]), module.hparams.history, module.hparams.score_block_items, precision)
+        recommender = cls(model.to(device), Catalog.from_state(checkpoint[STATE_KEY]), hp["history"], hp["score_block_items"], precision)
         recommender.run_dir = Path(source) if Path(source).is_dir() else None
         return recommender
 
@@ -106,7 +106,7 @@ class Recommender:
             run_dir: where the run's files go; default a new temporary directory (``.run_dir`` of the result).
             overrides: dotted keys and values, as the command line's flags: ``{"model.alpha": 0.45, "trainer.max_epochs": 20}``.
         """
-        from negseq.fit import main as fit_main  # the training CLI: loaded only to train
+        from negseq.fit import main as fit_main  # noqa: I001 (the training CLI: loaded only to train)
 
         run_dir = Path(run_dir) if run_dir is not None else Path(tempfile.mkdtemp(prefix="negseq-fit-"))
         configs = [] if config is None else [config] if isinstance(config, (str, Path)) else list(config)
