@@ -20,3 +20,16 @@ def sorted_ranks(scores, targets) -> torch.Tensor:
         order = order[np.isfinite(s[order])]
         out[row] = 1 + int(np.nonzero(order == t)[0][0])
     return torch.from_numpy(out).float()
+
+
+def served_scores(model, positives: torch.Tensor, seen: torch.Tensor, negatives: torch.Tensor | None = None) -> torch.Tensor:
+    """``(B, N + 1)`` the exact scores serving ranks a sign-separated model's users by (:func:`negseq.inference.score_items`
+    over the whole catalogue), ``-inf`` at padding and at the ``seen`` codes (0: none): the full matrix the block-wise
+    ranking must agree with."""
+    from negseq import inference
+
+    batch = {"positives": positives, **({} if negatives is None else {"negatives": negatives})}
+    codes = torch.arange(model.num_items + 1).expand(len(positives), -1)
+    scores, _ = inference.score_items(model, batch, codes, "positives")
+    scores[:, 0] = float("-inf")
+    return scores.scatter(1, seen, float("-inf"))

@@ -15,7 +15,6 @@ from torch import Tensor, nn
 from negseq import ranking_weights
 from negseq.errors import ConfigError
 from negseq.models.encoder import CausalEncoder
-from negseq.ranking import score_block
 
 
 def signed_history(history: Tensor, liked: Tensor) -> Tensor:
@@ -180,7 +179,3 @@ class SequentialRecommender(nn.Module):
         if self.fusion is not None:
             hidden = self.fusion(hidden, negative_state)
         return hidden.float() - weight * negative_state.float()
-
-    def score(self, positives: Tensor, seen: Tensor, negatives: Tensor | None = None) -> Tensor:
-        """``(B, N + 1)`` fp32 scores of every item; padding and ``seen`` items are ``-inf``."""
-        return score_block(self(positives, negatives), self.items.weight, seen, 0, self.num_items + 1, self.demotion(negatives), bias=self.item_bias())

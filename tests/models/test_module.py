@@ -9,7 +9,7 @@ from negseq import inference, ranking_weights
 from negseq.errors import ConfigError
 from negseq.losses import contrastive_loss, label_log_probs, next_item_loss
 from negseq.module import NegSeqModule
-from tests.rank_oracle import sorted_ranks
+from tests.rank_oracle import served_scores, sorted_ranks
 
 
 def rank(module, sequences, seen, targets, negatives=None):
@@ -324,7 +324,7 @@ SEEN = torch.tensor([[3, 5, 7, 0], [2, 9, 0, 0]])
 def test_score_masks_padding_and_seen_items():
     module = make().eval()
     with torch.no_grad():
-        scores = module.model.score(SEQUENCES, SEEN)
+        scores = served_scores(module.model, SEQUENCES, SEEN)
         expected = module.model.encode(SEQUENCES)[:, -1] @ module.model.items.weight.T
     assert scores.shape == (2, 21) and scores.dtype == torch.float32
     masked = torch.zeros(2, 21, dtype=torch.bool)
@@ -336,7 +336,7 @@ def test_score_masks_padding_and_seen_items():
     torch.testing.assert_close(scores[~masked], expected[~masked])
     # padding column masked even when `seen` holds no padding entry
     with torch.no_grad():
-        full = module.model.score(SEQUENCES, torch.tensor([[3, 5], [2, 9]]))
+        full = served_scores(module.model, SEQUENCES, torch.tensor([[3, 5], [2, 9]]))
     assert torch.all(full[:, 0] == -math.inf)
     assert torch.isfinite(full[:, 1]).all()
 
@@ -344,12 +344,12 @@ def test_score_masks_padding_and_seen_items():
 def test_score_is_fp32_under_bf16_autocast():
     module = make().eval()
     with torch.no_grad():
-        reference = module.model.score(SEQUENCES, SEEN)
+        reference = served_scores(module.model, SEQUENCES, SEEN)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             last = module.model.encode(SEQUENCES)[:, -1]
             # autocast is on: a plain product of the last state and the table would be bf16
             assert (last @ module.model.items.weight.T).dtype == torch.bfloat16
-            scores = module.model.score(SEQUENCES, SEEN)
+            scores = served_scores(module.model, SEQUENCES, SEEN)
         fp32_product = last.float() @ module.model.items.weight.float().T
     assert scores.dtype == torch.float32
     assert torch.equal(torch.isinf(scores), torch.isinf(reference))
@@ -363,7 +363,7 @@ def test_block_wise_ranks_and_top_k_match_the_full_score_matrix(block):
     module = make(k=5, score_block_items=block).eval()
     targets = torch.tensor([4, 9])  # user 1's target 9 is seen -> unrankable
     with torch.no_grad():
-        scores = module.model.score(SEQUENCES, SEEN)
+        scores = served_scores(module.model, SEQUENCES, SEEN)
         ranks, top_scores, top_items = rank(module, SEQUENCES, SEEN, targets)
     assert ranks[1] == math.inf
     assert ranks[0] == sorted_ranks(scores, targets)[0]
@@ -379,7 +379,7 @@ def test_block_wise_ranks_are_exact_up_to_k_and_inf_beyond(block):
     sequences = torch.randint(1, 301, (64, 5), generator=generator)
     seen = torch.randint(0, 301, (64, 8), generator=generator)
     with torch.no_grad():
-        scores = module.model.score(sequences, seen)
+        scores = served_scores(module.model, sequences, seen)
         targets = scores.argsort(dim=1, descending=True)[torch.arange(64), torch.arange(64) % 30]  # ranks 1..30 and beyond
         exact = sorted_ranks(scores, targets)
         ranks, _, _ = rank(module, sequences, seen, targets)
@@ -420,7 +420,7 @@ def test_eval_step_counts_each_user_in_its_sign_group():
     }
     with torch.no_grad():
         module.validation_step(eval_batch, 0)
-        scores = module.model.score(SEQUENCES, SEEN)
+        scores = served_scores(module.model, SEQUENCES, SEEN)
     hr = module.metrics["val"]["hr@5"]
     assert hr.n_pos.item() == 1 and hr.n_neg.item() == 1
     rank = 1 + int((scores[0] > scores[0, 11]).sum())

@@ -8,7 +8,7 @@ import torch
 from negseq import inference
 from negseq.errors import ConfigError
 from negseq.losses import next_item_loss
-from tests.rank_oracle import sorted_ranks
+from tests.rank_oracle import served_scores, sorted_ranks
 from negseq.models.recommender import GatedFusion
 from negseq.module import NegSeqModule
 from negseq.models.families.sign_separated import state_before as _state_before
@@ -186,7 +186,7 @@ def test_negative_scoring_ranks_by_positive_minus_lambda_negative_logits():
     sequences, negatives = POSITIVES[:, 1:], NEGATIVES[:, 1:]  # (2, L)
     seen = torch.tensor([[3, 0], [2, 4]])
     with torch.no_grad():
-        scores = module.model.score(sequences, seen, negatives)
+        scores = served_scores(module.model, sequences, seen, negatives)
         z_pos = module.model.encode(sequences)[:, -1] @ module.model.items.weight.T
         z_neg = module.model.encode(negatives, module.model.negative_encoder)[:, -1] @ module.model.items.weight.T
     expected = z_pos - 0.7 * z_neg * torch.tensor([[1.0], [0.0]])  # user 1 has no dislikes: z_pos alone
@@ -201,7 +201,7 @@ def test_negative_scoring_block_wise_ranks_match_the_score_matrix():
     targets = torch.tensor([8, 15])
     with torch.no_grad():
         ranks, _, top_items = rank(module, sequences, seen, targets, negatives)
-        scores = module.model.score(sequences, seen, negatives)
+        scores = served_scores(module.model, sequences, seen, negatives)
     assert sorted_ranks(scores, targets).tolist() == [13.0, 17.0]
     assert ranks[0] == 13.0 and ranks[1] > 15  # above k, the block-wise count stops: a lower bound only
     assert top_items.tolist() == [scores[row].topk(15).indices.tolist() for row in range(2)]
@@ -210,13 +210,13 @@ def test_negative_scoring_block_wise_ranks_match_the_score_matrix():
 def test_negative_scoring_needs_the_dislikes():
     module = make(alpha=0.45, negative_scoring=0.5)
     with pytest.raises(ConfigError, match="negatives"):
-        module.model.score(POSITIVES[:, 1:], torch.tensor([[0], [0]]))
+        served_scores(module.model, POSITIVES[:, 1:], torch.tensor([[0], [0]]))
 
 
 def test_lambda_zero_keeps_the_papers_ranking():
     paper, aware = make(alpha=0.45), make(alpha=0.45, negative_scoring=0.0)
     with torch.no_grad():
-        torch.testing.assert_close(paper.model.score(POSITIVES[:, 1:], torch.tensor([[0], [0]])), aware.model.score(POSITIVES[:, 1:], torch.tensor([[0], [0]]), NEGATIVES[:, 1:]))
+        torch.testing.assert_close(served_scores(paper.model, POSITIVES[:, 1:], torch.tensor([[0], [0]])), served_scores(aware.model, POSITIVES[:, 1:], torch.tensor([[0], [0]]), NEGATIVES[:, 1:]))
 
 
 # -- the user's dislikes as hard negatives in CE_pos --
