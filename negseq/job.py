@@ -14,14 +14,7 @@ import torch
 
 from negseq import layout
 from negseq.checkpoints import best_epoch, load_weights
-from negseq.results import (
-    format_table,
-    per_user_frame,
-    recommendations_frame,
-    write_fit_metrics,
-    write_metrics,
-    write_selection,
-)
+from negseq.results import format_table, per_user_frame, recommendations_frame, write_fit_metrics, write_metrics, write_selection
 from negseq.selection import choose, record_choice, validate_each
 from negseq.tracking import finish_wandb, log_test_summary
 

@@ -13,11 +13,9 @@ mean: its metric and the Delta are NaN, never 0.
 
 from __future__ import annotations
 
-
 import torch
 from torch import Tensor
 from torchmetrics import Metric
-
 
 __all__ = [
     "hit_gain",

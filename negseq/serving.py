@@ -106,7 +106,7 @@ class Recommender:
             run_dir: where the run's files go; default a new temporary directory (``.run_dir`` of the result).
             overrides: dotted keys and values, as the command line's flags: ``{"model.alpha": 0.45, "trainer.max_epochs": 20}``.
         """
-        from negseq.fit import main as fit_main  # noqa: I001 (the training CLI: loaded only to train)
+        from negseq.fit import main as fit_main  # the training CLI: loaded only to train
 
         run_dir = Path(run_dir) if run_dir is not None else Path(tempfile.mkdtemp(prefix="negseq-fit-"))
         configs = [] if config is None else [config] if isinstance(config, (str, Path)) else list(config)

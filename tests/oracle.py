@@ -100,4 +100,3 @@ def read_log(path, format: str = "auto", **options) -> pl.DataFrame:
 def read_signed(path, threshold: float = 4.0, **options) -> pl.DataFrame:
     """``row, user, item, positive, time``: the eager log, signed."""
     return add_sign(eager_read_log(path, **options), threshold).drop("feedback")
-

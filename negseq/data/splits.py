@@ -9,9 +9,9 @@ whose values are kept to decode recommendations.
 from __future__ import annotations
 
 import logging
-from typing import Literal, get_args
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, get_args
 
 import numpy as np
 import polars as pl
@@ -188,6 +188,8 @@ def leave_last_out(frame: pl.DataFrame, seed: int, validation_targets: str = "po
     ``holdout="half_users"`` (the paper): users are split 50/50 into validation and test.
     ``"every_user"``: every user is both (:func:`_every_user_frames`), about twice the test users.
     """
+    if holdout not in HOLDOUTS:
+        raise DataError(f"unknown holdout {holdout!r}; expected one of {list(HOLDOUTS)}")
     item_ids, user_ids = _vocabulary(frame["item"]), _vocabulary(frame["user"])
     events = _mark_last_event(_encode(frame, item_ids, user_ids))
     if holdout == "every_user":

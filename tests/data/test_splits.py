@@ -218,6 +218,12 @@ def test_leave_last_out_ml_latest_small_seed(embedded_events, embedded_split):
 # -- leave_last_out, holdout every_user (the SASRec leave-one-out) --
 
 
+def test_an_unknown_holdout_is_refused_by_name(signed_log):
+    """Called directly (not through the DataModule, which checks it first), a misspelt holdout is an error, not the default."""
+    with pytest.raises(DataError, match=re.escape("unknown holdout 'every_users'; expected one of ['half_users', 'every_user']")):
+        splits.leave_last_out(signed_log(LLO_ROWS), seed=0, holdout="every_users")
+
+
 def test_every_user_hand_made(signed_log):
     split = splits.leave_last_out(signed_log(LLO_ROWS), seed=0, validation_targets="all", holdout="every_user")
     # a and b have 3 events: test target the last, validation target the one before; c..f (2 events) only train
