@@ -20,8 +20,8 @@ import time
 
 import torch
 
-from negseq.allocator import M_MMAP_MAX, M_TRIM_THRESHOLD, keep_freed_memory
-from negseq.cli import NegSeqCLI
+from negseq.training.allocator import M_MMAP_MAX, M_TRIM_THRESHOLD, keep_freed_memory
+from negseq.training.cli import NegSeqCLI
 
 GLIBC_DEFAULTS = {M_MMAP_MAX: 65536, M_TRIM_THRESHOLD: 128 * 1024}
 

@@ -5,7 +5,7 @@
 Preparation is everything FeedbackDataModule does before training: scan the log, validate it,
 sign it (rating >= 4; Zvuk: 30 s, plays summed per session), keep items with >= 5 users then
 users with >= 5 items, split, build the dense training, validation and test tensors and write
-them to the cache. The log comes from ``negseq.synthetic`` (seed 0; ``--format zvuk`` the
+them to the cache. The log comes from ``negseq.studies.synthetic`` (seed 0; ``--format zvuk`` the
 chunked Zvuk-shaped writer) and is kept under ``--scratch``; each measured run is a fresh
 process (neither the generation nor the other run counts): the first with an empty cache
 (``seconds``, ``peak_rss_mb``: the process' peak resident memory, Python, torch and polars
@@ -27,7 +27,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}  # this checkout's negseq

@@ -5,7 +5,7 @@
 A pass is what validation/test do per user: the encoder over the last 50 liked items, scores of
 the whole catalogue, removal of H seen items, the target's rank, top-10, and every metric. The
 model has random weights (speed does not depend on them). The process keeps large freed blocks
-(``negseq.allocator``) as every process of the CLI does; ``--glibc_malloc`` leaves glibc's default.
+(``negseq.training.allocator``) as every process of the CLI does; ``--glibc_malloc`` leaves glibc's default.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import time
 
 import torch
 
-from negseq.allocator import keep_freed_memory
-from negseq.module import NegSeqModule
+from negseq.training.allocator import keep_freed_memory
+from negseq.training.module import NegSeqModule
 
 
 def synthetic_batches(users: int, items: int, history: int, max_len: int, batch: int, seed: int = 0):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import lightning as L
 
-from negseq.cli import NegSeqCLI
+from negseq.training.cli import NegSeqCLI
 
 
 def main() -> None:

@@ -25,7 +25,7 @@ import torch
 
 from negseq.data.catalog import Catalog
 from negseq.models.recommender import SequentialRecommender
-from negseq.serving import Recommender
+from negseq.serving.api import Recommender
 
 
 def synthetic_log(users: int, items: int, history: int, negative_share: float, seed: int = 0) -> pl.DataFrame:

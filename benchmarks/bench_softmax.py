@@ -16,7 +16,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from negseq.losses import label_log_probs
+from negseq.models.losses import label_log_probs
 
 
 def cross_entropy_log_probs(hidden: torch.Tensor, labels: torch.Tensor, items: torch.Tensor) -> torch.Tensor:

@@ -2,7 +2,7 @@
 
     python benchmarks/fit_times.py OUT [--configs pnfrec pnfrec_floor30 ...]
 
-``OUT`` is a ``negseq.compare --out`` folder (``OUT/<log>/runs/<config>/seed<seed>/`` with several ``--data``, or
+``OUT`` is a ``negseq.studies.compare --out`` folder (``OUT/<log>/runs/<config>/seed<seed>/`` with several ``--data``, or
 ``OUT/runs/<config>/seed<seed>/`` with one): each run's ``history.jsonl`` counts the epochs run, its ``metrics.json``
 gives ``best_epoch`` and ``fit_seconds``. Prints a markdown table (means over seeds) and, last, one JSON line.
 """
@@ -38,7 +38,7 @@ def costs(out: Path, configs: list[str] | None = None) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("out", type=Path, help="a negseq.compare --out folder")
+    parser.add_argument("out", type=Path, help="a negseq.studies.compare --out folder")
     parser.add_argument("--configs", nargs="*", help="only these configs (run folder names)")
     args = parser.parse_args()
     rows = costs(args.out, args.configs)

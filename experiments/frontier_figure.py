@@ -3,11 +3,11 @@
     PYTHONPATH=. python experiments/frontier_figure.py OUT --reference sasrec_p --models sasrec_p_prior pnfrec pnfrec_prior \
         --names sasrec_p=SASRec_p ... --png frontier.png
 
-``OUT`` is a ``negseq.compare --out`` folder of several logs (``OUT/<log>/runs/<model>/seed<N>/``), its runs finished.
+``OUT`` is a ``negseq.studies.compare --out`` folder of several logs (``OUT/<log>/runs/<model>/seed<N>/``), its runs finished.
 Per log, each model's point is its mean over every (seed, user), with its 95 % paired interval against the reference
-(``python -m negseq.compare``'s statistic, :func:`negseq.paired.compare`) drawn through it on both axes; a model whose
+(``python -m negseq.compare``'s statistic, :func:`negseq.studies.paired.compare`) drawn through it on both axes; a model whose
 runs tried ranking weights after the fit also gets the curve of those weights (means over seeds,
-:func:`negseq.frontier.curve_points`). Better is up and to the left. Prints, last, one JSON line with every point.
+:func:`negseq.studies.frontier.curve_points`). Better is up and to the left. Prints, last, one JSON line with every point.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import argparse
 import json
 from pathlib import Path
 
-from negseq.compare import load_per_user
-from negseq.frontier import curve_points
-from negseq.paired import compare, pair
+from negseq.studies.compare import load_per_user
+from negseq.studies.frontier import curve_points
+from negseq.studies.paired import compare, pair
 
 
 def log_points(runs: Path, reference: str, models: list[str]) -> tuple[dict[str, dict], dict[str, list[dict]], int]:
@@ -65,7 +65,7 @@ def draw(path: Path, logs: dict[str, tuple[dict, dict, int]], names: dict[str, s
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("out", type=Path, help="a several-log negseq.compare --out folder")
+    parser.add_argument("out", type=Path, help="a several-log negseq.studies.compare --out folder")
     parser.add_argument("--reference", required=True, help="the run folder name every interval is against")
     parser.add_argument("--models", nargs="+", required=True)
     parser.add_argument("--names", nargs="*", default=[], help="run name=label pairs")

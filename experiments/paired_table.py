@@ -3,8 +3,8 @@
     PYTHONPATH=. python experiments/paired_table.py RUNS --models m30 m30_sasrec ... --references m30 m30_sasrec_p \
         --names m30=PNFRec m30_sasrec=SASRec ... --seeds 42..51 > TABLE.md
 
-RUNS holds ``<model>/seed<N>/`` run directories with ``per_user.parquet`` (``negseq.compare`` and
-``negseq.experiments`` write them). Each cell is ``python -m negseq.compare``'s statistic for that
+RUNS holds ``<model>/seed<N>/`` run directories with ``per_user.parquet`` (``negseq.studies.compare`` and
+``negseq.studies.runner`` write them). Each cell is ``python -m negseq.compare``'s statistic for that
 pair: the mean difference of the per-user gains, model minus reference, over every (seed, user), with
 its 95 % crossed bootstrap interval (seeds and users resampled independently, each drawn user kept in every
 drawn seed); bold when the interval excludes 0.
@@ -15,8 +15,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from negseq.compare import load_per_user
-from negseq.paired import compare, pair
+from negseq.studies.compare import load_per_user
+from negseq.studies.paired import compare, pair
 
 METRICS = ("HR_p", "NDCG_p", "HR_n", "Delta_HR")
 

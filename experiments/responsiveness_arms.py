@@ -4,7 +4,7 @@
 
 For each run under ``OUT/runs/<config>/seed<seed>/`` the best checkpoint ranks the validation users once per pair
 ``(negative_scoring, dislike_demotion)`` of CONFIG's ``select_*`` lists (with CONFIG's ``model`` ranking settings,
-e.g. ``demotion_decay``) and the pairs are chosen by CONFIG's rule (:func:`negseq.selection.choose`, with its
+e.g. ``demotion_decay``) and the pairs are chosen by CONFIG's rule (:func:`negseq.training.selection.choose`, with its
 suppression floor when it sets one): validation only. The checkpoint is then tested with each arm: ``pnfrec`` ranks
 with (0, 0), the paper's ranking; ``negative_scoring`` (when CONFIG lists negative-scoring weights) with the pair the
 rule picks among the pairs without demotion; ``pnfrec_plus`` with the pair it picks among all; and, chosen by
@@ -24,7 +24,7 @@ import yaml
 
 from negseq import layout
 from negseq.analysis import load_model, run_datamodule
-from negseq.selection import WEIGHTS, candidates, choose, set_weights, validate_each
+from negseq.training.selection import WEIGHTS, candidates, choose, set_weights, validate_each
 
 METRICS = ("test/hr_p@10", "test/ndcg_p@10", "test/hr_n@10", "test/delta_ndcg@10", "test/list_change@10", "test/neighbour_suppression@10")
 FIXED = {f"demotion {weight}": {**dict.fromkeys(WEIGHTS, 0.0), "dislike_demotion": weight} for weight in (1.0, 3.0)}  # not chosen: for reference

@@ -1,10 +1,10 @@
-"""``python -m negseq {fit,validate,test,predict}`` (LightningCLI) and ``{recommend,export}`` (:mod:`negseq.commands`)."""
+"""``python -m negseq {fit,validate,test,predict}`` (LightningCLI) and ``{recommend,export}`` (:mod:`negseq.serving.commands`)."""
 
 import sys
 
-from negseq.cli import NegSeqCLI
 from negseq.errors import run_cli
-from negseq.commands import COMMANDS
+from negseq.serving.commands import COMMANDS
+from negseq.training.cli import NegSeqCLI
 
 
 def main(args=None) -> None:

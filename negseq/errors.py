@@ -23,7 +23,7 @@ class NonFiniteLossError(NegSeqError):
 
 
 class RunFailed(NegSeqError):
-    """A fit that a runner started (negseq.experiments, negseq.compare) exited with an error; its log names the cause."""
+    """A fit that a runner started (negseq.studies.runner, negseq.studies.compare) exited with an error; its log names the cause."""
 
 
 def run_cli(main, args=None) -> None:

@@ -56,7 +56,7 @@ def _prepared_data_cache(monkeypatch, tmp_path_factory):
 
 
 class _FitsInProcess:
-    """Stands in for ``subprocess`` in :mod:`negseq.experiments`: ``run_one``'s ``python -m negseq.fit ...`` command runs
+    """Stands in for ``subprocess`` in :mod:`negseq.studies.runner`: ``run_one``'s ``python -m negseq.fit ...`` command runs
     as ``negseq.fit.main`` in this process, its exit status as the subprocess's."""
 
     STDOUT = subprocess.STDOUT
@@ -76,6 +76,6 @@ class _FitsInProcess:
 
 @pytest.fixture
 def fits_in_process(monkeypatch):
-    """The runners' fits (negseq.experiments, negseq.compare) in this process: the same command line without a Python
+    """The runners' fits (negseq.studies.runner, negseq.studies.compare) in this process: the same command line without a Python
     start-up per run (seconds each). The subprocess itself is tested by the runners' failure tests."""
-    monkeypatch.setattr("negseq.experiments.subprocess", _FitsInProcess)
+    monkeypatch.setattr("negseq.studies.runner.subprocess", _FitsInProcess)

@@ -23,10 +23,10 @@ def sorted_ranks(scores, targets) -> torch.Tensor:
 
 
 def served_scores(model, positives: torch.Tensor, seen: torch.Tensor, negatives: torch.Tensor | None = None) -> torch.Tensor:
-    """``(B, N + 1)`` the exact scores serving ranks a sign-separated model's users by (:func:`negseq.inference.score_items`
+    """``(B, N + 1)`` the exact scores serving ranks a sign-separated model's users by (:func:`negseq.models.inference.score_items`
     over the whole catalogue), ``-inf`` at padding and at the ``seen`` codes (0: none): the full matrix the block-wise
     ranking must agree with."""
-    from negseq import inference
+    from negseq.models import inference
 
     batch = {"positives": positives, **({} if negatives is None else {"negatives": negatives})}
     codes = torch.arange(model.num_items + 1).expand(len(positives), -1)

@@ -28,8 +28,8 @@ print(libc.mallinfo2().hblkhd - before)  # bytes newly mmapped
 
 SETUPS = {
     "default": "",
-    "keep_freed_memory": "from negseq.allocator import keep_freed_memory; assert keep_freed_memory()",
-    "cli": "from negseq.cli import NegSeqCLI\ntry:\n    NegSeqCLI(args=['--help'])\nexcept SystemExit:\n    pass",
+    "keep_freed_memory": "from negseq.training.allocator import keep_freed_memory; assert keep_freed_memory()",
+    "cli": "from negseq.training.cli import NegSeqCLI\ntry:\n    NegSeqCLI(args=['--help'])\nexcept SystemExit:\n    pass",
 }
 
 

@@ -12,13 +12,13 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from negseq import compare as compare_module
-from negseq.compare import main as compare_main
 from negseq.errors import ConfigError
 from negseq.fit import main as fit_main
-from negseq.frontier import curve_points, dominance, draw
-from negseq.paired import compare, pair
-from negseq.synthetic import generate
+from negseq.studies import compare as compare_module
+from negseq.studies.compare import main as compare_main
+from negseq.studies.frontier import curve_points, dominance, draw
+from negseq.studies.paired import compare, pair
+from negseq.studies.synthetic import generate
 from tests.test_paired import per_user
 
 FAST = ["--model.dim", "16", "--data.max_len", "10", "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]

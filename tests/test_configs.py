@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from negseq.cli import NegSeqCLI
 from negseq.data.formats import FORMATS
+from negseq.training.cli import NegSeqCLI
 
 ROOT = Path(__file__).parents[1]
 EXPERIMENTS = ROOT / "experiments"

@@ -9,10 +9,11 @@ import polars as pl
 import pytest
 import yaml
 
-from negseq.compare import main as compare_main
 from negseq.errors import run_cli
-from negseq.experiments import collect, collect_selections, main as run_experiments, results_table
 from negseq.fit import main as fit_main
+from negseq.studies.compare import main as compare_main
+from negseq.studies.runner import collect, collect_selections, results_table
+from negseq.studies.runner import main as run_experiments
 
 ROOT = Path(__file__).parents[1]
 DATA = ROOT / "experiments" / "data" / "ml-latest-small.yaml"
@@ -191,12 +192,12 @@ def test_runner_refuses_a_missing_data_config(tmp_path, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("runner", ["negseq.experiments", "negseq.compare"])
+@pytest.mark.parametrize("runner", ["negseq.studies.runner", "negseq.studies.compare"])
 def test_a_failed_run_ends_the_runner_in_one_line_naming_its_log(runner, tmp_path, capsys):
     """The fit's own error is in the run's log; the runner says which run failed and where to look (a traceback before).
     The runner runs here as its ``python -m`` entry point runs it; its fits are real subprocesses."""
-    configs = [str(PNFREC)] if runner == "negseq.experiments" else [str(PNFREC), str(ROOT / "experiments" / "models" / "sasrec.yaml")]
-    main = run_experiments if runner == "negseq.experiments" else compare_main
+    configs = [str(PNFREC)] if runner == "negseq.studies.runner" else [str(PNFREC), str(ROOT / "experiments" / "models" / "sasrec.yaml")]
+    main = run_experiments if runner == "negseq.studies.runner" else compare_main
     with pytest.raises(SystemExit) as exit:  # a traceback would be another exception
         run_cli(main, [*configs, "--seeds", "1", "--out", str(tmp_path / "out"), "--", "--data.path", str(tmp_path / "no.csv")])
     assert exit.value.code == 2

@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 from negseq.data import FeedbackDataModule
 from negseq.errors import DataError, NegSeqError, run_cli
 from negseq.fit import main as fit_main
-from negseq.module import NegSeqModule
-from negseq.results import recommendations_frame
+from negseq.training.module import NegSeqModule
+from negseq.training.results import recommendations_frame
 from tests.oracle import read_log
 
 MAX_LEN = 3

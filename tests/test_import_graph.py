@@ -69,8 +69,8 @@ def test_find_cycle_sees_a_cycle_and_only_a_cycle():
 
 def test_the_graph_sees_imports_inside_functions_and_from_imports():
     graph = import_graph()
-    assert "negseq.checkpoints" in graph["negseq.analysis.one_user"]  # imported inside load_model
-    assert "negseq.layout" in graph["negseq.cli"]  # from negseq import layout
+    assert "negseq.training.checkpoints" in graph["negseq.analysis.one_user"]  # imported inside load_model
+    assert "negseq.layout" in graph["negseq.training.cli"]  # from negseq import layout
     assert graph["negseq.layout"] == set(), "the layout module is a leaf"
 
 
@@ -80,76 +80,57 @@ def test_negseq_has_no_import_cycle():
         pytest.fail("import cycle: " + " -> ".join(cycle))
 
 
-# -- layers: training code loads no notebook helper and no experiment runner --
+# -- layers: each sub-package imports only the layers below it (docs/architecture.md) --
 
-TRAINING = ("negseq.cli", "negseq.module", "negseq.callbacks", "negseq.tracking")
-NOT_FOR_TRAINING = ("negseq.analysis", "negseq.experiments")
+LEAVES = ("negseq.errors", "negseq.layout", "negseq.deprecation")  # import nothing of negseq; anything may import them
+LAYERS = {  # package -> the packages it may import besides itself and the leaves, lowest layer first
+    "negseq.data": (),
+    "negseq.models": (),
+    "negseq.evaluation": ("negseq.models",),
+    "negseq.training": ("negseq.data", "negseq.models", "negseq.evaluation"),
+    "negseq.serving": ("negseq.data", "negseq.models", "negseq.training"),
+    "negseq.studies": ("negseq.data", "negseq.models", "negseq.evaluation", "negseq.training", "negseq.serving"),
+    "negseq.analysis": ("negseq.data", "negseq.models", "negseq.evaluation", "negseq.training", "negseq.serving", "negseq.studies"),
+}
 
 
-def reachable(graph: dict[str, set[str]], start: str) -> set[str]:
-    """Every module ``start`` imports, directly or through others."""
-    seen, todo = set(), [start]
-    while todo:
-        for nxt in graph.get(todo.pop(), ()):
-            if nxt not in seen:
-                seen.add(nxt)
-                todo.append(nxt)
-    return seen
+def package_of(module: str) -> str | None:
+    return next((package for package in (*LAYERS, *LEAVES) if module == package or module.startswith(package + ".")), None)
 
 
 def layer_violations(graph: dict[str, set[str]]) -> list[str]:
-    """``training -> forbidden`` for each training module that reaches analysis/ or the experiment runner."""
-    return [
+    """``module -> target`` for each import by a layer's module of a package that layer may not import."""
+    return sorted(
         f"{module} -> {target}"
-        for module in TRAINING
-        for target in sorted(reachable(graph, module))
-        if any(target == layer or target.startswith(layer + ".") for layer in NOT_FOR_TRAINING)
-    ]
+        for module in graph if (layer := package_of(module)) in LAYERS
+        for target in graph[module] if (package_of(target) or target) not in (layer, *LEAVES, *LAYERS[layer])
+    )
 
 
-def test_layer_check_sees_an_indirect_import_of_the_notebook_layer():
-    graph = {"negseq.cli": {"negseq.tracking"}, "negseq.tracking": {"negseq.analysis.runs"}, "negseq.analysis.runs": {"negseq.experiments"}}
-    assert layer_violations(graph) == [
-        "negseq.cli -> negseq.analysis.runs", "negseq.cli -> negseq.experiments",
-        "negseq.tracking -> negseq.analysis.runs", "negseq.tracking -> negseq.experiments",
-    ]
-    assert layer_violations({"negseq.cli": {"negseq.layout"}, "negseq.analysis": {"negseq.cli"}}) == []  # the allowed direction
-
-
-def test_training_imports_nothing_of_analysis_or_experiments():
-    violations = layer_violations(import_graph())
-    if violations:
-        pytest.fail("training code imports notebook or runner code: " + "; ".join(violations))
-
-
-def test_the_data_layer_imports_only_itself_and_the_errors():
-    """Logs to tensors knows nothing of models, training or serving: they read it, never the other way round."""
+def test_the_layers_are_an_order_and_the_leaves_are_leaves():
+    """A layer may import only layers declared before it, so no two layers can import each other."""
+    order = list(LAYERS)
+    for position, (layer, below) in enumerate(LAYERS.items()):
+        assert all(order.index(lower) < position for lower in below), layer
     graph = import_graph()
-    outside = {f"{module} -> {target}" for module in graph if module.startswith("negseq.data") for target in graph[module]
-               if not target.startswith("negseq.data") and target != "negseq.errors"}
-    assert not outside, sorted(outside)
+    assert all(graph[leaf] == set() for leaf in LEAVES)
 
 
-MODEL_LAYER = ("negseq.models", "negseq.losses", "negseq.ranking", "negseq.ranking_weights", "negseq.metrics", "negseq.responsiveness", "negseq.objectives")
+def test_the_layer_check_sees_a_lower_layer_importing_a_higher_one():
+    graph = {
+        "negseq.models.families.x": {"negseq.data.reading", "negseq.models.losses", "negseq.errors"},
+        "negseq.training.cli": {"negseq.models", "negseq.studies.runner"},
+        "negseq.studies.compare": {"negseq.training.module", "negseq.layout"},
+    }
+    assert layer_violations(graph) == ["negseq.models.families.x -> negseq.data.reading", "negseq.training.cli -> negseq.studies.runner"]
 
 
-def in_layer(module: str, layer: tuple[str, ...]) -> bool:
-    return any(module == top or module.startswith(top + ".") for top in layer)
+def test_every_module_is_in_a_layer_or_is_an_entry_point():
+    """negseq/ holds the layers' packages, the leaves and a handful of entry points (``python -m negseq.X``) and shims."""
+    top_level = sorted(module for module in import_graph() if package_of(module) is None)
+    assert top_level == ["negseq", "negseq.__main__", "negseq.compare", "negseq.experiments", "negseq.fit", "negseq.synthetic"]
 
 
-def imports_outside(graph: dict[str, set[str]], layer: tuple[str, ...], allowed: tuple[str, ...] = ("negseq.errors", "negseq.deprecation")) -> list[str]:
-    """``module -> target`` for each import of a ``layer`` module that leaves the layer (``allowed`` targets aside)."""
-    return sorted(f"{module} -> {target}" for module in graph if in_layer(module, layer) for target in graph[module]
-                  if not in_layer(target, layer) and target not in allowed)
-
-
-def test_the_layer_check_sees_a_family_that_reads_the_data_layer():
-    graph = {"negseq.models.families.x": {"negseq.data.reading", "negseq.losses", "negseq.errors"}, "negseq.cli": {"negseq.models"}}
-    assert imports_outside(graph, MODEL_LAYER) == ["negseq.models.families.x -> negseq.data.reading"]
-
-
-def test_the_model_layer_imports_only_itself_and_the_errors():
-    """The network, its families, losses, ranking and metrics know nothing of data files, training, serving or tools
-    (the errors and the deprecated paths' helper are leaves)."""
-    outside = imports_outside(import_graph(), MODEL_LAYER)
-    assert not outside, outside
+def test_no_layer_imports_a_higher_one():
+    violations = layer_violations(import_graph())
+    assert not violations, violations

@@ -16,11 +16,12 @@ import polars as pl
 import pytest
 import torch
 
-from negseq import Recommender, inference
+from negseq import Recommender
 from negseq.__main__ import main as negseq_main
 from negseq.data import FeedbackDataModule
 from negseq.errors import run_cli
-from negseq.module import NegSeqModule
+from negseq.models import inference
+from negseq.training.module import NegSeqModule
 
 ROOT = Path(__file__).parents[1]
 SAMPLE = {"data.sample_users": 0.25, "model.dim": 16, "trainer.max_epochs": 1, "trainer.enable_progress_bar": False,

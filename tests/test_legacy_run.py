@@ -14,9 +14,9 @@ import pytest
 import yaml
 
 from negseq import Recommender
-from negseq.cli import NegSeqCLI
 from negseq.data import FeedbackDataModule
 from negseq.data.datamodule import embedded_ratings
+from negseq.training.cli import NegSeqCLI
 from tests.test_serving import movielens_events, without_last_event
 
 RUN = Path(__file__).parent / "fixtures" / "run-0.1.0"

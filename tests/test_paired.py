@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from negseq.paired import PairingError, _interval, _resampled_means, compare, gains, pair, verdict
+from negseq.studies.paired import PairingError, _interval, _resampled_means, compare, gains, pair, verdict
 
 
 def per_user(ranks: dict[int, list], positive: list[bool]) -> pl.DataFrame:

@@ -1,4 +1,4 @@
-"""Decisions pooled over logs: :func:`negseq.paired.pooled` on hand-made per-user frames, and
+"""Decisions pooled over logs: :func:`negseq.studies.paired.pooled` on hand-made per-user frames, and
 ``python -m negseq.compare A B --data D1.yaml --data D2.yaml`` end to end on two tiny logs."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from negseq.compare import main as compare_main
-from negseq.synthetic import generate
 from negseq.errors import ConfigError
-from negseq.paired import compare, pair, pooled
+from negseq.studies.compare import main as compare_main
+from negseq.studies.paired import compare, pair, pooled
+from negseq.studies.synthetic import generate
 from tests.test_compare import write_config
 from tests.test_paired import by_metric, per_user, synthetic
 

@@ -4,8 +4,8 @@ import warnings
 
 import pytest
 
-from negseq import cli
-from negseq.cli import NegSeqCLI, cpu_has_bf16_units
+from negseq.training import cli
+from negseq.training.cli import NegSeqCLI, cpu_has_bf16_units
 
 CPUINFO = "processor\t: 0\nvendor_id\t: GenuineIntel\nflags\t\t: fpu sse2 avx2 {extra}\n\nprocessor\t: 1\n"
 

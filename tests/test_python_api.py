@@ -11,11 +11,12 @@ import polars as pl
 import pytest
 import torch
 
-from negseq import Recommender, inference
+from negseq import Recommender
 from negseq.__main__ import main as negseq_main
 from negseq.data import FeedbackDataModule, read_events
 from negseq.errors import ConfigError, DataError, run_cli
-from negseq.module import NegSeqModule
+from negseq.models import inference
+from negseq.training.module import NegSeqModule
 from tests.conftest import make_log
 
 QUIET = {"trainer.enable_progress_bar": False, "trainer.enable_model_summary": False, "trainer.logger": False}
@@ -257,13 +258,13 @@ def test_a_pnfrec_plus_fit_from_a_frame_exports_what_it_serves(tmp_path):
 
 
 def test_importing_serving_leaves_an_int_flag_an_int():
-    """Recommender.fit runs the command line in a process that imported negseq.serving: with rich.console loaded,
+    """Recommender.fit runs the command line in a process that imported negseq.serving.api: with rich.console loaded,
     jsonargparse 4.53 read --data.sample_users 150 as 150.0, a sample the data layer refuses."""
     import subprocess
     import sys
 
     script = (
-        "import negseq.serving\nfrom jsonargparse import ArgumentParser\nfrom negseq.data import FeedbackDataModule\n"
+        "import negseq.serving.api\nfrom jsonargparse import ArgumentParser\nfrom negseq.data import FeedbackDataModule\n"
         "parser = ArgumentParser()\nparser.add_class_arguments(FeedbackDataModule, 'data')\n"
         "print(repr(parser.parse_args(['--data.sample_users', '150']).data.sample_users))"
     )

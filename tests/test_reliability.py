@@ -22,12 +22,12 @@ import pytest
 import torch
 import yaml
 
-from negseq import inference
 from negseq.__main__ import main as subcommand_main
 from negseq.data import FeedbackDataModule
 from negseq.errors import ConfigError, run_cli
 from negseq.fit import main as fit_main
-from negseq.module import NegSeqModule
+from negseq.models import inference
+from negseq.training.module import NegSeqModule
 
 
 def rank(module, sequences, seen, targets, negatives=None):

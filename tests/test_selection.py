@@ -11,8 +11,8 @@ import pytest
 from negseq.data import FeedbackDataModule
 from negseq.errors import ConfigError
 from negseq.fit import main as fit_main
-from negseq.module import NegSeqModule
-from negseq.selection import candidates, check_selection, choose, noise_bar
+from negseq.training.module import NegSeqModule
+from negseq.training.selection import candidates, check_selection, choose, noise_bar
 
 FAST = ["--model.dim", "16", "--data.max_len", "10", "--trainer.max_epochs", "3", "--trainer.enable_progress_bar", "false"]
 

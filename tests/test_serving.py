@@ -26,7 +26,7 @@ from negseq.data.catalog import READING_DEFAULTS, STATE_KEY, Catalog
 from negseq.data.datamodule import embedded_ratings
 from negseq.errors import ConfigError, DataError, run_cli
 from negseq.fit import main as fit_main
-from negseq.module import NegSeqModule
+from negseq.training.module import NegSeqModule
 from tests.conftest import make_log
 from tests.oracle import read_log
 
@@ -356,7 +356,7 @@ def test_the_exported_program_ranks_as_the_recommender(movielens_run, tmp_path, 
 
 def test_onnx_export(movielens_run, tmp_path):
     pytest.importorskip("onnx")
-    from negseq.export import export_run
+    from negseq.serving.export import export_run
 
     files = export_run(movielens_run[0], tmp_path)
     assert Path(files["onnx"]).stat().st_size > 0

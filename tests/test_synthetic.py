@@ -1,4 +1,4 @@
-"""negseq.synthetic: exact sizes, the planted structure, the CLI, and the property the structure is for (PNFRec vs SASRec)."""
+"""negseq.studies.synthetic: exact sizes, the planted structure, the CLI, and the property the structure is for (PNFRec vs SASRec)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import polars as pl
 import pytest
 
 from negseq.data import FeedbackDataModule
-from negseq.synthetic import generate, main as synthetic_main, synthesize, write
 from negseq.errors import DataError
+from negseq.studies.synthetic import generate, synthesize, write
+from negseq.studies.synthetic import main as synthetic_main
 from tests.oracle import read_log
 
 ROOT = Path(__file__).parents[1]
@@ -152,7 +153,7 @@ def planted_hr_n(tmp_path: Path) -> tuple[list[float], list[float]]:
 
 
 def test_zvuk_shaped_log_in_chunks(tmp_path, capsys):
-    from negseq.synthetic import write_zvuk
+    from negseq.studies.synthetic import write_zvuk
 
     summary = write_zvuk(3_000, tmp_path, users=40, items=200, chunk_events=700, seed=2)
     path = tmp_path / "zvuk-interactions.parquet"

@@ -15,10 +15,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 import yaml
-
-from negseq import analysis, layout, tracking
-from negseq.fit import main as fit_main
 from offline_runs import read_offline_run  # tests/offline_runs.py
+
+from negseq import analysis, layout
+from negseq.fit import main as fit_main
+from negseq.training import tracking
 
 ROOT = Path(__file__).parents[1]
 FAST = ["--model.dim", "16", "--data.max_len", "10", "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
@@ -156,7 +157,7 @@ def test_run_config_is_the_whole_resolved_config_logged_once(offline_run):
     assert {k: v for k, v in config["model"].items() if k in saved["model"]} == saved["model"]
     # sizes linked from the data at instantiation are in the model section too
     assert config["model"]["num_items"] == 30 and config["model"]["num_train_items"] == 30
-    assert config["trainer"]["logger"]["class_path"] == "negseq.tracking.WandbLogger"
+    assert config["trainer"]["logger"]["class_path"] == "negseq.training.tracking.WandbLogger"
     # one config update, and the module's flat hyper-parameters never land beside it
     assert run["config_updates"] == 1
     assert not {"alpha", "beta", "num_items", "dim"} & set(config)

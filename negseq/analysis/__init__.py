@@ -13,7 +13,7 @@ The notebooks in ``notebooks/`` are built on these functions and on nothing else
 - :func:`load_wandb_runs`, :func:`load_wandb_history`, :func:`load_wandb_recommendations`: the
   same from a W&B project (online only), and :func:`combine_runs` to merge both without
   counting a synced local run twice;
-- :func:`summary_table` (mean ± sd per model, via :func:`negseq.experiments.results_table`) and
+- :func:`summary_table` (mean ± sd per model, via :func:`negseq.studies.runner.results_table`) and
   the plots :func:`plot_hr_scatter`, :func:`plot_delta_bars`, :func:`plot_validation_curves`,
   :func:`plot_training_time` (matplotlib, imported only when plotting);
 - :func:`load_model`, :func:`run_datamodule`, :func:`recommend_for_user`, :func:`user_events`,
@@ -29,11 +29,35 @@ name; ``model.alpha``, ...).
 
 from __future__ import annotations
 
-from negseq.analysis.runs import runs_dir, find_runs, read_config, model_label, load_runs, load_history, load_recommendations, summary_table, metric_stats, ENV_RUNS_DIR, METRIC_COLUMNS, RUN_COLUMNS
-from negseq.analysis.wandb_runs import load_wandb_runs, load_wandb_history, load_wandb_recommendations, combine_runs
-from negseq.analysis.plots import plot_hr_scatter, plot_delta_bars, plot_validation_curves, plot_training_time, plot_negative_scoring, plot_responsiveness
-from negseq.data.titles import item_titles, attach_titles
-from negseq.analysis.one_user import run_datamodule, load_model, recommend_for_user, counterfactual_dislike, user_events, compare_recommendations, default_comparison, pick_user, LATER_DISLIKED, LATER_LIKED
+from negseq.analysis.one_user import (
+    LATER_DISLIKED,
+    LATER_LIKED,
+    compare_recommendations,
+    counterfactual_dislike,
+    default_comparison,
+    load_model,
+    pick_user,
+    recommend_for_user,
+    run_datamodule,
+    user_events,
+)
+from negseq.analysis.plots import plot_delta_bars, plot_hr_scatter, plot_negative_scoring, plot_responsiveness, plot_training_time, plot_validation_curves
+from negseq.analysis.runs import (
+    ENV_RUNS_DIR,
+    METRIC_COLUMNS,
+    RUN_COLUMNS,
+    find_runs,
+    load_history,
+    load_recommendations,
+    load_runs,
+    metric_stats,
+    model_label,
+    read_config,
+    runs_dir,
+    summary_table,
+)
+from negseq.analysis.wandb_runs import combine_runs, load_wandb_history, load_wandb_recommendations, load_wandb_runs
+from negseq.data.titles import attach_titles, item_titles
 
 __all__ = [
     "runs_dir",

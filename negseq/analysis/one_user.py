@@ -47,7 +47,7 @@ def load_model(checkpoint: "str | os.PathLike"):
 
     The checkpoint is read with ``weights_only=True``: tensors and plain values, never pickled code.
     """
-    from negseq import checkpoints
+    from negseq.training import checkpoints
 
     return checkpoints.load_module(checkpoints.read(checkpoint)).eval()
 
@@ -71,7 +71,7 @@ def _user_batch(data, user_id) -> tuple[int, dict]:
 
 
 def counterfactual_dislike(model, data, user_id, titles: Optional[pl.DataFrame] = None, k: Optional[int] = None) -> pl.DataFrame:
-    """The user's top-k before and after a counterfactual dislike of its first item (:mod:`negseq.responsiveness`).
+    """The user's top-k before and after a counterfactual dislike of its first item (:mod:`negseq.evaluation.responsiveness`).
 
     Columns ``rank``, ``before`` (L), ``first excluded`` (B: inputs unchanged, the first item only removed as seen)
     and ``after dislike`` (L'); cells ``title [item_id]``. An item of L' that was not in B is marked ``(new)``.

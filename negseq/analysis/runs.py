@@ -12,9 +12,9 @@ import polars as pl
 import yaml
 
 from negseq import layout
-from negseq.experiments import results_table
 from negseq.models.families import family
-from negseq.module import DEFAULTS as MODEL_DEFAULTS
+from negseq.studies.runner import results_table
+from negseq.training.module import DEFAULTS as MODEL_DEFAULTS
 
 ENV_RUNS_DIR = "NEGSEQ_RUNS_DIR"
 METRIC_COLUMNS = (*layout.metric_keys("test", layout.DEFAULT_K), "best_epoch", "fit_seconds")  # at the default k
@@ -91,7 +91,7 @@ def _frame(rows: list[dict], sort: Sequence[str] = ("model", "config", "seed", "
 
 
 def _wandb_id(run_dir: Path) -> Optional[str]:
-    """The W&B run id the run directory's ``wandb-id`` file records (see negseq.tracking.stable_run_id)."""
+    """The W&B run id the run directory's ``wandb-id`` file records (see negseq.training.tracking.stable_run_id)."""
     path = run_dir / layout.WANDB_ID_FILE
     return (path.read_text().strip() or None) if path.is_file() else None
 
@@ -173,7 +173,7 @@ def load_recommendations(root: "str | os.PathLike | None" = None) -> pl.DataFram
 
 
 def summary_table(runs: pl.DataFrame, by: str = "model", order: Optional[Sequence[str]] = None) -> str:
-    """Markdown table, a column per ``by`` group, a row per metric, mean ± sd over runs (negseq.experiments.results_table)."""
+    """Markdown table, a column per ``by`` group, a row per metric, mean ± sd over runs (negseq.studies.runner.results_table)."""
     frame = runs if by == "config" else runs.with_columns(pl.col(by).cast(pl.String).alias("config"))
     return results_table(frame, order=list(order) if order else None)
 

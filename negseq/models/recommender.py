@@ -3,7 +3,7 @@
 One item table is shared by the positive encoder, the negative encoder (PNFRec's CE_neg) and
 the output layer, so an item's score for a user is the dot product of the user vector with
 the item's row. Training objectives (:mod:`negseq.models.families`) read the per-position states of
-:meth:`SequentialRecommender.encode`; ranking (:mod:`negseq.inference`, :mod:`negseq.ranking`) reads the user
+:meth:`SequentialRecommender.encode`; ranking (:mod:`negseq.models.inference`, :mod:`negseq.models.ranking`) reads the user
 vectors of :meth:`SequentialRecommender.forward`, :attr:`SequentialRecommender.items` and :meth:`SequentialRecommender.demotion`.
 """
 
@@ -12,8 +12,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from negseq import ranking_weights
 from negseq.errors import ConfigError
+from negseq.models import ranking_weights
 from negseq.models.encoder import CausalEncoder
 
 
@@ -51,11 +51,11 @@ class SequentialRecommender(nn.Module):
         negative_encoder: build the negative encoder (reads the user's disliked items).
         fusion: the positive state reads the negative encoder's state through :class:`GatedFusion`.
         negative_scoring: lambda of ``score = z_pos - lambda * z_neg``; a buffer, so a checkpoint
-            carries the weight the run ranked with (chosen on validation or given; :mod:`negseq.ranking_weights`).
+            carries the weight the run ranked with (chosen on validation or given; :mod:`negseq.models.ranking_weights`).
         dislike_demotion: lambda of ``score_j -= lambda * max(0, max_m cos(e_j, e_m))`` over the user's last
             ``demotion_window`` disliked items m (the shared item table, no negative encoder needed); a buffer too.
         polarity_prior: lambda of ``score_j += lambda * item_polarity_j``, the item's log smoothed like rate in training
-            (:func:`negseq.ranking_weights.item_polarity`, set from the training data; zeros until then); a buffer, as are
+            (:func:`negseq.models.ranking_weights.item_polarity`, set from the training data; zeros until then); a buffer, as are
             the log-rates, so a checkpoint serves with the training counts and no log.
         demotion_window: R, how many of the newest disliked items demote their look-alikes.
         demotion_decay: gamma in (0, 1]: the r-th newest of them demotes with weight ``gamma ** r`` (the newest 1), so
@@ -127,7 +127,7 @@ class SequentialRecommender(nn.Module):
 
     def demotion(self, negatives: Tensor | None, weight: float | None = None) -> Tensor | None:
         """``(B, R, D)`` ``dislike_demotion`` times ``demotion_decay ** age`` times the unit vectors of each user's last R
-        disliked items (age 0 the newest; zero rows for padding), what :func:`negseq.ranking.score_block` demotes by;
+        disliked items (age 0 the newest; zero rows for padding), what :func:`negseq.models.ranking.score_block` demotes by;
         ``None`` when the weight is 0. ``weight`` (a Python number, so that ``torch.export`` sees a constant) replaces the buffer."""
         weight = float(self.dislike_demotion) if weight is None else weight
         if not weight:

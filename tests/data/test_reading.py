@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import inspect
-import re
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -197,7 +197,7 @@ def test_a_cached_run_needs_no_log_for_the_item_neighbours_and_the_test_metrics(
     import lightning as L
 
     from negseq.data.neighbours import ItemNeighbours
-    from negseq.module import NegSeqModule
+    from negseq.training.module import NegSeqModule
 
     def test_metrics(data: FeedbackDataModule) -> dict:
         torch.manual_seed(0)
@@ -312,7 +312,7 @@ def test_a_datamodule_from_a_frame_saves_a_checkpoint(tiny_log, tmp_path, monkey
     import lightning as L
 
     from negseq.data.catalog import Catalog
-    from negseq.module import NegSeqModule
+    from negseq.training.module import NegSeqModule
 
     monkeypatch.chdir(tmp_path)  # a movies.csv here must not become the frame's titles (#24, 10)
     pl.DataFrame({"movieId": [100, 101], "title": ["A", "B"]}).write_csv(tmp_path / "movies.csv")

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from negseq.losses import _bucket, label_log_probs
+from negseq.models.losses import _bucket, label_log_probs
 
 
 @pytest.mark.parametrize("scale", [1.0, 30.0])  # logits small enough to skip the row max, and not

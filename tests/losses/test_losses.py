@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from negseq.losses import contrastive_loss, label_log_probs, next_item_loss
+from negseq.models.losses import contrastive_loss, label_log_probs, next_item_loss
 
 
 def lse(*xs: float) -> float:

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from negseq.losses import label_log_probs, next_item_loss, sampled_label_log_probs
+from negseq.models.losses import label_log_probs, next_item_loss, sampled_label_log_probs
 
 ITEMS = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])  # ids 0 (padding) .. 3
 

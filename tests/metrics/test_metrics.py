@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from negseq.metrics import MRR, NDCG, Coverage, HitRate, hit_gain, mrr_gain, ndcg_gain
-from negseq.ranking import ranks_in, top_k
+from negseq.evaluation.metrics import MRR, NDCG, Coverage, HitRate, hit_gain, mrr_gain, ndcg_gain
+from negseq.models.ranking import ranks_in, top_k
 from tests.rank_oracle import sorted_ranks
 
 INF = math.inf
@@ -47,8 +47,8 @@ def random_case(seed: int, n_users: int = 64, n_items: int = 30):
 
 
 def served_ranks(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """``(B,)`` each target's 1-based place in the whole list :func:`negseq.ranking.top_k` serves for ``scores``
-    ``(B, N)`` (:func:`negseq.ranking.ranks_in`; inf when absent): the item table is the identity, so a user's vector
+    """``(B,)`` each target's 1-based place in the whole list :func:`negseq.models.ranking.top_k` serves for ``scores``
+    ``(B, N)`` (:func:`negseq.models.ranking.ranks_in`; inf when absent): the item table is the identity, so a user's vector
     is its row of scores, and a ``-inf`` entry is an item the user has seen (excluded). Item 0 is padding."""
     n_items = scores.shape[1]
     finite = torch.isfinite(scores)

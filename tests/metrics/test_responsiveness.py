@@ -12,9 +12,9 @@ import torch
 from negseq.data import FeedbackDataModule
 from negseq.data import neighbours as neighbours_module
 from negseq.data.neighbours import ItemNeighbours, training_pairs
-from negseq.module import NegSeqModule
-from negseq.ranking import top_k
-from negseq.responsiveness import ListChange, NeighbourSuppression, append_newest, with_dislike
+from negseq.evaluation.responsiveness import ListChange, NeighbourSuppression, append_newest, with_dislike
+from negseq.models.ranking import top_k
+from negseq.training.module import NegSeqModule
 
 # training events of 3 users over 6 items: u0 {1, 2, 3}, u1 {1, 2, 4}, u2 {3, 5, 6}
 TRAIN = pl.DataFrame({"user": [0, 0, 0, 1, 1, 1, 2, 2, 2], "item": [1, 2, 3, 1, 2, 4, 3, 5, 6]})

@@ -9,12 +9,12 @@ import pytest
 import torch
 from torch import Tensor
 
-from negseq import inference
 from negseq.analysis.runs import model_label
 from negseq.errors import ConfigError
+from negseq.models import inference
 from negseq.models.families import FAMILIES, Family, SignSeparated, family
 from negseq.models.families.base import shift
-from negseq.module import NegSeqModule
+from negseq.training.module import NegSeqModule
 
 
 def test_the_shipped_families_are_the_history_values():
@@ -79,18 +79,3 @@ def test_a_family_defined_elsewhere_trains_and_ranks_through_its_own_input(newes
 def test_shift_drops_the_label_of_a_first_item():
     inputs, labels = shift(torch.tensor([[0, 0, 5, 6, 7]]))
     assert inputs.tolist() == [[0, 0, 5, 6]] and labels.tolist() == [[0, 0, 6, 7]]
-
-
-@pytest.mark.parametrize(
-    ("old", "name", "new"),
-    [("negseq.objectives", "SignSeparated", "negseq.models.families.sign_separated"), ("negseq.serving", "checkpoint_path", "negseq.checkpoints"),
-     ("negseq.selection", "load_weights", "negseq.checkpoints"), ("negseq.results", "best_epoch", "negseq.checkpoints")],
-)
-def test_a_moved_name_still_imports_from_its_old_path_with_a_warning_naming_the_new_one(old, name, new):
-    import importlib
-
-    with pytest.warns(DeprecationWarning, match=f"^{old}.{name} is deprecated: import it from {new}$"):
-        moved = getattr(importlib.import_module(old), name)
-    assert moved is getattr(importlib.import_module(new), name)
-    with pytest.raises(AttributeError, match=f"module '{old}' has no attribute 'never_there'"):
-        getattr(importlib.import_module(old), "never_there")

@@ -5,10 +5,10 @@ import math
 import pytest
 import torch
 
-from negseq import inference, ranking_weights
 from negseq.errors import ConfigError
-from negseq.losses import contrastive_loss, label_log_probs, next_item_loss
-from negseq.module import NegSeqModule
+from negseq.models import inference, ranking_weights
+from negseq.models.losses import contrastive_loss, label_log_probs, next_item_loss
+from negseq.training.module import NegSeqModule
 from tests.rank_oracle import served_scores, sorted_ranks
 
 

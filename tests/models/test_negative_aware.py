@@ -5,13 +5,13 @@ import math
 import pytest
 import torch
 
-from negseq import inference
 from negseq.errors import ConfigError
-from negseq.losses import next_item_loss
-from tests.rank_oracle import served_scores, sorted_ranks
-from negseq.models.recommender import GatedFusion
-from negseq.module import NegSeqModule
+from negseq.models import inference
 from negseq.models.families.sign_separated import state_before as _state_before
+from negseq.models.losses import next_item_loss
+from negseq.models.recommender import GatedFusion
+from negseq.training.module import NegSeqModule
+from tests.rank_oracle import served_scores, sorted_ranks
 
 
 def rank(module, sequences, seen, targets, negatives=None):

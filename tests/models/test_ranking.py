@@ -8,9 +8,9 @@ import math
 import pytest
 import torch
 
-from negseq import ranking_weights
 from negseq.errors import ConfigError
-from negseq.ranking import decode_keys, exact_scores, order_keys, score_block, score_error, top_k
+from negseq.models import ranking_weights
+from negseq.models.ranking import decode_keys, exact_scores, order_keys, score_block, score_error, top_k
 from tests.rank_oracle import sorted_ranks
 
 
@@ -130,7 +130,7 @@ def test_top_k_with_a_prior_bias_equals_sorting_every_exact_key(precision, monke
     """A per-item bias added to every user's scores: random rows with and without demotion; and rows whose cut falls in
     items the bias makes (nearly) tie, below both precisions' resolution, so that the certificate fails and the whole
     block is re-scored exactly (checked: some exact re-scoring spans a whole block)."""
-    import negseq.ranking
+    import negseq.models.ranking
 
     generator = torch.Generator().manual_seed(9)
     items, users = torch.randn(401, 16, generator=generator), torch.randn(30, 16, generator=generator)
@@ -143,8 +143,8 @@ def test_top_k_with_a_prior_bias_equals_sorting_every_exact_key(precision, monke
     level = float((dots + bias.double()).max()) + 1.0
     bias[50:150] = (level - dots[50:150]).float()
     rescored = []
-    exact = negseq.ranking.exact_scores
-    monkeypatch.setattr(negseq.ranking, "exact_scores", lambda users, items, ids, *rest: rescored.append(ids.shape[1]) or exact(users, items, ids, *rest))
+    exact = negseq.models.ranking.exact_scores
+    monkeypatch.setattr(negseq.models.ranking, "exact_scores", lambda users, items, ids, *rest: rescored.append(ids.shape[1]) or exact(users, items, ids, *rest))
     for k in (10, 60):
         for weights in (None, demote):
             expected = brute_force_top_k(users, items, seen, k, weights, bias)
@@ -152,12 +152,12 @@ def test_top_k_with_a_prior_bias_equals_sorting_every_exact_key(precision, monke
             for block in (100, 401, 2048):
                 scores, ids = top_k(users, items, seen, k, block, weights, precision, bias)
                 assert torch.equal(ids, expected[1]) and torch.equal(scores, expected[0]), (k, weights is None, block)
-    assert max(rescored) > 60 + negseq.ranking.EXTRA_CANDIDATES  # the certification path ran
+    assert max(rescored) > 60 + negseq.models.ranking.EXTRA_CANDIDATES  # the certification path ran
 
 def test_a_target_in_the_top_k_counts_at_the_rank_it_is_shown_at():
     """A near-tie below the target by a smaller id: a tolerance count put it ahead (rank 11) while the exact keys show the
     target 10th. The fit's rank (its position in the recommendations) and the sorted definition agree: one convention."""
-    from negseq.ranking import ranks_in
+    from negseq.models.ranking import ranks_in
 
     scores = torch.tensor([0.0] + [10.0] * 9 + [1.0 - 1e-6, 1.0, -5.0])  # items 1..9 far ahead, 10 just below 11 (the target)
     items = scores[:, None]  # (N + 1, 1): with the user vector [1.0], each item's score is its row
@@ -170,7 +170,7 @@ def test_a_target_in_the_top_k_counts_at_the_rank_it_is_shown_at():
 
 
 def test_ranks_are_the_positions_in_the_top_k_and_inf_elsewhere():
-    from negseq.ranking import ranks_in
+    from negseq.models.ranking import ranks_in
 
     generator = torch.Generator().manual_seed(3)
     users, items = torch.randn(32, 4, generator=generator), torch.randn(41, 4, generator=generator)

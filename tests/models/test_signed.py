@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from negseq.errors import ConfigError
-from negseq.losses import label_log_probs
-from negseq.inference import model_input
+from negseq.evaluation.responsiveness import with_dislike
+from negseq.models.inference import model_input
+from negseq.models.losses import label_log_probs
 from negseq.models.recommender import SequentialRecommender, signed_history
-from negseq.module import NegSeqModule
-from negseq.responsiveness import with_dislike
+from negseq.training.module import NegSeqModule
 from tests.models.test_module import lse
 
 SIZES = {"num_items": 20, "num_train_items": 20, "max_len": 7, "dim": 8, "dropout": 0.0}

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from negseq.errors import ConfigError
-from negseq.module import NegSeqModule
+from negseq.training.module import NegSeqModule
 
 SIZES = {"num_items": 20, "num_train_items": 20, "max_len": 5, "dim": 8, "dropout": 0.0}
 BATCH = {

@@ -18,8 +18,8 @@ import torch
 import yaml
 from torch import nn
 
-from negseq.cli import NegSeqCLI
-from negseq.selection import load_weights, set_weights
+from negseq.training.cli import NegSeqCLI
+from negseq.training.selection import load_weights, set_weights
 
 ARMS = [("dislikes", 0.3), ("events", 0.5), ("events", 0.05)]
 LAMBDAS = [1.0, 1.5, 2.0, 3.0]

@@ -15,8 +15,8 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from negseq.losses import contrastive_loss, next_item_loss
 from negseq.models.families.base import Family, shift
+from negseq.models.losses import contrastive_loss, next_item_loss
 from negseq.models.recommender import SequentialRecommender
 
 ContrastNegatives = Literal["all", "earlier", "all_with_last"]

@@ -14,8 +14,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from negseq.losses import contrastive_loss, next_item_loss
 from negseq.models.families.base import Family, shift
+from negseq.models.losses import contrastive_loss, next_item_loss
 from negseq.models.recommender import SequentialRecommender, signed_history
 
 

@@ -2,7 +2,7 @@
 
 ``metrics.json`` (final metrics), ``recommendations.parquet`` (top-k per test user, original
 ids), ``per_user.parquet`` (each test user's target and its rank), ``selection.json``;
-``history.jsonl`` is written by :class:`negseq.callbacks.EpochHistory`, ``config.yaml`` and the
+``history.jsonl`` is written by :class:`negseq.training.callbacks.EpochHistory`, ``config.yaml`` and the
 checkpoints by Lightning's callbacks. File names are :mod:`negseq.layout`'s.
 """
 
@@ -16,8 +16,7 @@ import polars as pl
 import torch
 
 from negseq import layout
-from negseq.deprecation import moved
-from negseq.ranking_weights import WEIGHTS
+from negseq.models.ranking_weights import WEIGHTS
 
 
 def _number(key: str, value: float) -> float | int | None:
@@ -34,7 +33,7 @@ def write_metrics(
 ) -> dict:
     """``metrics.json``: every test metric (:func:`negseq.layout.metric_keys` of ``k`` and ``ks``) and user count, the
     same on validation (best checkpoint, as ranked for the test), best epoch, fit time and the ranking ``weights`` used
-    (:data:`negseq.ranking_weights.WEIGHTS`). A metric over a group with no user (no disliked validation target) is null.
+    (:data:`negseq.models.ranking_weights.WEIGHTS`). A metric over a group with no user (no disliked validation target) is null.
     With ``curve`` (each of ``options``' test metrics), ``ranking_curve``: ``[{"weights": option, "test/...": value}, ...]``."""
     metrics = {}
     for stage, results in (("test", test_results), ("val", val_results)):
@@ -105,5 +104,3 @@ def format_table(metrics: dict) -> str:
         lines.append(f"{key:<{width}}  {shown}")
     return "\n".join(lines)
 
-
-__getattr__ = moved(__name__, {"best_epoch": "negseq.checkpoints"})  # the old paths of names that moved (CHANGELOG.md)

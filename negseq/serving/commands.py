@@ -19,8 +19,8 @@ from jsonargparse import ArgumentParser
 
 from negseq.data.catalog import READING
 from negseq.errors import ConfigError
-from negseq.export import export_run
-from negseq.serving import Recommender
+from negseq.serving.api import Recommender
+from negseq.serving.export import export_run
 
 OUTPUT_COLUMNS = ("user_id", "item_id", "rank", "score")
 

@@ -22,10 +22,10 @@ each item's log like rate in training to every score, ``fusion`` lets the user r
 ``contrast_negatives`` chooses which disliked items a liked item is contrasted with.
 
 The model is :class:`negseq.models.recommender.SequentialRecommender`, the losses are
-:mod:`negseq.models.families`, ranking is :mod:`negseq.inference` (the one path serving takes too); this module checks the arguments,
+:mod:`negseq.models.families`, ranking is :mod:`negseq.models.inference` (the one path serving takes too); this module checks the arguments,
 builds those, runs the steps and logs the metrics under the names of :mod:`negseq.layout`. At test
 it also asks how the ranking answers a counterfactual dislike of each user's first item
-(:mod:`negseq.responsiveness`), with the item neighbours its datamodule provides (``item_neighbours``).
+(:mod:`negseq.evaluation.responsiveness`), with the item neighbours its datamodule provides (``item_neighbours``).
 """
 
 from __future__ import annotations
@@ -37,14 +37,15 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 
-from negseq import inference, layout, ranking_weights
+from negseq import layout
 from negseq.data.catalog import STATE_KEY
 from negseq.errors import ConfigError, NonFiniteLossError
-from negseq.metrics import MRR, NDCG, Coverage, HitRate
+from negseq.evaluation.metrics import MRR, NDCG, Coverage, HitRate
+from negseq.evaluation.responsiveness import ListChange, NeighbourSuppression, with_dislike
+from negseq.models import inference, ranking_weights
 from negseq.models.families import FAMILIES, family
+from negseq.models.ranking import nearest_items
 from negseq.models.recommender import SequentialRecommender
-from negseq.ranking import nearest_items
-from negseq.responsiveness import ListChange, NeighbourSuppression, with_dislike
 
 FamilyName = Literal[tuple(FAMILIES)]  # the ``history`` values: one per module of negseq.models.families
 ITEM_TABLE_NEIGHBOURS = 20  # m of item-table neighbours without a datamodule (FeedbackDataModule's ``neighbours`` default)
@@ -308,7 +309,7 @@ class NegSeqModule(L.LightningModule):
 
     def rank_batch(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
         """Ranks of the batch's targets in the top ``max(cutoffs)`` (``inf`` beyond) and that top list ``(scores, item ids)``,
-        by the one inference path (:func:`negseq.inference.rank`: users with an empty input get the popularity fallback)."""
+        by the one inference path (:func:`negseq.models.inference.rank`: users with an empty input get the popularity fallback)."""
         ranked = self._rank(batch)
         return ranked.ranks, ranked.scores, ranked.items
 

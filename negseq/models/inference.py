@@ -1,6 +1,6 @@
 """One way from users' histories to ranked lists: the fit's evaluation and predictions, :class:`negseq.Recommender`,
 ``negseq recommend`` and the notebooks all rank through :func:`rank`, so the same history gives the same list whichever
-path it comes by (the exported program documents the same steps for a caller outside negseq: :mod:`negseq.export`).
+path it comes by (the exported program documents the same steps for a caller outside negseq: :mod:`negseq.serving.export`).
 
 The steps, in order:
 
@@ -12,8 +12,8 @@ The steps, in order:
    count) instead of the model's list, flagged in ``fallback``; without ``popularity`` every user is ranked by the model.
 3. Candidates: every item but padding, the ``seen`` ones (each user's history, when excluded) and ``blocked`` ones;
    with ``allowed``, only those codes.
-4. Exact top-k (:func:`negseq.ranking.top_k`): scores computed in fp64 and rounded once to fp32, the ranking weights the
-   model holds (:mod:`negseq.ranking_weights`: the item-polarity prior as a per-item bias), ties by the smaller item
+4. Exact top-k (:func:`negseq.models.ranking.top_k`): scores computed in fp64 and rounded once to fp32, the ranking weights the
+   model holds (:mod:`negseq.models.ranking_weights`: the item-polarity prior as a per-item bias), ties by the smaller item
    code; a target's rank is its position there.
 """
 
@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from negseq.models.families import family
-from negseq.ranking import exact_scores, ranks_in, top_k
+from negseq.models.ranking import exact_scores, ranks_in, top_k
 
 # users encoded and scored at a time per thread on a CPU: their activations (256 x 50 x 64 fp32, 3 MB a tensor) stay in
 # the cache, which made the encoder 2.5x faster than a whole batch of 4,096 (benchmarks/README.md "Serving")

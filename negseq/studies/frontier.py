@@ -1,7 +1,7 @@
 """The frontier of a comparison: a model recommends more of what users like (HR_p, NDCG_p up) and less of what
 they dislike (HR_n, NDCG_n down), and a change often trades one for the other.
 
-:func:`dominance` reads a :func:`negseq.paired.compare` (or :func:`negseq.paired.pooled`) table for each pair of
+:func:`dominance` reads a :func:`negseq.studies.paired.compare` (or :func:`negseq.studies.paired.pooled`) table for each pair of
 metrics; :func:`draw` writes the picture ``python -m negseq.compare`` puts beside each log's COMPARE.md: per pair,
 B's and A's points, A's paired interval, and the curve of ranking weights a model's runs tried after the fit
 (:func:`curve_points`). matplotlib is imported inside :func:`draw` only, so importing this module stays light.
@@ -16,7 +16,7 @@ import polars as pl
 
 from negseq import layout
 from negseq.errors import ConfigError
-from negseq.paired import PairedMetric, paired_metrics
+from negseq.studies.paired import PairedMetric, paired_metrics
 
 GAINS = {name: layout.METRIC_LABELS[name] for name in layout.DELTA_METRICS}  # a pair per gain: its _p and _n metric
 SENTENCES = {
@@ -85,7 +85,7 @@ def curve_points(metrics: list[dict], k: int) -> list[dict]:
 
 
 def draw(path: Path, table: pl.DataFrame, a: str, b: str, k: int, curves: dict[str, list[dict]]) -> Path:
-    """Write the frontier picture of one log's comparison ``table`` (:func:`negseq.paired.compare`) to ``path`` (PNG).
+    """Write the frontier picture of one log's comparison ``table`` (:func:`negseq.studies.paired.compare`) to ``path`` (PNG).
 
     Two panels, (HR_n@k, HR_p@k) and (NDCG_n@k, NDCG_p@k), better up and to the left: B's mean, A's mean, and A's
     95 % paired interval against B on both axes, drawn through A's point from B's mean + ``ci_low`` to B's mean +

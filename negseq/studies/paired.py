@@ -60,7 +60,7 @@ class PairingError(NegSeqError):
 
 def gains(per_user: pl.DataFrame) -> pl.DataFrame:
     """Add each user's gains from ``rank`` (null = not in the top k: 0), the per-user terms of the metrics of the same
-    names (:mod:`negseq.metrics`): ``hr`` = 1, ``ndcg`` = 1/log2(rank+1), ``mrr`` = 1/rank."""
+    names (:mod:`negseq.evaluation.metrics`): ``hr`` = 1, ``ndcg`` = 1/log2(rank+1), ``mrr`` = 1/rank."""
     rank = pl.col("rank").cast(pl.Float64)
     return per_user.with_columns(
         hr=pl.col("rank").is_not_null().cast(pl.Float64),

@@ -1,10 +1,10 @@
 """Recommendations from a trained model in the training log's original ids: for one history, many, or every user of a log.
 
 A checkpoint is all :class:`Recommender` needs: the weights, the ranking weights chosen on validation (the model's
-buffers, :mod:`negseq.ranking_weights`) and the item catalogue (:mod:`negseq.data.catalog`: ids, popularity, titles,
+buffers, :mod:`negseq.models.ranking_weights`) and the item catalogue (:mod:`negseq.data.catalog`: ids, popularity, titles,
 how the log was read). Logs are read, validated and signed by the data layer with the training run's settings; each
 history (nothing held out) becomes the tensors evaluation reads (:class:`EvalSequences`, whose target is the padding
-id 0: none), and :func:`negseq.inference.rank` ranks them as the fit's test did: the same history gives the same list.
+id 0: none), and :func:`negseq.models.inference.rank` ranks them as the fit's test did: the same history gives the same list.
 
 A user with an empty model input (no known liked item for a ``positives`` model, no known event for the others: an
 "unknown user") gets, with ``on_unknown_user="popular"``, the items most often liked in training (score = that count),
@@ -24,17 +24,17 @@ import numpy as np
 import polars as pl
 import torch
 
-from negseq import checkpoints, inference
 from negseq.data.catalog import STATE_KEY, Catalog
 from negseq.data.reading import FRAME, as_polars, read_events
 from negseq.data.sequences import EvalSequences
-from negseq.deprecation import moved
 from negseq.errors import ConfigError, DataError
-from negseq.histories import History, Id, histories_frame, item_series
+from negseq.models import inference
 from negseq.models.families import family
+from negseq.models.ranking import nearest_items
 from negseq.models.recommender import SequentialRecommender
-from negseq.module import NegSeqModule
-from negseq.ranking import nearest_items
+from negseq.serving.histories import History, Id, histories_frame, item_series
+from negseq.training import checkpoints
+from negseq.training.module import NegSeqModule
 
 log = logging.getLogger("negseq")
 
@@ -54,7 +54,7 @@ class Recommender:
     Args:
         model: the trained network (eval mode), on the device to score on.
         catalog: the item vocabulary, popularity and reading settings of its training log.
-        history: what the model reads (:func:`negseq.inference.model_input`): ``positives`` (liked items; disliked ones
+        history: what the model reads (:func:`negseq.models.inference.model_input`): ``positives`` (liked items; disliked ones
             feed its negative encoder when it has one), ``all`` (the whole mixed history) or ``signed``.
         block_items: scores held at a time per user of a batch (memory: ``users x block_items`` scores).
         precision: ``fp32``, or ``bf16`` to run the encoder under bf16 autocast: faster on a CPU with bf16 instructions
@@ -106,7 +106,7 @@ class Recommender:
             run_dir: where the run's files go; default a new temporary directory (``.run_dir`` of the result).
             overrides: dotted keys and values, as the command line's flags: ``{"model.alpha": 0.45, "trainer.max_epochs": 20}``.
         """
-        from negseq.fit import main as fit_main  # the training CLI: loaded only to train
+        from negseq.training.cli import fit  # the training CLI: loaded only to train
 
         run_dir = Path(run_dir) if run_dir is not None else Path(tempfile.mkdtemp(prefix="negseq-fit-"))
         configs = [] if config is None else [config] if isinstance(config, (str, Path)) else list(config)
@@ -121,7 +121,7 @@ class Recommender:
         for key, value in (overrides or {}).items():
             args += [f"--{key}", value if isinstance(value, str) else json.dumps(value)]
         try:
-            fit_main([*args, "--run_dir", str(run_dir)])
+            fit([*args, "--run_dir", str(run_dir)])
         except SystemExit as stopped:  # the command line's parser refused an argument (its message is printed above)
             raise ConfigError(f"Recommender.fit: the configuration was refused (exit {stopped.code}; the parser's message is above): {args}") from None
         return cls.load(run_dir, precision=precision)
@@ -408,5 +408,3 @@ def _check_choice(on_unknown_user: str) -> None:
 
 _CODES_SCHEMA = {"user": pl.Int64, "code": pl.Int64, "rank": pl.Int32, "score": pl.Float32, "fallback": pl.Boolean}
 
-
-__getattr__ = moved(__name__, {"checkpoint_path": "negseq.checkpoints"})  # the old paths of names that moved (CHANGELOG.md)

@@ -11,7 +11,7 @@ Delta by giving up liked items is not chosen. With a noise bound ``z`` instead, 
 whose validation HR_p@k is at least the reference's minus ``z`` binomial standard errors of it,
 ``sqrt(p (1 - p) / n)`` over the ``n`` validation users with a liked target, compete: "fewer
 disliked items, and liked ones no fewer than validation can tell apart" (the prior's rule). With a responsiveness floor, validation also
-answers the counterfactual dislike (:mod:`negseq.responsiveness`) and only candidates whose
+answers the counterfactual dislike (:mod:`negseq.evaluation.responsiveness`) and only candidates whose
 validation neighbour suppression reaches the floor compete (the most suppressing one when none
 does): "react to a dislike this much, then rank liked items best". The chosen weights are written into the best
 checkpoint (the model's buffers), so loading it ranks as the test did.
@@ -26,10 +26,9 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from negseq import ranking_weights
-from negseq.deprecation import moved
 from negseq.errors import ConfigError
-from negseq.ranking_weights import WEIGHTS
+from negseq.models import ranking_weights
+from negseq.models.ranking_weights import WEIGHTS
 
 
 def candidates(*values: list[float]) -> list[dict[str, float]]:
@@ -140,5 +139,3 @@ def choose(
     better = -1.0 if lower_is_better(monitor) else 1.0
     return max(eligible, key=lambda index: (better * values[index], tuple(-w for w in _smaller(options[index]))))
 
-
-__getattr__ = moved(__name__, {"load_weights": "negseq.checkpoints"})  # the old paths of names that moved (CHANGELOG.md)

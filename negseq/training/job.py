@@ -13,10 +13,10 @@ import lightning as L
 import torch
 
 from negseq import layout
-from negseq.checkpoints import best_epoch, load_weights
-from negseq.results import format_table, per_user_frame, recommendations_frame, write_fit_metrics, write_metrics, write_selection
-from negseq.selection import choose, record_choice, validate_each
-from negseq.tracking import finish_wandb, log_test_summary
+from negseq.training.checkpoints import best_epoch, load_weights
+from negseq.training.results import format_table, per_user_frame, recommendations_frame, write_fit_metrics, write_metrics, write_selection
+from negseq.training.selection import choose, record_choice, validate_each
+from negseq.training.tracking import finish_wandb, log_test_summary
 
 
 def gather(trainer: L.Trainer, predictions: list) -> list:
@@ -32,7 +32,7 @@ def finish_fit(
     trainer: L.Trainer, model: L.LightningModule, data, run_dir: Path, options: list[dict[str, float]], monitor: str, fit_seconds: float,
     tolerance: float | None = None, min_suppression: float | None = None, within_noise: float | None = None,
 ) -> dict:
-    """Restore the best checkpoint, pick the ranking weights among ``options`` (:func:`negseq.selection.choose` on ``monitor``,
+    """Restore the best checkpoint, pick the ranking weights among ``options`` (:func:`negseq.training.selection.choose` on ``monitor``,
     NDCG_p@k within ``tolerance``, HR_p@k within ``within_noise`` standard errors, validation neighbour suppression@k at
     least ``min_suppression``), test and predict with them, write metrics.json (with a choice, every option's test
     metrics as ``ranking_curve``: the trade-off the weight moves along, reported, never chosen on),

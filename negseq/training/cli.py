@@ -4,7 +4,7 @@ It adds early stopping and checkpointing on validation NDCG_p@k (k = ``--model.k
 data-derived sizes into the model, and gives every run its own directory under
 ``--trainer.default_root_dir`` (or ``--run_dir``): checkpoints, config.yaml, history, W&B files
 and results all land there, whatever the logger. After ``fit`` its ``after_fit`` hook runs the
-rest of the job (:func:`negseq.job.finish_fit`): choose ``--select_negative_scoring`` and
+rest of the job (:func:`negseq.training.job.finish_fit`): choose ``--select_negative_scoring`` and
 ``--select_dislike_demotion`` and ``--select_polarity_prior`` on validation, test, predict, write the run's files; the last line printed is the run directory.
 """
 
@@ -23,15 +23,15 @@ from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from negseq import layout
-from negseq.allocator import keep_freed_memory
-from negseq.callbacks import BestAndLastCheckpoint, EpochHistory, RandomStateCheckpoint
 from negseq.data import FeedbackDataModule
 from negseq.errors import ConfigError, NegSeqError
-from negseq.job import finish_fit, finish_full_fit
-from negseq.module import NegSeqModule, architecture_differences
-from negseq.ranking_weights import WEIGHTS
-from negseq.selection import candidates, check_selection
-from negseq.tracking import SaveConfigToLoggers
+from negseq.models.ranking_weights import WEIGHTS
+from negseq.training.allocator import keep_freed_memory
+from negseq.training.callbacks import BestAndLastCheckpoint, EpochHistory, RandomStateCheckpoint
+from negseq.training.job import finish_fit, finish_full_fit
+from negseq.training.module import NegSeqModule, architecture_differences
+from negseq.training.selection import candidates, check_selection
+from negseq.training.tracking import SaveConfigToLoggers
 
 DEFAULT_ROOT = layout.DEFAULT_ROOT
 K = "k"  # a monitor's cutoff that --model.k fills in
@@ -45,7 +45,7 @@ TRAINER_DEFAULTS = {
     "default_root_dir": DEFAULT_ROOT,
     "log_every_n_steps": 1,
     "num_sanity_val_steps": 0,
-    "logger": {"class_path": "negseq.tracking.WandbLogger", "init_args": {"project": "negseq"}},
+    "logger": {"class_path": "negseq.training.tracking.WandbLogger", "init_args": {"project": "negseq"}},
 }
 
 
@@ -241,6 +241,13 @@ class NegSeqCLI(LightningCLI):
     @property
     def run_dir(self) -> Path:
         return Path(self.active_config.run_dir)
+
+
+def fit(args: list[str] | None = None) -> dict:
+    """Run ``fit`` with ``args`` (default: the command line); returns the metrics written to metrics.json (empty off the main
+    process). ``python -m negseq.fit`` and :meth:`negseq.Recommender.fit` call it."""
+    cli = NegSeqCLI(args=None if args is None else ["fit", *args])
+    return getattr(cli, "metrics", {})
 
 
 def cpu_has_bf16_units(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:

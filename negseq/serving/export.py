@@ -2,12 +2,12 @@
 item matrix, the vocabulary, and ``export.json``, the contract a caller follows to rank as negseq ranks.
 
 The program maps ``(B, L)`` left-padded item codes (0 is padding, the newest item in the last column; what the model
-reads, :func:`negseq.inference.model_input`) and ``(B, L)`` the user's last disliked codes to ``(B, D)`` user vectors,
+reads, :func:`negseq.models.inference.model_input`) and ``(B, L)`` the user's last disliked codes to ``(B, D)`` user vectors,
 the run's negative-scoring and sign-scoring weights built in, and ``(B, R, D)`` demotion vectors (zeros when the run has no dislike
 demotion); row ``r`` of ``items.npy`` is the item of code ``r + 1`` in ``items.parquet``. The batch dimension is dynamic.
 What the caller still does (export.json ``caller``, :data:`POST_PROCESSING`): the demotion term, the item-polarity
 prior (``items.parquet``'s ``prior`` column, the run's weight already applied), seen-item filtering and the popularity
-fallback, as :func:`negseq.inference.rank` does them.
+fallback, as :func:`negseq.models.inference.rank` does them.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ import polars as pl
 import torch
 from torch import Tensor, nn
 
-from negseq import ranking_weights
+from negseq.models import ranking_weights
 from negseq.models.families import family
 from negseq.models.recommender import SequentialRecommender
-from negseq.serving import Recommender
+from negseq.serving.api import Recommender
 
 PROGRAM_FILE = "user_encoder.pt2"
 ONNX_FILE = "user_encoder.onnx"

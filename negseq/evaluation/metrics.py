@@ -62,7 +62,7 @@ class _SignedRankMetric(Metric):
         raise NotImplementedError
 
     def update(self, ranks: Tensor, positive: Tensor) -> None:
-        """Add users: ``ranks`` from :func:`negseq.ranking.ranks_in`, ``positive`` True where the target was liked."""
+        """Add users: ``ranks`` from :func:`negseq.models.ranking.ranks_in`, ``positive`` True where the target was liked."""
         if ranks.shape != positive.shape:
             raise ValueError(f"`ranks` and `positive` must have the same shape, got {tuple(ranks.shape)} and {tuple(positive.shape)}")
         gains = self.gain(ranks, self.k)

@@ -13,7 +13,7 @@ import torch
 from negseq import layout
 from negseq.errors import ConfigError
 from negseq.models.recommender import SequentialRecommender
-from negseq.module import DEFAULTS, NegSeqModule, network, upgrade
+from negseq.training.module import DEFAULTS, NegSeqModule, network, upgrade
 
 
 def checkpoint_path(source: str | Path) -> Path:

@@ -17,7 +17,7 @@
 They are buffers of the model (``model.<name>`` in a checkpoint), so a checkpoint ranks as its run's test did. This
 module is their one home: the model checks them with :func:`check` when it is built and a selection its candidates with
 :func:`check_model`, selection sets them (:func:`write`) and writes the chosen ones into best.ckpt (:func:`record`), results and export read them
-(:func:`read`, :func:`manifest`), old checkpoints get them (:func:`fill_missing`), and :mod:`negseq.inference`
+(:func:`read`, :func:`manifest`), old checkpoints get them (:func:`fill_missing`), and :mod:`negseq.models.inference`
 ranks with whatever the model holds.
 """
 

@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import netrc
 import os
-import sys
 import secrets
 import socket
 import string
+import sys
 import threading
 from pathlib import Path
 from typing import Any, Mapping, Optional
