@@ -51,7 +51,7 @@ def compose(model: str) -> list[Path]:
 
 def test_the_models_datasets_and_overlays_ship():
     assert set(MODELS) == {
-        "pnfrec", "pnfrec_ce", "pnfrec_cl", "sasrec_p", "sasrec", "sasrec_c", "sasrec_negw", "signed", "signed_ul", "signed_cl", "signed_sign",
+        "pnfrec", "pnfrec_ce", "pnfrec_cl", "sasrec_p", "sasrec", "sasrec_c", "sasrec_negw", "signed", "signed_ul", "signed_cl", "signed_sign", "sasrec_p_ul",
         "sasrec_p_prior", "pnfrec_prior", "signed_prior",
     }
     assert set(DATASETS) == set(DATA_FILES)

@@ -18,9 +18,11 @@ from negseq.training.module import NegSeqModule
 
 
 def test_the_shipped_families_are_the_history_values():
-    assert list(FAMILIES) == ["positives", "all", "signed"]
-    assert [family(name).reads for name in FAMILIES] == ["positives", "history", "history with disliked codes negated"]
-    with pytest.raises(ConfigError, match=r"`history` must be one of \['positives', 'all', 'signed'\], got 'liked'"):
+    """One per module of negseq.models.families, in the order the modules are first imported (by name, a module that
+    another imports before it)."""
+    assert list(FAMILIES) == ["positives", "positives_unlikelihood", "signed", "all"]
+    assert [family(name).reads for name in FAMILIES] == ["positives", "positives", "history with disliked codes negated", "history"]
+    with pytest.raises(ConfigError, match=r"`history` must be one of \['positives', 'positives_unlikelihood', 'signed', 'all'\], got 'liked'"):
         family("liked")
 
 
@@ -28,7 +30,7 @@ def test_the_shipped_families_are_the_history_values():
     ("arguments", "message"),
     [
         ({"history": "all", "alpha": 0.45}, r"`alpha` \(0.45\) needs a negative encoder, which only history='positives' has"),
-        ({"history": "positives", "unlikelihood_weight": 1.0}, r"applies to history='all' or 'signed', where next items of both signs"),
+        ({"history": "positives", "unlikelihood_weight": 1.0}, r"applies to history='positives_unlikelihood' or 'signed' or 'all', where next items of both signs"),
         ({"history": "all", "alpha": 0, "sign_weight": 1.0}, r"`sign_weight` trains the sign head of history='signed' models"),
         ({"history": "signed", "alpha": 0, "contrast_negatives": "earlier"}, r"apply to history='positives', whose disliked items are apart"),
     ],
@@ -79,3 +81,41 @@ def test_a_family_defined_elsewhere_trains_and_ranks_through_its_own_input(newes
 def test_shift_drops_the_label_of_a_first_item():
     inputs, labels = shift(torch.tensor([[0, 0, 5, 6, 7]]))
     assert inputs.tolist() == [[0, 0, 5, 6]] and labels.tolist() == [[0, 0, 6, 7]]
+
+
+# -- the family added as one module: SASRec_p + unlikelihood --
+
+
+def test_sasrec_p_unlikelihood_pushes_each_dislike_from_the_newest_liked_state_before_it():
+    """Hand-computed: CE_pos as SASRec_p's, plus w * mean of -log(1 - p(d)) over the dislikes that have a liked input
+    before them, p under the state of the newest such input (full softmax over items 1..N)."""
+    torch.manual_seed(0)
+    module = NegSeqModule(num_items=9, num_train_items=9, max_len=3, dim=8, history="positives_unlikelihood", alpha=0, beta=0, unlikelihood_weight=0.5)
+    module.eval()  # no dropout: the expected values read the same states
+    batch = {
+        "positives": torch.tensor([[0, 3, 4, 5]]), "positives_order": torch.tensor([[0, 2, 4, 6]]),
+        # 8 before any liked input (nothing to push from), 6 after 3 (time 2), 7 after 4 (time 4; 5 is a label only)
+        "negatives": torch.tensor([[0, 8, 6, 7]]), "negatives_order": torch.tensor([[0, 1, 3, 7]]),
+    }
+    terms = module.loss_terms(batch)
+    hidden = module.model.encode(torch.tensor([[0, 3, 4]]))[0]  # (3, D): states after padding, 3, 4
+    log_p = torch.log_softmax(hidden @ module.model.items.weight[1:].T, dim=-1)  # (3, N): item j at column j - 1
+    ce_pos = -(log_p[1, 4 - 1] + log_p[2, 5 - 1]) / 2
+    unlikely = -(torch.log1p(-log_p[1, 6 - 1].exp()) + torch.log1p(-log_p[2, 7 - 1].exp())) / 2
+    assert set(terms) == {"loss_pos", "loss_unlikely", "loss"}
+    torch.testing.assert_close(terms["loss_pos"], ce_pos)
+    torch.testing.assert_close(terms["loss_unlikely"], 0.5 * unlikely)
+    # with no dislike that follows a liked input, the term is 0 and training is SASRec_p's
+    alone = module.loss_terms({**batch, "negatives": torch.tensor([[0, 0, 0, 8]]), "negatives_order": torch.tensor([[0, 0, 0, 1]])})
+    assert alone["loss_unlikely"].item() == 0.0 and torch.equal(alone["loss_pos"], terms["loss_pos"])
+
+
+def test_sasrec_p_unlikelihood_ranks_as_sasrec_p_and_refuses_what_it_does_not_train():
+    assert family("positives_unlikelihood").model_input({"positives": torch.tensor([[0, 1]]), "history": torch.tensor([[2, 1]])}).tolist() == [[0, 1]]
+    assert model_label({"history": "positives_unlikelihood", "unlikelihood_weight": 1.0}) == "SASRec_p + unlikelihood"
+    with pytest.raises(ConfigError, match=r"needs `unlikelihood_weight` > 0 \(without it, it is SASRec_p"):
+        NegSeqModule(num_items=9, num_train_items=9, history="positives_unlikelihood", alpha=0, beta=0)
+    with pytest.raises(ConfigError, match=r"`beta` \(0.25\) contrasts with a loss this family does not have"):
+        NegSeqModule(num_items=9, num_train_items=9, history="positives_unlikelihood", alpha=0, unlikelihood_weight=1.0)
+    with pytest.raises(ConfigError, match=r"`unlikelihood_weight` needs softmax='full'"):
+        NegSeqModule(num_items=9, num_train_items=9, history="positives_unlikelihood", alpha=0, beta=0, unlikelihood_weight=1.0, softmax="uniform")

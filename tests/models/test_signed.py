@@ -256,7 +256,7 @@ def test_every_term_trains_under_a_sampled_or_chunked_softmax(options):
         ({"history": "signed", "alpha": 0.45}, r"`alpha` \(0.45\) needs a negative encoder, which only history='positives' has"),
         ({"history": "positives", "sign_weight": 0.5}, r"`sign_weight` trains the sign head of history='signed' models"),
         ({"history": "all", "alpha": 0.0, "sign_weight": 0.5}, r"`sign_weight` trains the sign head of history='signed' models"),
-        ({"history": "positives", "unlikelihood_weight": 0.5}, r"`unlikelihood_weight` applies to history='all' or 'signed'"),
+        ({"history": "positives", "unlikelihood_weight": 0.5}, r"`unlikelihood_weight` applies to history='positives_unlikelihood' or 'signed' or 'all'"),
         ({"history": "signed", "alpha": 0.0, "sign_weight": -1.0}, r"`sign_weight` must be 0 \(off\) or positive, got -1.0"),
         ({"history": "signed", "alpha": 0.0, "negative_scoring": 0.5}, r"`negative_scoring` acts on the negative encoder"),
         ({"history": "signed", "alpha": 0.0, "hard_negative_weight": 1.0}, r"`hard_negative_weight` and `contrast_negatives` apply to history='positives'"),

@@ -1,14 +1,21 @@
 """Model families: what a model's encoder reads from a user's events, the loss it trains with, the rules of its options
 and its name in tables, one module each. NegSeqModule's ``history`` argument names the family (:data:`FAMILIES`).
 
-Adding a family is a module here with a :class:`Family` subclass (its ``name`` is the new ``history`` value), imported
-below, and a YAML under experiments/models/ that sets ``model.history`` to it.
+Adding a family is one module here with a :class:`Family` subclass (its ``name`` is the new ``history`` value) and a
+YAML under experiments/models/ that sets ``model.history`` to it: every module of this package is imported below, by
+name, and each ``Family`` subclass registers itself when its module is first imported (that order is the registry's).
 """
 
-# ruff: noqa: I001  (the import order is the registry's: history's choices, and the order messages name them in)
+import importlib
+import pkgutil
+
 from negseq.models.families.base import FAMILIES, Family, family, shift
-from negseq.models.families.sign_separated import SignSeparated, SignSeparatedFamily
-from negseq.models.families.whole_history import WholeHistory, WholeHistoryFamily
-from negseq.models.families.signed import SignedFamily, SignedHistory
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
+
+from negseq.models.families.sign_separated import SignSeparated, SignSeparatedFamily  # noqa: E402
+from negseq.models.families.signed import SignedFamily, SignedHistory  # noqa: E402
+from negseq.models.families.whole_history import WholeHistory, WholeHistoryFamily  # noqa: E402
 
 __all__ = ["FAMILIES", "Family", "SignSeparated", "SignSeparatedFamily", "SignedFamily", "SignedHistory", "WholeHistory", "WholeHistoryFamily", "family", "shift"]
