@@ -45,10 +45,11 @@ DOMINANCE_RULE = (
 )
 
 
-def load_per_user(run_dirs: dict[int, Path]) -> tuple[pl.DataFrame, int]:
+def load_per_user(run_dirs: dict[int, str | Path]) -> tuple[pl.DataFrame, int]:
     """The per_user.parquet of each seed's run, with a ``seed`` column, and the runs' cut-off ``k``."""
     frames, ks = [], set()
     for seed, run_dir in run_dirs.items():
+        run_dir = Path(run_dir)
         if not (run_dir / "per_user.parquet").is_file():
             raise ConfigError(f"{run_dir}: no per_user.parquet (a run made before runs wrote it); delete the run directory to rerun it")
         ks.add(run_cutoff(json.loads((run_dir / "metrics.json").read_text())))
