@@ -35,7 +35,7 @@ DATA_FILES = {
 }
 STUDY_LOGS = {"ml-100k", "ciaodvd", "steam-au"}  # the logs of experiments/QUALITY.md's per-log rows: leave-last-out, every user
 # the loss keys every model file sets, so that a model file replaces whatever an earlier config set
-LOSS_KEYS = {"history", "alpha", "beta", "temperature", "cosine", "unlikelihood_weight", "sign_weight"}
+LOSS_KEYS = {"family", "alpha", "beta", "temperature", "cosine", "unlikelihood_weight", "sign_weight"}
 RANKING_WEIGHTS = ("negative_scoring", "dislike_demotion", "polarity_prior", "sign_scoring")
 
 

@@ -34,7 +34,7 @@ def test_each_config_fits_and_tests(configs, tmp_path, tiny_log):
     history = json.loads((run_dir / "history.jsonl").read_text().splitlines()[0])
     # the loss terms each model logs show which parts of the composite loss are on
     model = {key: value for config in configs for key, value in yaml.safe_load(config.read_text()).get("model", {}).items()}
-    expected = {"train/loss_next"} if model["history"] in ("all", "signed") else {"train/loss_pos"}
+    expected = {"train/loss_next"} if model["family"] in ("whole_history", "signed") else {"train/loss_pos"}
     if model.get("sign_weight"):
         expected.add("train/loss_sign")
     if model["beta"]:
@@ -172,7 +172,7 @@ def test_runner_composes_data_base_and_overlay_and_takes_complete_configs(tmp_pa
     complete.write_text(DATA.read_text() + (ROOT / "experiments/models/sasrec_c.yaml").read_text())
     run_experiments([str(complete), "--seeds", "1", "--out", str(tmp_path / "b"), "--", "--data.path", tiny_log, *TINY])
     config = yaml.safe_load((tmp_path / "b/runs/sasrec_c/seed42/config.yaml").read_text())
-    assert (config["model"]["history"], config["model"]["cosine"], config["data"]["split"]) == ("all", True, "leave_last_out")
+    assert (config["model"]["family"], config["model"]["cosine"], config["data"]["split"]) == ("whole_history", True, "leave_last_out")
 
 
 def test_runner_refuses_two_configs_of_one_name(tmp_path, capsys):

@@ -176,7 +176,7 @@ def check_model(data: FeedbackDataModule, model_kwargs: dict) -> None:
     events=logs(),
     fmt=st.sampled_from(["csv", "parquet"]),
     split=st.sampled_from(["leave_last_out", "leave_last_out", "temporal"]),
-    model_kwargs=st.sampled_from([{}, {"history": "all", "alpha": 0.0, "beta": 0.25, "cosine": True, "temperature": 0.1}]),
+    model_kwargs=st.sampled_from([{}, {"family": "whole_history", "alpha": 0.0, "beta": 0.25, "cosine": True, "temperature": 0.1}]),
 )
 def test_random_logs_give_a_valid_run_or_a_documented_error(tmp_path_factory, events, fmt, split, model_kwargs):
     path = tmp_path_factory.mktemp("log") / f"log.{fmt}"

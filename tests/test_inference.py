@@ -128,12 +128,12 @@ def test_the_five_paths_give_the_same_top_k_for_every_test_user(fitted, test_his
     assert manifest["sign_scoring"] == (1.5 if name == "signed" else 0.0)
 
 
-@pytest.mark.parametrize("history", ["positives", "all"])
-def test_evaluation_gives_a_user_with_an_empty_input_the_fallback_serving_gives(history):
+@pytest.mark.parametrize("family", ["sign_separated", "whole_history"])
+def test_evaluation_gives_a_user_with_an_empty_input_the_fallback_serving_gives(family):
     """#24 defect 5: the test ranked such users with the model (the final LayerNorm's bias: one list for all of them)
     while serving gave them popularity. Now the one inference path decides, from what the model reads."""
     torch.manual_seed(0)
-    module = NegSeqModule(num_items=12, num_train_items=12, max_len=4, dim=8, k=3, **({} if history == "positives" else {"history": "all", "alpha": 0.0, "beta": 0.0})).eval()
+    module = NegSeqModule(num_items=12, num_train_items=12, max_len=4, dim=8, k=3, **({} if family == "sign_separated" else {"family": "whole_history", "alpha": 0.0, "beta": 0.0})).eval()
     module.popularity = torch.tensor([0.0, 1, 9, 3, 7, 0, 0, 0, 0, 0, 0, 5, 2])  # (N + 1,): items 2, 4, 11, 3, ...
     batch = {
         "user": torch.tensor([0, 1]),
@@ -148,5 +148,5 @@ def test_evaluation_gives_a_user_with_an_empty_input_the_fallback_serving_gives(
         out = module.predict_step(batch, 0)
     assert out["items"][0].tolist() == [2, 11, 3]  # popularity, seen item 4 excluded: as Recommender serves it
     assert out["rank"][0] == 1.0
-    model = inference.rank(module.model, batch, 3, history, popularity=None)  # no popularity: the model's own list
+    model = inference.rank(module.model, batch, 3, family, popularity=None)  # no popularity: the model's own list
     assert out["items"][1].tolist() == model.items[1].tolist() and model.items[0].tolist() != [2, 11, 3]

@@ -62,7 +62,7 @@ def test_load_runs_one_row_per_run_with_config_and_metrics(runs_root):
     assert runs.get_column("config").to_list() == ["negseq", "sasrec"]
     assert runs.get_column("seed").to_list() == [42, 42]
     assert runs.get_column("source").to_list() == ["local", "local"]
-    assert runs.get_column("model.history").to_list() == ["positives", "all"]
+    assert runs.get_column("model.family").to_list() == ["sign_separated", "whole_history"]
     assert runs.get_column("dataset").to_list() == ["log.csv", "log.csv"]
     assert runs.get_column("epochs").to_list() == [2, 2]
     for row in runs.iter_rows(named=True):
@@ -259,5 +259,5 @@ def test_model_labels_name_the_options_beyond_the_paper():
     )
     assert analysis.model_label({"beta": 0.0, "negative_scoring": 0.5}) == "PNFRec CE+CE + negative scoring"
     assert analysis.model_label({"negative_scoring": 0.5, "dislike_demotion": 2.0}) == "PNFRec + negative scoring + dislike demotion"
-    assert analysis.model_label({"history": "all", "alpha": 0.0, "beta": 0.0, "dislike_demotion": 1.0}) == "SASRec + dislike demotion"
+    assert analysis.model_label({"family": "whole_history", "alpha": 0.0, "beta": 0.0, "dislike_demotion": 1.0}) == "SASRec + dislike demotion"
     assert analysis.model_label({"alpha": 0.0, "beta": 0.0, "cosine": True}) == "SASRec_p"  # no contrast: cosine plays no part

@@ -34,7 +34,7 @@ def pnfrec(tmp_path_factory) -> Recommender:
 
 @pytest.fixture(scope="module")
 def sasrec(tmp_path_factory) -> Recommender:
-    overrides = {**TINY, "model.history": "all", "model.alpha": 0.0, "model.beta": 0.0}
+    overrides = {**TINY, "model.family": "whole_history", "model.alpha": 0.0, "model.beta": 0.0}
     return Recommender.fit(string_log(), run_dir=tmp_path_factory.mktemp("sasrec") / "run", overrides=overrides)
 
 

@@ -264,9 +264,9 @@ def test_nan_loss_stops_the_run_naming_the_step(log, tmp_path):
         dict(alpha=0.45, beta=0.25),  # PNFRec
         dict(alpha=0.45, beta=0.0),  # CE+CE
         dict(alpha=0.0, beta=0.25),  # CE+contrast
-        dict(history="all", alpha=0.0, beta=0.0),  # SASRec
-        dict(history="all", alpha=0.0, beta=0.25, cosine=True, temperature=0.1),  # SASRec_c
-        dict(history="all", alpha=0.0, beta=0.0, unlikelihood_weight=0.5),  # unlikelihood
+        dict(family="whole_history", alpha=0.0, beta=0.0),  # SASRec
+        dict(family="whole_history", alpha=0.0, beta=0.25, cosine=True, temperature=0.1),  # SASRec_c
+        dict(family="whole_history", alpha=0.0, beta=0.0, unlikelihood_weight=0.5),  # unlikelihood
     ],
 )
 def test_degenerate_batches_give_finite_losses_gradients_and_ranks(kwargs):

@@ -64,7 +64,7 @@ def string_run(tmp_path_factory) -> tuple[Path, pl.DataFrame]:
     path = folder / "log.csv"
     log.write_csv(path)
     run_dir = folder / "run"
-    fit_main(["--data.path", str(path), "--run_dir", str(run_dir), "--model.history", "all", "--model.alpha", "0", "--model.beta", "0",
+    fit_main(["--data.path", str(path), "--run_dir", str(run_dir), "--model.family", "whole_history", "--model.alpha", "0", "--model.beta", "0",
               "--data.max_len", "10", *SMALL])
     path.rename(folder / "moved.csv")
     return run_dir, log
@@ -208,7 +208,7 @@ def test_unknown_items_are_ignored_and_a_history_without_known_likes_falls_back(
 def test_string_ids_and_a_whole_history_model(string_run):
     run_dir, log = string_run
     rec = Recommender.load(run_dir)
-    assert rec.history == "all" and rec.catalog.item_ids.dtype == pl.String
+    assert rec.family == "whole_history" and rec.catalog.item_ids.dtype == pl.String
     history = [("i101", True), ("i105", False), ("i110", True)]
     by_history = rec.recommend(history=history, k=5)
     assert by_history.schema["item_id"] == pl.String and not set(by_history["item_id"]) & {"i101", "i105", "i110"}

@@ -56,7 +56,7 @@ def test_a_signed_model_fits_tests_and_reports_responsiveness(signed_run):
     assert {"train/loss", "train/loss_next", "train/loss_contrast", "train/loss_sign"} <= set(history[0])
     assert "train/loss_pos" not in history[0] and "train/loss_neg" not in history[0]
     model = yaml.safe_load((run_dir / "config.yaml").read_text())["model"]
-    assert (model["history"], model["alpha"], model["sign_weight"], model["weight_decay"]) == ("signed", 0.0, 0.5, 0.01)
+    assert (model["family"], model["alpha"], model["sign_weight"], model["weight_decay"]) == ("signed", 0.0, 0.5, 0.01)
     state = torch.load(run_dir / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)["state_dict"]
     assert state["model.signs.weight"].shape == (2, 16) and "model.sign_head.weight" in state
     assert not any(key.startswith("model.negative_encoder") for key in state)
@@ -64,7 +64,7 @@ def test_a_signed_model_fits_tests_and_reports_responsiveness(signed_run):
 
 def test_a_dislike_added_to_a_signed_history_changes_its_ranking(signed_run):
     rec = Recommender.load(signed_run[0])
-    assert rec.history == "signed"
+    assert rec.family == "signed"
     history = [(1, True), (50, True), (110, False), (260, True), (296, True)]  # Toy Story, ..., Pulp Fiction
     wide = 50
     before = rec.recommend(history=history, k=wide)
@@ -107,7 +107,7 @@ def test_negseq_recommend_and_export_of_a_signed_run(signed_run, tmp_path, capsy
     assert code == 0 and pl.read_parquet(out)["user_id"].n_unique() == 610
     assert run_command(["export", "--run", str(run_dir), "--out", str(tmp_path / "export")], capsys)[0] == 0
     manifest = json.loads((tmp_path / "export" / "export.json").read_text())
-    assert manifest["history"] == "signed" and manifest["inputs"] == ["history with disliked codes negated", "negatives"]
+    assert manifest["family"] == "signed" and manifest["inputs"] == ["history with disliked codes negated", "negatives"]
     program = torch.export.load(tmp_path / "export" / "user_encoder.pt2").module()
     items = torch.from_numpy(np.load(tmp_path / "export" / "items.npy"))  # (N, D)
     vocabulary = pl.read_parquet(tmp_path / "export" / "items.parquet")

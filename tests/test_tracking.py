@@ -290,7 +290,7 @@ def test_wandb_loaders_read_what_a_run_sent(offline_run, tmp_path):
     remote = analysis.load_wandb_runs("negseq", "me", api=Api())
     local = analysis.load_runs(run_dir.parent)
     assert remote.get_column("run_dir").to_list() == [f"wandb:me/negseq/{run['id']}"]
-    for column in ("config", "model", "seed", "dataset", "model.history", "data.max_len"):
+    for column in ("config", "model", "seed", "dataset", "model.family", "data.max_len"):
         assert remote.get_column(column).to_list() == local.get_column(column).to_list(), column
     for column in ("model.alpha", *analysis.METRIC_COLUMNS):
         assert remote.get_column(column).to_list() == pytest.approx(local.get_column(column).to_list()), column

@@ -12,7 +12,7 @@ import polars as pl
 import yaml
 
 from negseq import layout
-from negseq.models.families import family
+from negseq.models.families import family_of
 from negseq.studies.runner import results_table
 from negseq.training.module import DEFAULTS as MODEL_DEFAULTS
 
@@ -61,7 +61,7 @@ def model_label(model: Mapping[str, Any]) -> str:
     ranking = (" + dislike demotion" if float(model["dislike_demotion"] or 0) else "") + (
         " + polarity prior" if float(model["polarity_prior"] or 0) else ""
     )
-    return family(model["history"]).label(model) + ranking
+    return family_of(model).label(model) + ranking
 
 
 def _identity(config: Mapping[str, Any], fallback_name: str) -> dict[str, Any]:

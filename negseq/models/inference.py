@@ -4,7 +4,7 @@ path it comes by (the exported program documents the same steps for a caller out
 
 The steps, in order:
 
-1. The model input (:func:`model_input`): the model's family (``history``, :mod:`negseq.models.families`) chooses
+1. The model input (:func:`model_input`): the model's ``family`` (:mod:`negseq.models.families`) chooses
    what the encoder reads: the liked items, the whole mixed history, or that history with disliked ids negated.
    Disliked items (``negatives``) also feed the negative encoder and the dislike demotion when the model uses them.
 2. The fallback: a user whose model input is empty (nothing the encoder reads: no liked item for a ``positives``
@@ -28,7 +28,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from negseq.models.families import family
+from negseq.models import families
 from negseq.models.ranking import exact_scores, ranks_in, top_k
 
 # users encoded and scored at a time per thread on a CPU: their activations (256 x 50 x 64 fp32, 3 MB a tensor) stay in
@@ -36,9 +36,9 @@ from negseq.models.ranking import exact_scores, ranks_in, top_k
 CPU_CHUNK_USERS = 256
 
 
-def model_input(batch: dict[str, Tensor], history: str) -> Tensor:
-    """``(B, L)`` the left-padded sequence the encoder reads, chosen by the model's family ``history``."""
-    return family(history).model_input(batch)
+def model_input(batch: dict[str, Tensor], family: str) -> Tensor:
+    """``(B, L)`` the left-padded sequence the encoder reads, chosen by the model's ``family``."""
+    return families.family(family).model_input(batch)
 
 
 def empty_input(inputs: Tensor) -> Tensor:
@@ -68,7 +68,7 @@ def rank(
     model: torch.nn.Module,
     batch: dict[str, Tensor],
     k: int,
-    history: str,
+    family: str,
     block_items: int = 2048,
     popularity: Optional[Tensor] = None,
     exclude_seen: bool = True,
@@ -79,13 +79,13 @@ def rank(
 
     Args:
         model: a :class:`negseq.models.recommender.SequentialRecommender` (eval mode for exact agreement).
-        history: the model's ``history`` (:func:`model_input`).
+        family: the model's family (:func:`model_input`).
         popularity: ``(N + 1,)`` the fallback's scores (liked training events per code); None: no fallback.
         allowed: ``(A,)`` sorted distinct codes, the only candidates; None: every item.
         blocked: ``(C,)`` codes never recommended.
         batch: with ``target``, the result holds each target's rank.
     """
-    inputs = model_input(batch, history)  # (B, L)
+    inputs = model_input(batch, family)  # (B, L)
     n_users = len(inputs)
     device = inputs.device
     seen = candidates_seen(batch, exclude_seen, blocked)  # (B, S)
@@ -117,10 +117,10 @@ def rank(
     return Ranked(scores, items, fallback, ranks)
 
 
-def score_items(model: torch.nn.Module, batch: dict[str, Tensor], items: Tensor, history: str, popularity: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+def score_items(model: torch.nn.Module, batch: dict[str, Tensor], items: Tensor, family: str, popularity: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
     """``(B, C)`` the exact scores :func:`rank` orders by of the codes ``items`` ``(B, C)`` (seen or not) and ``(B,)``
     the fallback flags: a user with an empty input gets the items' popularity instead, as :func:`rank` ranks them."""
-    inputs = model_input(batch, history)
+    inputs = model_input(batch, family)
     negatives = batch.get("negatives")
     scores = exact_scores(model(inputs, negatives), model.items.weight, items, model.demotion(negatives), model.item_bias())  # (B, C)
     fallback = empty_input(inputs) if popularity is not None else torch.zeros(len(inputs), dtype=torch.bool, device=inputs.device)
@@ -129,7 +129,7 @@ def score_items(model: torch.nn.Module, batch: dict[str, Tensor], items: Tensor,
     return scores, fallback
 
 
-def rank_on_threads(model: torch.nn.Module, batch: dict[str, Tensor], k: int, history: str, block_items: int = 2048, precision: str = "fp32", **options) -> Ranked:
+def rank_on_threads(model: torch.nn.Module, batch: dict[str, Tensor], k: int, family: str, block_items: int = 2048, precision: str = "fp32", **options) -> Ranked:
     """:func:`rank` of a large batch with the same result, faster: on a CPU, chunks of :data:`CPU_CHUNK_USERS` users on
     one thread each (torch's ops single-threaded meanwhile), the scores held at a time bounded as for the whole batch;
     ``precision="bf16"`` runs the encoder under bf16 autocast (its user vectors differ from fp32's in the last bits)."""
@@ -142,7 +142,7 @@ def rank_on_threads(model: torch.nn.Module, batch: dict[str, Tensor], k: int, hi
     def one(rows: slice) -> Ranked:  # inference mode and autocast are per thread
         with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=precision == "bf16"):
             part = {name: value[rows] for name, value in batch.items()}
-            return rank(model, part, k, history, max(budget // max(len(part["seen"]), 1), 1), **options)
+            return rank(model, part, k, family, max(budget // max(len(part["seen"]), 1), 1), **options)
 
     with _one_thread_each(workers), ThreadPoolExecutor(workers) as pool:
         parts = list(pool.map(one, slices))

@@ -39,12 +39,12 @@ def check(options: dict[str, Any], negative_encoder: bool, flag: str = "", sign_
     that a model with or without a negative encoder or a sign head cannot rank with; ``flag`` prefixes the message (``--select_...: ``)."""
     for name in NEEDS_NEGATIVE_ENCODER:
         if options.get(name) and not negative_encoder:
-            raise ConfigError(f"{flag}`{name}` acts on the negative encoder, which only history='positives' with alpha > 0 builds")
+            raise ConfigError(f"{flag}`{name}` acts on the negative encoder, which only family='sign_separated' with alpha > 0 builds")
     weight, window, decay = options.get("dislike_demotion", 0.0), options.get("demotion_window", 1), options.get("demotion_decay", 1.0)
     if weight < 0 or window < 1 or not 0 < decay <= 1:
         raise ConfigError(f"{flag}dislike_demotion must be >= 0, demotion_window >= 1 and demotion_decay in (0, 1], got {weight}, {window} and {decay}")
     if options.get("sign_scoring") and not sign_head:
-        raise ConfigError(f"{flag}`sign_scoring` ranks with the sign head, which only history='signed' with sign_weight > 0 builds")
+        raise ConfigError(f"{flag}`sign_scoring` ranks with the sign head, which only family='signed' with sign_weight > 0 builds")
     if options.get("polarity_prior", 0.0) < 0:
         raise ConfigError(f"{flag}polarity_prior must be >= 0 (a weight on the items' log like rate), got {options['polarity_prior']}")
 

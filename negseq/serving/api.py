@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Optional
@@ -28,8 +29,7 @@ from negseq.data.catalog import STATE_KEY, Catalog
 from negseq.data.reading import FRAME, as_polars, read_events
 from negseq.data.sequences import EvalSequences
 from negseq.errors import ConfigError, DataError
-from negseq.models import inference
-from negseq.models.families import family
+from negseq.models import families, inference
 from negseq.models.ranking import nearest_items
 from negseq.models.recommender import SequentialRecommender
 from negseq.serving.histories import History, Id, histories_frame, item_series
@@ -54,8 +54,9 @@ class Recommender:
     Args:
         model: the trained network (eval mode), on the device to score on.
         catalog: the item vocabulary, popularity and reading settings of its training log.
-        history: what the model reads (:func:`negseq.models.inference.model_input`): ``positives`` (liked items; disliked ones
-            feed its negative encoder when it has one), ``all`` (the whole mixed history) or ``signed``.
+        family: the model's family, which says what it reads (:func:`negseq.models.inference.model_input`):
+            ``sign_separated`` (liked items; disliked ones feed its negative encoder when it has one), ``whole_history``
+            (the whole mixed history), ``signed``, ``positives_unlikelihood`` (liked items).
         block_items: scores held at a time per user of a batch (memory: ``users x block_items`` scores).
         precision: ``fp32``, or ``bf16`` to run the encoder under bf16 autocast: faster on a CPU with bf16 instructions
             (1.2x here), but its user vectors differ from fp32's in the last bits, so a near-tie in the top-k can swap
@@ -63,16 +64,22 @@ class Recommender:
     """
 
     def __init__(
-        self, model: SequentialRecommender, catalog: Catalog, history: str = "positives", block_items: int = 2048, precision: str = "fp32"
+        self, model: SequentialRecommender, catalog: Catalog, family: str = "sign_separated", block_items: int = 2048, precision: str = "fp32"
     ) -> None:
         if precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
         self.model = model.eval()
         self.catalog = catalog
-        self.history = history
+        self.family = family
         self.block_items = block_items
         self.precision = precision
         self.run_dir: Optional[Path] = None  # the run directory of :meth:`fit` or :meth:`load`
+
+    @property
+    def history(self) -> str:
+        """Deprecated since 0.4.0: the model's :attr:`family`."""
+        warnings.warn("Recommender.history is deprecated since 0.4.0: use Recommender.family", DeprecationWarning, stacklevel=2)
+        return self.family
 
     @classmethod
     def load(cls, source: str | Path, map_location: Any = None, precision: str = "fp32") -> "Recommender":
@@ -82,7 +89,7 @@ class Recommender:
             raise ConfigError(f"{checkpoints.checkpoint_path(source)}: the checkpoint holds no item catalogue (written by an older negseq); refit the run to serve it")
         model, hp = checkpoints.load_network(checkpoint), checkpoints.hyper_parameters(checkpoint)
         device = next(iter(checkpoint["state_dict"].values())).device
-        recommender = cls(model.to(device), Catalog.from_state(checkpoint[STATE_KEY]), hp["history"], hp["score_block_items"], precision)
+        recommender = cls(model.to(device), Catalog.from_state(checkpoint[STATE_KEY]), hp["family"], hp["score_block_items"], precision)
         recommender.run_dir = Path(source) if Path(source).is_dir() else None
         return recommender
 
@@ -90,7 +97,7 @@ class Recommender:
     def from_module(cls, module: NegSeqModule, datamodule, precision: str = "fp32") -> "Recommender":
         """From a NegSeqModule in memory and the FeedbackDataModule it was trained on (its catalogue); the module's
         network is served as it is (put in eval mode), no checkpoint needed."""
-        return cls(module.model, datamodule.catalog, module.hparams.history, module.hparams.score_block_items, precision)
+        return cls(module.model, datamodule.catalog, module.hparams.family, module.hparams.score_block_items, precision)
 
     @classmethod
     def fit(
@@ -145,7 +152,7 @@ class Recommender:
     ) -> pl.DataFrame:
         """``item_id, score, rank, fallback`` (best first) for one user's history, in original ids.
 
-        ``liked`` and ``disliked`` are in time order, oldest first. A ``history="all"`` or ``"signed"`` model reads
+        ``liked`` and ``disliked`` are in time order, oldest first. A ``family="whole_history"`` or ``"signed"`` model reads
         one mixed sequence, so their interleaving matters: pass ``history=[(item, liked), ...]`` in time order (it
         replaces ``liked``/``disliked``); without it the disliked items are taken as older than the liked ones.
         Unknown items are ignored (and counted in the log); a history the model reads nothing of is an unknown user.
@@ -166,7 +173,7 @@ class Recommender:
         codes = self._codes(items, "score: items")
         batch = self._batch(self._known(events, "score", require_known=False)[0], 1)
         with torch.inference_mode(), torch.autocast(self.device.type, torch.bfloat16, enabled=self.precision == "bf16"):
-            scores, fallback = inference.score_items(self.model, batch, codes.to(self.device)[None], self.history, self.catalog.popularity)
+            scores, fallback = inference.score_items(self.model, batch, codes.to(self.device)[None], self.family, self.catalog.popularity)
         return pl.DataFrame({
             "item_id": self.catalog.item_ids.gather(pl.Series(codes.numpy() - 1)),
             "score": scores[0].float().cpu().numpy(),
@@ -353,7 +360,7 @@ class Recommender:
             if on_unknown_user == "error":
                 raise DataError(
                     f"{name}: {unknown.len()} users have nothing the model reads (e.g. user {unknown[0]!r}: no known "
-                    f"{family(self.history).nothing_to_read}); on_unknown_user='error' (use 'popular' or 'skip')"
+                    f"{families.family(self.family).nothing_to_read}); on_unknown_user='error' (use 'popular' or 'skip')"
                 )
             ranked = ranked.filter(~pl.col("fallback"))
         return self._decode(ranked, user_ids)
@@ -372,7 +379,7 @@ class Recommender:
         ``user, code, rank, score, fallback``; slots without a recommendable item are left out."""
         batch = self._batch(events, n_users)
         ranked = inference.rank_on_threads(
-            self.model, batch, k, self.history, self.block_items, self.precision,
+            self.model, batch, k, self.family, self.block_items, self.precision,
             popularity=self.catalog.popularity, exclude_seen=exclude_seen, allowed=allowed, blocked=blocked,
         )
         width = ranked.items.shape[1]

@@ -82,8 +82,8 @@ def export_run(source: str | Path, out: str | Path) -> dict[str, str]:
     prior = np.zeros(catalog.num_items, dtype=np.float32) if bias is None else bias[1:].detach().float().cpu().numpy()
     catalog.frame().with_columns(popularity=pl.Series(catalog.popularity[1:].float().numpy()), prior=pl.Series(prior)).write_parquet(files["vocabulary"])
     manifest = {
-        "inputs": [family(recommender.history).reads, "negatives"],
-        "history": recommender.history,
+        "inputs": [family(recommender.family).reads, "negatives"],
+        "family": recommender.family,
         "max_len": length,
         "padding": "item code 0, on the left (the newest item in the last column)",
         "outputs": ["users (B, D)", "demote (B, R, D)"],

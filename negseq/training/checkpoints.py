@@ -12,6 +12,7 @@ import torch
 
 from negseq import layout
 from negseq.errors import ConfigError
+from negseq.models.families import family_of
 from negseq.models.recommender import SequentialRecommender
 from negseq.training.module import DEFAULTS, NegSeqModule, network, upgrade
 
@@ -37,7 +38,8 @@ def hyper_parameters(checkpoint: dict[str, Any]) -> dict[str, Any]:
     """NegSeqModule's arguments a checkpoint was trained with: those it no longer takes left out, those added since at
     their defaults (which reproduce the older behaviour)."""
     accepted = inspect.signature(NegSeqModule).parameters
-    return {**DEFAULTS, **{name: value for name, value in checkpoint["hyper_parameters"].items() if name in accepted}}
+    saved = {name: value for name, value in checkpoint["hyper_parameters"].items() if name in accepted and name != "history"}
+    return {**DEFAULTS, **saved, "family": family_of(checkpoint["hyper_parameters"]).name}
 
 
 def load_network(checkpoint: dict[str, Any]) -> SequentialRecommender:

@@ -3,18 +3,19 @@
 Which encoders exist and which loss terms are on are constructor arguments, so each row of the
 paper's table is a YAML file, not a subclass:
 
-=================  ===========  =====  =====  ======================================
-model              history      alpha  beta   other
-=================  ===========  =====  =====  ======================================
-PNFRec             positives    0.45   0.25
-PNFRec CE+CE       positives    0.45   0
-PNFRec CE+contr.   positives    0      0.25
-SASRec_p           positives    0      0
-SASRec             all          0      0
-SASRec_c           all          0      0.25   cosine, temperature 0.1
-SASRec + unlikel.  all          0      0      unlikelihood_weight > 0
-Signed SASRec      signed       0      0      (optional: unlikelihood_weight, beta, sign_weight)
-=================  ===========  =====  =====  ======================================
+=================  ======================  =====  =====  ======================================
+model              family                  alpha  beta   other
+=================  ======================  =====  =====  ======================================
+PNFRec             sign_separated          0.45   0.25
+PNFRec CE+CE       sign_separated          0.45   0
+PNFRec CE+contr.   sign_separated          0      0.25
+SASRec_p           sign_separated          0      0
+SASRec_p + unl.    positives_unlikelihood  0      0      unlikelihood_weight > 0
+SASRec             whole_history           0      0
+SASRec_c           whole_history           0      0.25   cosine, temperature 0.1
+SASRec + unlikel.  whole_history           0      0      unlikelihood_weight > 0
+Signed SASRec      signed                  0      0      (optional: unlikelihood_weight, beta, sign_weight)
+=================  ======================  =====  =====  ======================================
 
 Beyond the paper (each off by default): ``negative_scoring`` ranks with the negative encoder
 too, ``dislike_demotion`` sinks items whose embedding is close to the user's newest dislikes, ``polarity_prior`` adds
@@ -31,7 +32,8 @@ it also asks how the ranking answers a counterfactual dislike of each user's fir
 from __future__ import annotations
 
 import inspect
-from typing import Any, Literal, get_args, get_origin, get_type_hints
+import warnings
+from typing import Any, Literal, Optional, get_args, get_origin, get_type_hints
 
 import lightning as L
 import torch
@@ -42,15 +44,14 @@ from negseq.data.catalog import STATE_KEY
 from negseq.errors import ConfigError, NonFiniteLossError
 from negseq.evaluation.metrics import MRR, NDCG, Coverage, HitRate
 from negseq.evaluation.responsiveness import ListChange, NeighbourSuppression, with_dislike
-from negseq.models import inference, ranking_weights
-from negseq.models.families import FAMILIES, family
+from negseq.models import families, inference, ranking_weights
 from negseq.models.ranking import nearest_items
 from negseq.models.recommender import SequentialRecommender
 
-FamilyName = Literal[tuple(FAMILIES)]  # the ``history`` values: one per module of negseq.models.families
+FamilyName = Literal[tuple(families.FAMILIES)]  # the ``family`` values: one per module of negseq.models.families
 ITEM_TABLE_NEIGHBOURS = 20  # m of item-table neighbours without a datamodule (FeedbackDataModule's ``neighbours`` default)
 # a checkpoint must match these to load: they make the network (or, for history, what it reads)
-ARCHITECTURE = ("num_items", "dim", "max_len", "blocks", "heads", "history", "fusion")
+ARCHITECTURE = ("num_items", "dim", "max_len", "blocks", "heads", "family", "fusion")
 # loss weights whose being > 0 makes a part of the network: alpha the negative encoder, sign_weight the sign head
 PART_SWITCHES = ("alpha", "sign_weight")
 
@@ -65,7 +66,7 @@ def architecture_differences(saved: dict[str, Any], other: dict[str, Any]) -> li
 
 def check_arguments(hp: dict[str, Any]) -> None:
     """Refuse combinations of NegSeqModule's arguments that are meaningless or that the code does not support."""
-    family(hp["history"]).check(hp)
+    families.family(hp["family"]).check(hp)
     for name, allowed in CHOICES.items():
         if hp[name] not in allowed:
             raise ConfigError(f"`{name}` must be one of {list(allowed)}, got {hp[name]!r}")
@@ -97,7 +98,7 @@ def network(hp: dict[str, Any]) -> SequentialRecommender:
         hp["num_items"], hp["max_len"], hp["dim"], hp["blocks"], hp["heads"], hp["dropout"], negative_encoder=bool(hp["alpha"]),
         fusion=hp["fusion"] == "gated", negative_scoring=hp["negative_scoring"], dislike_demotion=hp["dislike_demotion"],
         polarity_prior=hp["polarity_prior"], sign_scoring=hp["sign_scoring"], demotion_window=hp["demotion_window"],
-        demotion_decay=hp["demotion_decay"], identical_start=hp["identical_start"], signed=family(hp["history"]).signed_input,
+        demotion_decay=hp["demotion_decay"], identical_start=hp["identical_start"], signed=families.family(hp["family"]).signed_input,
         sign_head=bool(hp["sign_weight"]),
     )
 
@@ -119,18 +120,21 @@ class NegSeqModule(L.LightningModule):
         num_items: catalogue size N (item ids 1..N, 0 is padding); linked from the data.
         num_train_items: distinct items in train, the Coverage@k denominator; linked from the data.
         max_len: sequence length L; linked from the data.
-        history: ``positives`` reads the user's liked items (PNFRec family, SASRec_p), in training
-            and at evaluation; ``all`` reads the whole mixed history (SASRec, SASRec_c); ``signed`` reads
-            the whole mixed history with each event's sign (item + sign embedding) and learns to predict
-            the next liked item (:class:`negseq.models.families.signed.SignedHistory`).
-        alpha: weight of CE_neg, the negative encoder's next-disliked-item loss (``positives`` only).
+        family: the model family (:mod:`negseq.models.families`, one module each): ``sign_separated`` reads the user's
+            liked items (PNFRec, its ablations, SASRec_p), in training and at evaluation, and the disliked ones apart;
+            ``positives_unlikelihood`` reads the liked items and pushes the disliked ones away in training;
+            ``whole_history`` reads the whole mixed history (SASRec, SASRec_c); ``signed`` reads the whole mixed
+            history with each event's sign (item + sign embedding) and learns to predict the next liked item.
+        history: deprecated since 0.4.0, the family's old name: ``positives`` is ``sign_separated``, ``all`` is
+            ``whole_history``, ``signed`` is ``signed``. Given, it sets ``family``, with a warning.
+        alpha: weight of CE_neg, the negative encoder's next-disliked-item loss (``sign_separated`` only).
             0 means no negative encoder at all.
-        beta: weight of the contrastive term. With ``positives``: the next liked item against all
-            the user's disliked items (PNFRec). With ``all``: InfoNCE at each liked position,
+        beta: weight of the contrastive term. With ``sign_separated``: the next liked item against all
+            the user's disliked items (PNFRec). With ``whole_history``: InfoNCE at each liked position,
             the next liked item against the disliked items of the sequence (SASRec_c).
         temperature: divides the contrastive similarities (1 in PNFRec, 0.1 in SASRec_c).
         cosine: contrast cosine similarities instead of dot products (SASRec_c).
-        unlikelihood_weight: with ``all``, next items that were disliked get ``-w log(1 - p)``
+        unlikelihood_weight: with ``whole_history``, next items that were disliked get ``-w log(1 - p)``
             instead of cross-entropy (0 keeps plain next-item CE whatever the sign); with ``signed``
             they get it besides the liked items' cross-entropy (0: disliked next items are no label).
         sign_weight: with ``signed``, weight of the sign head's binary cross-entropy on each next
@@ -178,7 +182,7 @@ class NegSeqModule(L.LightningModule):
             ``--select_polarity_prior [..]`` picks it on validation; the weight used is the model's ``polarity_prior``
             buffer, and the log-rates its ``item_polarity`` buffer, both in the checkpoints. Validation during the fit
             (the best checkpoint, early stopping) ranks with this value.
-        sign_scoring: lambda of ranking with the sign head (``history='signed'``, ``sign_weight > 0``),
+        sign_scoring: lambda of ranking with the sign head (``family='signed'``, ``sign_weight > 0``),
             ``score_j += lambda * w . (h * e_j)``: the head's logit that the user likes item j next, a personalised polarity.
             ``--select_sign_scoring [..]`` picks it on validation (the ``sign_scoring`` buffer). 0 ranks without the head.
         demotion_window: R, the newest disliked items that ``dislike_demotion`` reads.
@@ -196,7 +200,7 @@ class NegSeqModule(L.LightningModule):
         num_items: int,
         num_train_items: int,
         max_len: int = 50,
-        history: FamilyName = "positives",
+        family: FamilyName = "sign_separated",
         alpha: float = 0.45,
         beta: float = 0.25,
         temperature: float = 1.0,
@@ -227,13 +231,17 @@ class NegSeqModule(L.LightningModule):
         demotion_decay: float = 1.0,
         identical_start: bool = False,
         suppression_neighbours: Literal["co_occurrence", "item_table"] = "co_occurrence",
+        history: Optional[str] = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        if history is not None:
+            warnings.warn(f"`history` is deprecated since 0.4.0: use `family` (history={history!r} is family={families.family(history).name!r})", DeprecationWarning, stacklevel=2)
+            family = families.family(history).name
+        self.save_hyperparameters(ignore=["history"])
         hp = self.hparams
         check_arguments(hp)
         self.model = network(hp)
-        self.objective = family(history).build_objective(hp)
+        self.objective = families.family(family).build_objective(hp)
         # item sampling distribution of the popularity-sampled softmax; set from the training data in setup()
         uniform = torch.full((num_items + 1,), 1.0 / num_items)
         uniform[0] = 0.0
@@ -318,7 +326,7 @@ class NegSeqModule(L.LightningModule):
         return self._rank({name: value for name, value in batch.items() if name != "target"}).items
 
     def _rank(self, batch: dict[str, Tensor]) -> inference.Ranked:
-        return inference.rank(self.model, batch, max(self.cutoffs), self.hparams.history, self.hparams.score_block_items, self.popularity)
+        return inference.rank(self.model, batch, max(self.cutoffs), self.hparams.family, self.hparams.score_block_items, self.popularity)
 
     def respond_batch(self, batch: dict[str, Tensor], top_items: Tensor) -> tuple[Tensor, Tensor]:
         """The baseline B (``top_items``' first item excluded as seen, inputs unchanged) and the list L' after a dislike of it."""
@@ -428,5 +436,5 @@ class NegSeqModule(L.LightningModule):
 # NegSeqModule's arguments that have a default, by name: what a ``model:`` section that leaves the key out gets
 DEFAULTS = {name: parameter.default for name, parameter in inspect.signature(NegSeqModule).parameters.items() if parameter.default is not inspect.Parameter.empty}
 # the allowed values of each argument annotated with a Literal, declared once by the annotation (the CLI's choices too);
-# ``history`` is the family registry's to check, which also knows a family registered after this module
-CHOICES = {name: get_args(hint) for name, hint in get_type_hints(NegSeqModule.__init__).items() if get_origin(hint) is Literal and name != "history"}
+# ``family`` is the family registry's to check, which also knows a family registered after this module
+CHOICES = {name: get_args(hint) for name, hint in get_type_hints(NegSeqModule.__init__).items() if get_origin(hint) is Literal and name != "family"}

@@ -155,7 +155,7 @@ def test_a_model_that_ignores_negative_history_at_inference_scores_exactly_zero(
     assert metrics["test/list_change@10"] == 0.0 and metrics["test/neighbour_suppression@10"] == 0.0
 
 
-@pytest.mark.parametrize("model_args", [{"dislike_demotion": 5.0}, {"negative_scoring": 1.0}, {"history": "all", "alpha": 0.0}])
+@pytest.mark.parametrize("model_args", [{"dislike_demotion": 5.0}, {"negative_scoring": 1.0}, {"family": "whole_history", "alpha": 0.0}])
 def test_models_that_read_the_dislike_change_their_lists(tiny_log, model_args):
     metrics = _test_metrics(tiny_log, **model_args)
     assert metrics["test/list_change@10"] > 0.0

@@ -79,15 +79,16 @@ def batch(**overrides) -> dict[str, torch.Tensor]:
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        (dict(history="all", alpha=0.45, beta=0.0), "alpha"),
-        (dict(history="all"), "alpha"),  # the default alpha is for PNFRec
-        (dict(history="positives", unlikelihood_weight=0.5), "unlikelihood_weight"),
+        (dict(family="whole_history", alpha=0.45, beta=0.0), "alpha"),
+        (dict(family="whole_history"), "alpha"),  # the default alpha is for PNFRec
+        (dict(family="sign_separated", unlikelihood_weight=0.5), "unlikelihood_weight"),
         (dict(temperature=0.0), "temperature"),
         (dict(temperature=-0.1), "temperature"),
-        (dict(history="mixed"), "history"),
+        (dict(family="mixed"), "family"),
+        (dict(history="mixed"), "family"),  # the deprecated name, looked up the same way
         (dict(alpha=0.0, identical_start=True), "identical_start"),
-        (dict(history="all", alpha=0.0, unlikelihood_weight=0.5, softmax="uniform"), "`unlikelihood_weight` needs softmax='full'"),
-        (dict(history="all", alpha=0.0, unlikelihood_weight=0.5, softmax="popularity"), "`unlikelihood_weight` needs softmax='full'"),
+        (dict(family="whole_history", alpha=0.0, unlikelihood_weight=0.5, softmax="uniform"), "`unlikelihood_weight` needs softmax='full'"),
+        (dict(family="whole_history", alpha=0.0, unlikelihood_weight=0.5, softmax="popularity"), "`unlikelihood_weight` needs softmax='full'"),
     ],
 )
 def test_invalid_configurations_raise(kwargs, match):
@@ -98,7 +99,7 @@ def test_invalid_configurations_raise(kwargs, match):
 def test_negative_encoder_exists_only_with_alpha():
     assert make(alpha=0.45).model.negative_encoder is not None
     assert make(alpha=0.0, beta=0.25).model.negative_encoder is None
-    assert make(history="all", alpha=0.0).model.negative_encoder is None
+    assert make(family="whole_history", alpha=0.0).model.negative_encoder is None
 
 
 def test_identical_start_copies_the_positive_encoder_and_draws_nothing_else_differently():
@@ -248,7 +249,7 @@ HIST_LABEL_DISLIKED = torch.tensor([[True, True, True, False, True], [False, Fal
 
 def test_sasrec_whole_history_ce_with_unlikelihood():
     w = 0.5
-    module = make(history="all", alpha=0.0, beta=0.0, unlikelihood_weight=w)
+    module = make(family="whole_history", alpha=0.0, beta=0.0, unlikelihood_weight=w)
     terms = module.loss_terms(batch())
     assert set(terms) == {"loss", "loss_next"}
     with torch.no_grad():
@@ -271,7 +272,7 @@ def test_sasrec_whole_history_ce_with_unlikelihood():
 
 
 def test_sasrec_whole_history_without_unlikelihood_is_plain_ce():
-    module = make(history="all", alpha=0.0, beta=0.0)
+    module = make(family="whole_history", alpha=0.0, beta=0.0)
     terms = module.loss_terms(batch())
     with torch.no_grad():
         expected = next_item_loss(module.model.encode(HIST_INPUTS), HIST_LABELS, module.model.items.weight)
@@ -279,7 +280,7 @@ def test_sasrec_whole_history_without_unlikelihood_is_plain_ce():
 
 
 def test_sasrec_c_infonce_key_is_next_liked_item():
-    module = make(history="all", alpha=0.0, beta=0.25, cosine=True, temperature=0.1)
+    module = make(family="whole_history", alpha=0.0, beta=0.25, cosine=True, temperature=0.1)
     terms = module.loss_terms(batch())
     assert set(terms) == {"loss", "loss_next", "loss_contrast"}
     with torch.no_grad():
@@ -305,7 +306,7 @@ def test_sasrec_c_infonce_key_is_next_liked_item():
 
 def test_sasrec_c_uses_only_own_negatives():
     # user 1 alone gives the same contrast as in the batch with users 0 and 2
-    module = make(history="all", alpha=0.0, beta=0.25, cosine=True, temperature=0.1)
+    module = make(family="whole_history", alpha=0.0, beta=0.25, cosine=True, temperature=0.1)
     with torch.no_grad():
         hidden = module.model.encode(HIST_INPUTS[1:2])
         alone = module.objective.infonce(module.model, hidden, HISTORY[1:2], HISTORY_POSITIVE[1:2])
@@ -431,8 +432,8 @@ def test_eval_step_counts_each_user_in_its_sign_group():
 
 
 def test_whole_history_models_rank_from_the_mixed_history():
-    """history='all' (SASRec, SASRec_c) reads batch['history'] at evaluation; the liked-only input is ignored."""
-    module = make(history="all", alpha=0.0, beta=0.0, k=5).eval()
+    """family='whole_history' (SASRec, SASRec_c) reads batch['history'] at evaluation; the liked-only input is ignored."""
+    module = make(family="whole_history", alpha=0.0, beta=0.0, k=5).eval()
     batch = {"positives": SEQUENCES, "history": SEQUENCES, "seen": SEEN, "target": torch.tensor([4, 11]), "target_positive": torch.tensor([True, False])}
     with torch.no_grad():
         reference = rank(module, SEQUENCES, SEEN, batch["target"])
@@ -551,8 +552,8 @@ def test_checkpoints_written_before_the_model_was_its_own_module_still_load(tmp_
         (dict(blocks=1), "blocks=2 but this run has blocks=1"),
         (dict(fusion="gated"), "fusion=none but this run has fusion=gated"),
         (dict(alpha=0.0), "alpha=0.45 but this run has alpha=0.0"),
-        (dict(history="all", alpha=0.0, beta=0.0), "history=positives, alpha=0.45 but this run has history=all, alpha=0.0"),
-        (dict(history="signed", alpha=0.0, beta=0.0, sign_weight=0.5), "history=positives, alpha=0.45, sign_weight=0.0 but this run has history=signed, alpha=0.0, sign_weight=0.5"),
+        (dict(family="whole_history", alpha=0.0, beta=0.0), "family=sign_separated, alpha=0.45 but this run has family=whole_history, alpha=0.0"),
+        (dict(family="signed", alpha=0.0, beta=0.0, sign_weight=0.5), "family=sign_separated, alpha=0.45, sign_weight=0.0 but this run has family=signed, alpha=0.0, sign_weight=0.5"),
     ],
 )
 def test_a_checkpoint_of_another_architecture_is_refused_in_one_line(overrides, message):

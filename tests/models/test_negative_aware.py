@@ -238,6 +238,6 @@ def test_hard_negatives_count_extra_in_the_positive_softmax_by_hand():
 
 def test_hard_negatives_need_the_sign_separated_sequences():
     with pytest.raises(ConfigError, match="hard_negative_weight"):
-        make(history="all", alpha=0.0, hard_negative_weight=1.0)
+        make(family="whole_history", alpha=0.0, hard_negative_weight=1.0)
     with pytest.raises(ConfigError, match="hard_negative_weight"):
         make(hard_negative_weight=-1.0)

@@ -1,4 +1,4 @@
-"""Signed-history models (``history: signed``): the loss terms by hand, the encoder reading signs, the argument checks."""
+"""Signed-history models (``family: signed``): the loss terms by hand, the encoder reading signs, the argument checks."""
 
 import math
 
@@ -18,7 +18,7 @@ SIZES = {"num_items": 20, "num_train_items": 20, "max_len": 7, "dim": 8, "dropou
 
 def make(**kwargs) -> NegSeqModule:
     torch.manual_seed(0)
-    return NegSeqModule(**{**SIZES, "history": "signed", "alpha": 0.0, "beta": 0.0, **kwargs})
+    return NegSeqModule(**{**SIZES, "family": "signed", "alpha": 0.0, "beta": 0.0, **kwargs})
 
 
 # (B, L + 1) = (4, 6) mixed histories, left-padded, and the sign of each event (False at padding)
@@ -117,7 +117,7 @@ def test_flipping_one_sign_changes_the_states_from_that_event_on():
 
 def test_a_model_built_without_signed_ignores_the_signs():
     torch.manual_seed(0)
-    unsigned = NegSeqModule(**SIZES, history="all", alpha=0.0, beta=0.0)
+    unsigned = NegSeqModule(**SIZES, family="whole_history", alpha=0.0, beta=0.0)
     assert unsigned.model.signs is None
     liked = torch.tensor([[0, 0, 3, 5, 7]])
     with torch.no_grad():
@@ -253,13 +253,13 @@ def test_every_term_trains_under_a_sampled_or_chunked_softmax(options):
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"history": "signed", "alpha": 0.45}, r"`alpha` \(0.45\) needs a negative encoder, which only history='positives' has"),
-        ({"history": "positives", "sign_weight": 0.5}, r"`sign_weight` trains the sign head of history='signed' models"),
-        ({"history": "all", "alpha": 0.0, "sign_weight": 0.5}, r"`sign_weight` trains the sign head of history='signed' models"),
-        ({"history": "positives", "unlikelihood_weight": 0.5}, r"`unlikelihood_weight` applies to history='positives_unlikelihood' or 'signed' or 'all'"),
-        ({"history": "signed", "alpha": 0.0, "sign_weight": -1.0}, r"`sign_weight` must be 0 \(off\) or positive, got -1.0"),
-        ({"history": "signed", "alpha": 0.0, "negative_scoring": 0.5}, r"`negative_scoring` acts on the negative encoder"),
-        ({"history": "signed", "alpha": 0.0, "hard_negative_weight": 1.0}, r"`hard_negative_weight` and `contrast_negatives` apply to history='positives'"),
+        ({"family": "signed", "alpha": 0.45}, r"`alpha` \(0.45\) needs a negative encoder, which only family='sign_separated' has"),
+        ({"family": "sign_separated", "sign_weight": 0.5}, r"`sign_weight` trains the sign head of family='signed' models"),
+        ({"family": "whole_history", "alpha": 0.0, "sign_weight": 0.5}, r"`sign_weight` trains the sign head of family='signed' models"),
+        ({"family": "sign_separated", "unlikelihood_weight": 0.5}, r"`unlikelihood_weight` applies to family='positives_unlikelihood' or 'signed' or 'whole_history'"),
+        ({"family": "signed", "alpha": 0.0, "sign_weight": -1.0}, r"`sign_weight` must be 0 \(off\) or positive, got -1.0"),
+        ({"family": "signed", "alpha": 0.0, "negative_scoring": 0.5}, r"`negative_scoring` acts on the negative encoder"),
+        ({"family": "signed", "alpha": 0.0, "hard_negative_weight": 1.0}, r"`hard_negative_weight` and `contrast_negatives` apply to family='sign_separated'"),
     ],
 )
 def test_meaningless_signed_configurations_are_refused(kwargs, match):

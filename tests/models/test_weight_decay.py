@@ -56,7 +56,7 @@ def test_weight_decay_is_adamw_on_exactly_the_parameters_of_two_or_more_dimensio
 
 
 def test_a_signed_models_sign_embedding_and_head_matrix_decay_too():
-    module = NegSeqModule(**SIZES, history="signed", alpha=0.0, beta=0.0, sign_weight=0.5, weight_decay=0.01)
+    module = NegSeqModule(**SIZES, family="signed", alpha=0.0, beta=0.0, sign_weight=0.5, weight_decay=0.01)
     decayed, kept = module.configure_optimizers().param_groups
     assert any(p is module.model.signs.weight for p in decayed["params"]) and any(p is module.model.sign_head.weight for p in decayed["params"])
     assert any(p is module.model.sign_head.bias for p in kept["params"])

@@ -1,4 +1,4 @@
-"""What every model family declares, and the registry of families by name (NegSeqModule's ``history``).
+"""What every model family declares, and the registry of families by name (NegSeqModule's ``family``).
 
 A family answers, for models of its kind: what the encoder reads from a batch (:meth:`Family.model_input`), the loss
 it trains with (:attr:`Family.objective`, a dataclass whose fields are NegSeqModule arguments of the same name), which
@@ -18,6 +18,8 @@ from torch import Tensor
 from negseq.errors import ConfigError
 
 FAMILIES: dict[str, "Family"] = {}  # name -> the family, in the order their modules are imported
+# the ``history`` values that named a family before 0.4.0 and differ from its name (``signed`` did not change)
+HISTORY_VALUES = {"positives": "sign_separated", "all": "whole_history"}
 
 
 def shift(sequences: Tensor) -> tuple[Tensor, Tensor]:
@@ -33,7 +35,7 @@ def shift(sequences: Tensor) -> tuple[Tensor, Tensor]:
 class Family:
     """A kind of model; a subclass registers itself under its ``name``."""
 
-    name: ClassVar[str]  # the value of NegSeqModule's ``history`` that selects the family
+    name: ClassVar[str]  # the value of NegSeqModule's ``family`` that selects it: its module's name
     reads: ClassVar[str]  # what the encoder reads, in words (export.json's first input)
     objective: ClassVar[type]  # the loss: a frozen dataclass called as ``objective(model, batch, sampled)``
     signed_input: ClassVar[bool] = False  # the encoder embeds each event's sign besides its item
@@ -72,13 +74,20 @@ class Family:
 
 
 def _which(part: str) -> str:
-    """``history='a'`` or ``history='a' or 'b'``: the families that have ``part``."""
+    """``family='a'`` or ``family='a' or 'b'``: the families that have ``part``."""
     names = [repr(name) for name, family in FAMILIES.items() if getattr(family, part)]
-    return "history=" + " or ".join(names)
+    return "family=" + " or ".join(names)
 
 
 def family(name: str) -> Family:
-    """The family called ``name``; a ConfigError naming the families otherwise."""
+    """The family called ``name`` (or by its ``history`` value before 0.4.0); a ConfigError naming the families otherwise."""
+    name = HISTORY_VALUES.get(name, name)
     if name not in FAMILIES:
-        raise ConfigError(f"`history` must be one of {list(FAMILIES)}, got {name!r}")
+        raise ConfigError(f"`family` must be one of {list(FAMILIES)}, got {name!r}")
     return FAMILIES[name]
+
+
+def family_of(model: Mapping[str, Any]) -> Family:
+    """The family a ``model:`` configuration or a checkpoint's hyper-parameters name: ``family``, or ``history`` in those
+    written before 0.4.0 (NegSeqModule's default when neither is there)."""
+    return family(model.get("history") or model.get("family") or "sign_separated")

@@ -1,4 +1,4 @@
-"""SASRec_p + unlikelihood (``history='positives_unlikelihood'``): ranks as SASRec_p, trains away from the dislikes.
+"""SASRec_p + unlikelihood (``family='positives_unlikelihood'``): ranks as SASRec_p, trains away from the dislikes.
 
 The encoder reads the user's liked items only, as SASRec_p, so it ranks (and serves) exactly like it; training adds the
 "not to recommend" term of Wang et al. (RecSys 2023) on the sign-separated sequences: each disliked item pushes its
@@ -59,9 +59,9 @@ class PositivesUnlikelihoodFamily(Family):
     def check(self, hp: Mapping[str, Any]) -> None:
         super().check(hp)
         if hp["beta"]:
-            raise ConfigError(f"`beta` ({hp['beta']}) contrasts with a loss this family does not have: history='positives_unlikelihood' trains CE_pos and unlikelihood only")
+            raise ConfigError(f"`beta` ({hp['beta']}) contrasts with a loss this family does not have: family='positives_unlikelihood' trains CE_pos and unlikelihood only")
         if not hp["unlikelihood_weight"]:
-            raise ConfigError("history='positives_unlikelihood' needs `unlikelihood_weight` > 0 (without it, it is SASRec_p: history='positives')")
+            raise ConfigError("family='positives_unlikelihood' needs `unlikelihood_weight` > 0 (without it, it is SASRec_p: family='sign_separated')")
 
     def label(self, model: Mapping[str, Any]) -> str:
         return "SASRec_p + unlikelihood"

@@ -1,4 +1,4 @@
-"""The sign-separated family (``history='positives'``): PNFRec, its ablations and SASRec_p.
+"""The sign-separated family (``family='sign_separated'``): PNFRec, its ablations and SASRec_p.
 
 The positive encoder reads the user's liked items and predicts the next liked one (CE_pos); with ``alpha`` > 0 a
 negative encoder reads the disliked items and predicts the next disliked one (CE_neg), and ``beta`` contrasts each next
@@ -119,7 +119,7 @@ class SignSeparated:
 
 
 class SignSeparatedFamily(Family):
-    name = "positives"
+    name = "sign_separated"
     reads = "positives"
     objective = SignSeparated
     negative_encoder = True

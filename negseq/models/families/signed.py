@@ -1,4 +1,4 @@
-"""The signed family (``history='signed'``): one encoder reads the mixed history with each event's sign.
+"""The signed family (``family='signed'``): one encoder reads the mixed history with each event's sign.
 
 It predicts the next *liked* item, and may push disliked next items away (unlikelihood), contrast each next liked item
 with the user's disliked items (``beta``) and predict the sign of the next event with a head (``sign_weight``) that

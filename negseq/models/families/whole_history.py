@@ -1,4 +1,4 @@
-"""The whole-history family (``history='all'``): SASRec, SASRec_c and SASRec with unlikelihood.
+"""The whole-history family (``family='whole_history'``): SASRec, SASRec_c and SASRec with unlikelihood.
 
 One encoder reads the user's mixed history, liked and disliked items alike, and predicts every next item; ``beta``
 adds SASRec_c's InfoNCE, ``unlikelihood_weight`` pushes disliked next items away instead of predicting them.
@@ -55,7 +55,7 @@ class WholeHistory:
 
 
 class WholeHistoryFamily(Family):
-    name = "all"
+    name = "whole_history"
     reads = "history"
     objective = WholeHistory
     labels_both_signs = True
