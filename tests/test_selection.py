@@ -12,7 +12,7 @@ from negseq.data import FeedbackDataModule
 from negseq.errors import ConfigError
 from negseq.fit import main as fit_main
 from negseq.training.module import NegSeqModule
-from negseq.training.selection import candidates, check_selection, choose, noise_bar
+from negseq.training.selection import candidates, check_selection, choose, noise_bar, set_weights
 
 FAST = ["--model.dim", "16", "--data.max_len", "10", "--trainer.max_epochs", "3", "--trainer.enable_progress_bar", "false"]
 
@@ -124,6 +124,12 @@ def test_fit_chooses_lambda_on_validation_and_tests_with_it(tmp_path, tiny_log):
     (again,) = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False).test(model, datamodule=data, verbose=False)
     for key in ("test/hr_p@10", "test/ndcg_n@10", "test/delta_ndcg@10"):
         assert again[key] == pytest.approx(metrics[key], abs=1e-7)
+    # and each point of the curve is that checkpoint tested with the point's weights (the chosen point is the test itself)
+    for point in metrics["ranking_curve"]:
+        set_weights(model, point["weights"])
+        (tested,) = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False).test(model, datamodule=data, verbose=False)
+        for key in ("test/hr_p@10", "test/hr_n@10", "test/delta_ndcg@10"):
+            assert point[key] == pytest.approx(tested[key], abs=1e-7), (point["weights"], key)
 
 
 def test_selection_without_negative_targets_stops_before_training(tmp_path, tiny_log):

@@ -44,11 +44,14 @@ def finish_fit(
     floor = None if min_suppression is None else (f"val/neighbour_suppression@{k}", min_suppression)
     validation = validate_each(trainer, model, data, options, respond=floor is not None and len(options) > 1)
     chosen = choose(options, validation, monitor, tolerance, layout.monitor(k), floor, within_noise, f"val/hr_p@{k}")
-    curve = validate_each(trainer, model, data, options, stage="test") if len(options) > 1 else None
     if trainer.is_global_zero:
         record_choice(best, options[chosen])
     trainer.strategy.barrier()
     (test_results,) = trainer.test(model, datamodule=data, ckpt_path=best, weights_only=True)
+    curve = None
+    if len(options) > 1:  # every other option's test metrics on the same weights; the chosen one's are the test's own
+        others = validate_each(trainer, model, data, options[:chosen] + options[chosen + 1:], stage="test")
+        curve = others[:chosen] + [test_results] + others[chosen:]
     predictions = gather(trainer, trainer.predict(model, datamodule=data, ckpt_path=best, weights_only=True))
     if not trainer.is_global_zero:
         return {}
