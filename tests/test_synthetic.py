@@ -68,6 +68,12 @@ def test_planted_structure():
     assert 0.75 < follows[same_user].mean() < 0.9  # about (1 - jump)(1 - noise)^2 = 0.81
 
 
+def test_more_disliked_than_liked_clusters():
+    log = synthesize(5_000, users=50, items=500, clusters=10, liked_clusters=1, disliked_clusters=3, seed=1)
+    assert log.liked.shape == (51, 1) and log.disliked.shape == (51, 3)  # row 0: no user (ids start at 1)
+    assert (log.liked[0] == -1).all() and (log.disliked[0] == -1).all() and (log.disliked[1:] >= 0).all()
+
+
 def test_heavy_tail_of_history_lengths():
     lengths = generate(200_000, users=1_000, items=2_000, seed=0).group_by("user_id").len()["len"]
     assert lengths.max() > 8 * lengths.median()

@@ -34,7 +34,7 @@ from negseq.data.sequences import EvalSequences, TensorTable, TrainSequences
 
 # the modules whose code decides what an entry holds: reading, validation, order, signs, filters, splits, tensors
 BUILDERS = (
-    "negseq.data.formats", "negseq.data.validation", "negseq.data.order", "negseq.data.reading", "negseq.data.splits",
+    "negseq.data.formats", "negseq.data.validation", "negseq.data.order", "negseq.data.ids", "negseq.data.reading", "negseq.data.splits",
     "negseq.data.sequences", "negseq.data.neighbours", "negseq.data.datamodule", "negseq.data.cache",
 )
 ENV_CACHE_DIR = "NEGSEQ_CACHE_DIR"

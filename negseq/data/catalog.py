@@ -17,7 +17,7 @@ import polars as pl
 import torch
 from torch import Tensor
 
-from negseq.data.splits import item_codes
+from negseq.data.ids import item_codes
 from negseq.errors import DataError
 
 STATE_KEY = "FeedbackDataModule"  # where Lightning puts FeedbackDataModule.state_dict() in a checkpoint

@@ -17,7 +17,7 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset
 
 from negseq.data import cache as prepared_cache
-from negseq.data import reading, splits
+from negseq.data import ids, reading, splits
 from negseq.data.cache import DataTensors
 from negseq.data.catalog import Catalog, aligned_titles
 from negseq.data.formats import FORMATS
@@ -437,6 +437,5 @@ class FeedbackDataModule(L.LightningDataModule):
 
     def decode(self, users: "pl.Series | list[int]", items: "pl.Series | list[int]") -> pl.DataFrame:
         """Original ``user_id`` and ``item_id`` for encoded users (0..U-1) and items (1..N)."""
-        user_codes = pl.Series(users, dtype=pl.Int64)
-        item_codes = pl.Series(items, dtype=pl.Int64)
-        return pl.DataFrame({"user_id": self.user_ids.gather(user_codes), "item_id": self.item_ids.gather(item_codes - 1)})
+        user_codes, item_codes = pl.Series(users, dtype=pl.Int64), pl.Series(items, dtype=pl.Int64)
+        return pl.DataFrame({"user_id": ids.decode(user_codes, self.user_ids), "item_id": ids.decode(item_codes, self.item_ids, 1)})

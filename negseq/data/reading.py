@@ -32,7 +32,7 @@ from typing import Callable, Optional, Union
 import numpy as np
 import polars as pl
 
-from negseq.data import splits
+from negseq.data import ids, splits
 from negseq.data.formats import FORMATS, STANDARD_COLUMNS, ZVUK_SESSION, Columns, open_raw, resolve_format
 from negseq.data.order import drop_exact_duplicates, event_order, in_row_order
 from negseq.data.validation import MISSING_TIME, check_feedback, check_id, check_time, missing, reject_missing
@@ -41,7 +41,6 @@ from negseq.errors import DataError
 log = logging.getLogger("negseq")
 
 PARTITION_EVENTS = 25_000_000  # events collected at once: bounds the working memory of one range
-OFFSET_CODES = 2**26  # integer ids spanning fewer values are coded by offset; more: through a vocabulary
 FRAME = "frame"  # the source name of a log handed over as a polars frame
 Source = Union[str, Path, pl.DataFrame, pl.LazyFrame]
 
@@ -63,7 +62,7 @@ class Events:
     def decoded(self) -> pl.DataFrame:
         """``user, item, positive, time, row`` in original ids (what the presplit files and serving read)."""
         frame = self.frame
-        return frame.with_columns(user=self.user_ids.gather(frame["user"]), item=self.item_ids.gather(frame["item"]))
+        return frame.with_columns(user=ids.decode(frame["user"], self.user_ids), item=ids.decode(frame["item"], self.item_ids))
 
 
 def as_polars(source):
@@ -147,28 +146,6 @@ def _stats(lazy: pl.LazyFrame) -> dict:
 def _range_frame(stats: dict, role: str, dtype: pl.DataType) -> pl.DataFrame:
     """A two-row frame of the column's min and max: enough for the type and range checks of non-string columns."""
     return pl.DataFrame({role: [stats.get(f"{role}_min"), stats.get(f"{role}_max")]}, schema={role: dtype})
-
-
-@dataclass
-class _IdCoder:
-    """How one id column becomes UInt32 codes that keep the ids' order, and back."""
-
-    expr: pl.Expr
-    size: int
-    decode: Callable[[pl.Series], pl.Series]
-    bounds: Optional[tuple[int, int]] = None  # the id range, for offset codes (pushed into the scan)
-
-
-def _id_coder(lazy: pl.LazyFrame, role: str, dtype: pl.DataType, stats: dict) -> _IdCoder:
-    low, high = stats.get(f"{role}_min"), stats.get(f"{role}_max")
-    if dtype.is_integer() and low is not None and high - low < OFFSET_CODES:
-        low, high = int(low), int(high)
-        return _IdCoder((pl.col(role).cast(pl.Int64) - low).cast(pl.UInt32), high - low + 1, lambda codes: codes.cast(pl.Int64) + low, (low, high))
-    vocabulary = collect(lazy.select(pl.col(role).unique()).drop_nulls())[role].sort()
-    if dtype.is_integer():
-        vocabulary = vocabulary.cast(pl.Int64)
-    codes = pl.int_range(0, vocabulary.len(), eager=True, dtype=pl.UInt32)
-    return _IdCoder(pl.col(role).replace_strict(vocabulary, codes, default=None, return_dtype=pl.UInt32), vocabulary.len(), vocabulary.gather)
 
 
 def _time_dtype(stats: dict, time: pl.Expr, dtype: pl.DataType) -> pl.DataType:
@@ -311,7 +288,7 @@ def _read(
             reject_missing(collect(lazy.select("row", role).filter(missing(role, schema[role]))), role, wanted[role], source)
     lazy = lazy.with_columns(user=user, item=item)
     schema = lazy.collect_schema()
-    users, items = _id_coder(lazy, "user", schema["user"], stats), _id_coder(lazy, "item", schema["item"], stats)
+    users, items = ids.id_coder(lazy, "user", schema["user"], stats), ids.id_coder(lazy, "item", schema["item"], stats)
     time = time.cast(_time_dtype(stats, time, schema["time"]))
     boolean = schema["feedback"] == pl.Boolean
     if boolean:
@@ -357,13 +334,6 @@ def _read(
     return Events(frame, user_ids, item_ids, fmt, threshold)
 
 
-def _dense_codes(codes: pl.Series, ids: pl.Series, first: int) -> tuple[pl.Series, pl.Series]:
-    """Codes renumbered ``first, first + 1, ...`` over the codes present (order kept), and the ids of the new codes."""
-    present = np.bincount(codes.to_numpy(), minlength=ids.len()) > 0
-    renumbered = (np.cumsum(present) - 1 + first).astype(np.uint32)
-    return pl.Series(codes.name, renumbered[codes.to_numpy()]), ids.filter(pl.Series(present))
-
-
 def filter_and_split(
     events: Events, split_events: Callable[..., splits.Split], seed: int, validation_targets: str, min_item_users: int, min_user_items: int, source,
 ) -> splits.Split:
@@ -374,8 +344,8 @@ def filter_and_split(
     """
     frame = splits.filter_cores(events.frame, min_item_users, min_user_items, source)
     events.frame = None  # the filtered copy replaces it
-    users, user_ids = _dense_codes(frame["user"], events.user_ids, 0)
-    items, item_ids = _dense_codes(frame["item"], events.item_ids, 1)
+    users, user_ids = ids.renumber(frame["user"], events.user_ids, 0)
+    items, item_ids = ids.renumber(frame["item"], events.item_ids, 1)
     frame = frame.with_columns(users, items)
     del users, items
     result = split_events(frame, seed, validation_targets)

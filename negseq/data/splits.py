@@ -16,6 +16,7 @@ from typing import Literal, get_args
 import numpy as np
 import polars as pl
 
+from negseq.data import ids
 from negseq.data.order import event_order
 from negseq.errors import DataError
 
@@ -72,65 +73,21 @@ def filter_cores(frame: pl.DataFrame, min_item_users: int, min_user_items: int, 
     return frame
 
 
-def _dense(values: pl.Series) -> tuple[np.ndarray, int]:
-    """Codes 0..K-1 of ``values`` (any order-preserving numbering) and K: integer ids by offset when their range is small.
-
-    Offsets are UInt32 when they fit (4 bytes an event instead of 8: the compact events' codes pass as they are).
-    """
-    if values.dtype.is_integer():
-        low, high = values.min(), values.max()
-        if high - low < 2**31:
-            offsets = values if low == 0 and values.dtype == pl.UInt32 else (values.cast(pl.Int64) - low).cast(pl.UInt32)
-            return offsets.to_numpy(), int(high - low + 1)
-    vocabulary = values.unique().sort()
-    return _codes(values, vocabulary, 0).to_numpy(), vocabulary.len()
-
-
 def _small_items_and_users(frame: pl.DataFrame, min_item_users: int, min_user_items: int) -> tuple[np.ndarray, np.ndarray]:
     """Per event: is its item below ``min_item_users`` users, and (after dropping those) its user below ``min_user_items`` items."""
-    users, n_users = _dense(frame["user"])
-    items, n_items = _dense(frame["item"])
+    users, n_users = ids.dense(frame["user"])
+    items, n_items = ids.dense(frame["item"])
     pairs = users.astype(np.uint64)  # (events,) user * n_items + item, built in place
     pairs *= np.uint64(n_items)
     pairs += items
     pairs = pl.Series(pairs).sort().to_numpy()
     pairs = pairs[np.concatenate([[True], pairs[1:] != pairs[:-1]])] if len(pairs) else pairs  # distinct (user, item) pairs
-    pair_item = (pairs % np.uint64(n_items)).astype(np.int32)  # codes < 2**31 (see _dense)
+    pair_item = (pairs % np.uint64(n_items)).astype(np.int32)  # codes < 2**31 (see ids.dense)
     small_item = np.bincount(pair_item, minlength=n_items) < min_item_users
     pairs = pairs[~small_item[pair_item]]
     del pair_item
     small_user = np.bincount((pairs // np.uint64(n_items)).astype(np.int32), minlength=n_users) < min_user_items
     return small_item[items], small_user[users]
-
-
-def _vocabulary(values: pl.Series) -> pl.Series:
-    return values.unique().sort()
-
-
-def _codes(values: pl.Series, vocabulary: pl.Series, first: int) -> pl.Series:
-    """``first + position`` of each value in the sorted ``vocabulary`` (UInt32 when it fits); null for a value not in it.
-
-    Integer ids of a small range are looked up in a table instead of hashed: one gather.
-    """
-    dtype = pl.UInt32 if first + vocabulary.len() < 2**32 else pl.Int64
-    if values.dtype.is_integer() and vocabulary.dtype.is_integer() and vocabulary.len():
-        low, high = int(vocabulary[0]), int(vocabulary[-1])
-        if low == first and high - low + 1 == vocabulary.len() and values.len() and low <= values.min() and values.max() <= high:
-            return values.cast(dtype)  # already the codes (compact events): no copy
-        if high - low < max(2**20, 4 * vocabulary.len()):
-            table = np.full(high - low + 2, -1, dtype=np.int64)  # the last slot: values outside the range
-            table[vocabulary.cast(pl.Int64).to_numpy() - low] = np.arange(first, first + vocabulary.len())
-            offset = pl.col("v").cast(pl.Int64) - low
-            index = pl.when(offset.is_between(0, high - low)).then(offset).otherwise(high - low + 1).cast(pl.UInt32)
-            codes = pl.lit(pl.Series(table)).gather(index)
-            return pl.DataFrame({"v": values}).select(pl.when(codes >= 0).then(codes).cast(dtype)).to_series().alias(values.name)
-    codes = pl.int_range(first, first + vocabulary.len(), eager=True, dtype=pl.Int64)
-    return values.replace_strict(vocabulary, codes, default=None, return_dtype=pl.Int64).cast(dtype)
-
-
-def item_codes(values: pl.Series, item_ids: pl.Series) -> pl.Series:
-    """Item codes 1..N of original ids in the sorted vocabulary ``item_ids``; null for an id not in it."""
-    return _codes(values, item_ids, 1)
 
 
 def _encode(frame: pl.DataFrame, item_ids: pl.Series, user_ids: pl.Series) -> pl.DataFrame:
@@ -140,7 +97,7 @@ def _encode(frame: pl.DataFrame, item_ids: pl.Series, user_ids: pl.Series) -> pl
     (codes follow the sorted original ids), and sorts any other.
     """
     columns = ["user", "item", "positive", "time", "row", *[c for c in frame.columns if c == "is_target"]]
-    encoded = frame.select(columns).with_columns(user=_codes(frame["user"], user_ids, 0), item=_codes(frame["item"], item_ids, 1))
+    encoded = frame.select(columns).with_columns(user=ids.codes(frame["user"], user_ids, 0), item=ids.codes(frame["item"], item_ids, 1))
     if encoded["user"].null_count() or encoded["item"].null_count():
         encoded = encoded.drop_nulls(["user", "item"])
     return event_order(encoded)
@@ -190,7 +147,7 @@ def leave_last_out(frame: pl.DataFrame, seed: int, validation_targets: str = "po
     """
     if holdout not in HOLDOUTS:
         raise DataError(f"unknown holdout {holdout!r}; expected one of {list(HOLDOUTS)}")
-    item_ids, user_ids = _vocabulary(frame["item"]), _vocabulary(frame["user"])
+    item_ids, user_ids = ids.vocabulary(frame["item"]), ids.vocabulary(frame["user"])
     events = _mark_last_event(_encode(frame, item_ids, user_ids))
     if holdout == "every_user":
         return Split(*_every_user_frames(events, validation_targets), item_ids, user_ids)
@@ -225,7 +182,7 @@ def temporal(frame: pl.DataFrame, seed: int, validation_targets: str = "positive
     before_cut = frame.filter(pl.col("time") < cut)
     if before_cut.height == 0:
         raise DataError(f"temporal split: no events before the cut {cut} (the {quantile} quantile of timestamps)")
-    item_ids, user_ids = _vocabulary(before_cut["item"]), _vocabulary(before_cut["user"])
+    item_ids, user_ids = ids.vocabulary(before_cut["item"]), ids.vocabulary(before_cut["user"])
     del before_cut
     events = _encode(frame, item_ids, user_ids)  # drops the held-out events of unseen users or items
     held_out = frame.height - int(frame.select((pl.col("time") < cut).sum()).item())
@@ -260,8 +217,8 @@ def presplit(
         dtypes = {name: str(frame.schema[column]) for name, frame in zip(("train", "validation", "test"), (train_raw, validation_raw, test_raw))}
         if len(set(dtypes.values())) > 1:
             raise DataError(f"{source}: presplit: {column} ids have different types across the files {dtypes}; expected one id type in all three")
-    item_ids = _vocabulary(train_raw["item"])
-    user_ids = _vocabulary(pl.concat([train_raw["user"], validation_raw["user"], test_raw["user"]]))
+    item_ids = ids.vocabulary(train_raw["item"])
+    user_ids = ids.vocabulary(pl.concat([train_raw["user"], validation_raw["user"], test_raw["user"]]))
     train = _encode(train_raw, item_ids, user_ids)
     frames = []
     for name, held_out, earlier in (("validation", validation_raw, [train_raw]), ("test", test_raw, [train_raw, validation_raw])):
@@ -281,7 +238,7 @@ def whole_log(frame: pl.DataFrame, seed: int = 0, validation_targets: str = "pos
 
     ``seed`` and ``validation_targets`` are unused: the arguments every split takes.
     """
-    item_ids, user_ids = _vocabulary(frame["item"]), _vocabulary(frame["user"])
+    item_ids, user_ids = ids.vocabulary(frame["item"]), ids.vocabulary(frame["user"])
     train = _encode(frame, item_ids, user_ids)
     no_users = train.clear().with_columns(is_target=pl.lit(False))
     return Split(train, no_users, no_users, item_ids, user_ids)

@@ -25,6 +25,7 @@ import numpy as np
 import polars as pl
 import torch
 
+from negseq.data import ids
 from negseq.data.catalog import STATE_KEY, Catalog
 from negseq.data.reading import FRAME, as_polars, read_events
 from negseq.data.sequences import EvalSequences
@@ -396,8 +397,8 @@ class Recommender:
     def _decode(self, frame: pl.DataFrame, user_ids: pl.Series) -> pl.DataFrame:
         """Chunk-local user rows and item codes back to original ids."""
         return frame.select(
-            user_id=user_ids.gather(frame["user"]),
-            item_id=self.catalog.item_ids.gather(frame["code"] - 1),
+            user_id=ids.decode(frame["user"], user_ids),
+            item_id=ids.decode(frame["code"], self.catalog.item_ids, 1),
             rank="rank", score="score", fallback="fallback",
         )
 

@@ -100,6 +100,110 @@ def _walk(
     return ring[seg_cluster, position]
 
 
+def _check_log_arguments(
+    events: int,
+    users: int,
+    items: int,
+    clusters: int,
+    liked_clusters: int,
+    disliked_clusters: int,
+    min_events: int,
+    negative_share: float,
+    order: str,
+) -> None:
+    """Reject arguments that cannot give a log before anything is drawn, with a message that names the conflict."""
+    if users < 1 or events < users * min_events:
+        raise DataError(f"synthetic log: {events} events cannot give {users} users at least {min_events} events each")
+    if clusters < liked_clusters + disliked_clusters or items < clusters:
+        raise DataError(
+            f"synthetic log: {items} items in {clusters} clusters cannot give each user {liked_clusters} liked "
+            f"and {disliked_clusters} disliked clusters; expected items >= clusters >= liked + disliked"
+        )
+    if order not in ("time", "user", "random"):
+        raise DataError(f"synthetic log: unknown order {order!r}; expected 'time', 'user' or 'random'")
+    if not 0.0 <= negative_share < 1.0:
+        raise DataError(f"synthetic log: negative_share must be in [0, 1), got {negative_share}")
+
+
+def _item_rings(rng: np.random.Generator, items: int, clusters: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The rings the walks step along (``ring[c, :ring_size[c]]``: random ids, clusters of near-equal size), and each item's cluster and successor."""
+    ring_size = np.full(clusters, items // clusters, dtype=np.int64)
+    ring_size[: items % clusters] += 1
+    ids = rng.permutation(items).astype(np.int64) + 1
+    ring = np.zeros((clusters, int(ring_size.max())), dtype=np.int64)
+    cluster_of_slot = np.repeat(np.arange(clusters), ring_size)
+    slot = np.arange(items) - np.repeat(np.cumsum(ring_size) - ring_size, ring_size)
+    ring[cluster_of_slot, slot] = ids
+    item_cluster = np.full(items + 1, -1, dtype=np.int64)
+    item_cluster[ids] = cluster_of_slot
+    next_item = np.full(items + 1, -1, dtype=np.int64)
+    next_item[ids] = ring[cluster_of_slot, (slot + 1) % ring_size[cluster_of_slot]]
+    return ring, ring_size, item_cluster, next_item
+
+
+def _user_clusters(
+    rng: np.random.Generator, users: int, clusters: int, liked_clusters: int, disliked_clusters: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each user's liked and disliked clusters, disjoint, drawn by a Zipf-like popularity so that item popularity is skewed."""
+    popularity = 1.0 / np.arange(1, clusters + 1) ** 0.7
+    popularity = rng.permutation(popularity / popularity.sum())
+    chosen = _distinct_clusters(rng, users, liked_clusters + disliked_clusters, popularity)
+    return chosen[:, :liked_clusters], chosen[:, liked_clusters:]
+
+
+def _event_counts(rng: np.random.Generator, users: int, events: int, min_events: int, spread: float) -> np.ndarray:
+    """Events per user, heavy-tailed like real logs: ``min_events`` each plus a log-normal share (sigma ``spread``) of the rest, ``events`` in all."""
+    weights = rng.lognormal(0.0, spread, size=users)
+    return min_events + rng.multinomial(events - users * min_events, weights / weights.sum())
+
+
+def _negative_events(rng: np.random.Generator, user: np.ndarray, users: int, negative_share: float) -> np.ndarray:
+    """Which events are disliked; each user's share is Beta around ``negative_share`` (concentration 10), so that users differ."""
+    concentration = 10.0
+    share = rng.beta(max(negative_share, 1e-6) * concentration, (1 - negative_share) * concentration, size=users) if negative_share > 0 else np.zeros(users)
+    return rng.random(len(user)) < share[user]
+
+
+def _walked_items(
+    rng: np.random.Generator,
+    user: np.ndarray,
+    negative: np.ndarray,
+    liked: np.ndarray,
+    disliked: np.ndarray,
+    ring: np.ndarray,
+    ring_size: np.ndarray,
+    jump: float,
+    noise: float,
+    items: int,
+) -> np.ndarray:
+    """The item of each event: a ring walk over the user's liked clusters and one over the disliked, with ``noise`` random liked items."""
+    item = np.empty(len(user), dtype=np.int64)
+    item[~negative] = _walk(rng, user[~negative], liked, ring, ring_size, jump)
+    item[negative] = _walk(rng, user[negative], disliked, ring, ring_size, jump)
+    random_pick = ~negative & (rng.random(len(user)) < noise)
+    item[random_pick] = rng.integers(1, items + 1, size=int(random_pick.sum()))
+    return item
+
+
+def _timestamps(rng: np.random.Generator, lengths: np.ndarray, mean_gap: float, start: int, days: float) -> np.ndarray:
+    """Epoch seconds, in order within each user: a start uniform within ``days`` after ``start``, then exponential gaps of at least 1 s."""
+    gaps = 1 + rng.exponential(mean_gap, size=int(lengths.sum())).astype(np.int64)
+    first = np.cumsum(lengths) - lengths
+    elapsed = np.cumsum(gaps)
+    elapsed -= np.repeat(elapsed[first] - gaps[first], lengths)  # restart the clock at each user's first event
+    begin = start + (rng.random(len(lengths)) * days * 86400).astype(np.int64)
+    return np.repeat(begin, lengths) + elapsed
+
+
+def _in_order(frame: pl.DataFrame, order: str, seed: int) -> pl.DataFrame:
+    """The rows in the requested ``order``; they are generated by user, then time."""
+    if order == "time":
+        return frame.sort("timestamp", maintain_order=True)
+    if order == "random":
+        return frame.sample(fraction=1.0, shuffle=True, seed=seed)
+    return frame
+
+
 def synthesize(
     events: int = 100_000,
     users: Optional[int] = None,
@@ -140,74 +244,21 @@ def synthesize(
     """
     users = users if users is not None else max(1, events // EVENTS_PER_USER)
     clusters = clusters if clusters is not None else max(liked_clusters + disliked_clusters, items // 100)
-    if users < 1 or events < users * min_events:
-        raise DataError(f"synthetic log: {events} events cannot give {users} users at least {min_events} events each")
-    if clusters < liked_clusters + disliked_clusters or items < clusters:
-        raise DataError(
-            f"synthetic log: {items} items in {clusters} clusters cannot give each user {liked_clusters} liked "
-            f"and {disliked_clusters} disliked clusters; expected items >= clusters >= liked + disliked"
-        )
-    if order not in ("time", "user", "random"):
-        raise DataError(f"synthetic log: unknown order {order!r}; expected 'time', 'user' or 'random'")
-    if not 0.0 <= negative_share < 1.0:
-        raise DataError(f"synthetic log: negative_share must be in [0, 1), got {negative_share}")
+    _check_log_arguments(events, users, items, clusters, liked_clusters, disliked_clusters, min_events, negative_share, order)
     rng = np.random.default_rng(seed)
-
-    # items: a random id for every (cluster, ring position); clusters of near-equal size
-    ring_size = np.full(clusters, items // clusters, dtype=np.int64)
-    ring_size[: items % clusters] += 1
-    ids = rng.permutation(items).astype(np.int64) + 1
-    ring = np.zeros((clusters, int(ring_size.max())), dtype=np.int64)
-    cluster_of_slot = np.repeat(np.arange(clusters), ring_size)
-    slot = np.arange(items) - np.repeat(np.cumsum(ring_size) - ring_size, ring_size)
-    ring[cluster_of_slot, slot] = ids
-    item_cluster = np.full(items + 1, -1, dtype=np.int64)
-    item_cluster[ids] = cluster_of_slot
-    next_item = np.full(items + 1, -1, dtype=np.int64)
-    next_item[ids] = ring[cluster_of_slot, (slot + 1) % ring_size[cluster_of_slot]]
-
-    # users: clusters by a Zipf-like popularity, so that item popularity is skewed
-    popularity = 1.0 / np.arange(1, clusters + 1) ** 0.7
-    popularity = rng.permutation(popularity / popularity.sum())
-    chosen = _distinct_clusters(rng, users, liked_clusters + disliked_clusters, popularity)
-    liked, disliked = chosen[:, :liked_clusters], chosen[:, liked_clusters:]
-
-    # how many events each user has: exactly `events` in all, heavy-tailed
-    weights = rng.lognormal(0.0, spread, size=users)
-    lengths = min_events + rng.multinomial(events - users * min_events, weights / weights.sum())
+    ring, ring_size, item_cluster, next_item = _item_rings(rng, items, clusters)
+    liked, disliked = _user_clusters(rng, users, clusters, liked_clusters, disliked_clusters)
+    lengths = _event_counts(rng, users, events, min_events, spread)
     user = np.repeat(np.arange(users, dtype=np.int64), lengths)
-    concentration = 10.0
-    share = rng.beta(max(negative_share, 1e-6) * concentration, (1 - negative_share) * concentration, size=users) if negative_share > 0 else np.zeros(users)
-    negative = rng.random(events) < share[user]
-
-    item = np.empty(events, dtype=np.int64)
-    item[~negative] = _walk(rng, user[~negative], liked, ring, ring_size, jump)
-    item[negative] = _walk(rng, user[negative], disliked, ring, ring_size, jump)
-    random_pick = ~negative & (rng.random(events) < noise)
-    item[random_pick] = rng.integers(1, items + 1, size=int(random_pick.sum()))
-
+    negative = _negative_events(rng, user, users, negative_share)
+    item = _walked_items(rng, user, negative, liked, disliked, ring, ring_size, jump, noise, items)
     rating = np.where(negative, rng.integers(1, 4, size=events), rng.integers(4, 6, size=events)).astype(np.int8)
-    gaps = 1 + rng.exponential(mean_gap, size=events).astype(np.int64)
-    first = np.cumsum(lengths) - lengths
-    elapsed = np.cumsum(gaps)
-    elapsed -= np.repeat(elapsed[first] - gaps[first], lengths)  # restart the clock at each user's first event
-    begin = start + (rng.random(users) * days * 86400).astype(np.int64)
-    timestamp = begin[user] + elapsed
-    del gaps, elapsed, random_pick
-
+    timestamp = _timestamps(rng, lengths, mean_gap, start, days)
     frame = pl.DataFrame({"user_id": user + 1, "item_id": item, "rating": rating, "timestamp": timestamp})
-    if order == "time":
-        frame = frame.sort("timestamp", maintain_order=True)
-    elif order == "random":
-        frame = frame.sample(fraction=1.0, shuffle=True, seed=seed)
-    no_user = np.zeros((1, liked_clusters), dtype=np.int64) - 1
-    return SyntheticLog(
-        events=frame,
-        item_cluster=item_cluster,
-        next_item=next_item,
-        liked=np.concatenate([no_user, liked]),
-        disliked=np.concatenate([no_user[:, :disliked_clusters], disliked]),
-    )
+    def with_no_user(clusters_of_users: np.ndarray) -> np.ndarray:  # row 0 for user id 0, which no event has
+        return np.concatenate([np.full((1, clusters_of_users.shape[1]), -1, dtype=np.int64), clusters_of_users])
+
+    return SyntheticLog(events=_in_order(frame, order, seed), item_cluster=item_cluster, next_item=next_item, liked=with_no_user(liked), disliked=with_no_user(disliked))
 
 
 def generate(events: int = 100_000, **kwargs) -> pl.DataFrame:
@@ -239,6 +290,93 @@ def write(frame: pl.DataFrame, path: str | Path) -> Path:
 ZVUK_EVENTS_PER_USER = 250  # 250M plays -> 1M users, the scale target
 
 
+def _zvuk_path(out: str | Path) -> Path:
+    """The file to write, its folder created: ``out`` if it names a parquet file, else ``zvuk-interactions.parquet`` inside it."""
+    path = Path(out)
+    if path.suffix.lower() not in (".parquet", ".pq"):
+        path = path / "zvuk-interactions.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _zvuk_schema():
+    """The columns and types of ``zvuk-interactions.parquet``, which the written log imitates."""
+    import pyarrow as pa
+
+    return pa.schema([
+        ("user_id", pa.int32()), ("session_id", pa.int32()), ("datetime", pa.timestamp("ns")),
+        ("track_id", pa.int32()), ("play_duration", pa.int32()),
+    ])
+
+
+def _track_popularity(rng: np.random.Generator, items: int) -> tuple[np.ndarray, np.ndarray]:
+    """A Zipf-like CDF over popularity ranks and the track id of each rank, so that a uniform draw picks a track by popularity."""
+    popularity = np.cumsum(1.0 / np.arange(1, items + 1) ** 0.8)
+    popularity /= popularity[-1]
+    return popularity, (rng.permutation(items) + 1).astype(np.int32)
+
+
+def _chunk_bounds(lengths: np.ndarray, chunk_events: int) -> list[int]:
+    """User indices that cut the users into chunks of about ``chunk_events`` plays, so that memory stays flat; no user is split."""
+    ends = np.cumsum(lengths)
+    users = len(lengths)
+    cuts = np.searchsorted(ends, np.arange(chunk_events, int(ends[-1]), chunk_events), side="left") + 1
+    return [0, *sorted(set(cuts.tolist()) - {0, users}), users]
+
+
+def _zvuk_tracks(
+    rng: np.random.Generator, first: np.ndarray, popularity: np.ndarray, track_of_rank: np.ndarray, replay: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Tracks by popularity, and which plays are replays (of the user's previous track, never a first play), which stay in the session."""
+    n = len(first)
+    track = track_of_rank[np.searchsorted(popularity, rng.random(n))]
+    repeat = (rng.random(n) < replay) & ~first
+    source = np.maximum.accumulate(np.where(repeat, 0, np.arange(n)))  # the last play that is not a repeat
+    return track[source], repeat
+
+
+def _zvuk_stamps(
+    rng: np.random.Generator, counts: np.ndarray, first: np.ndarray, new_session: np.ndarray, duration: np.ndarray
+) -> np.ndarray:
+    """Nanosecond timestamps: users start within a year after ``START``, sessions a day apart on average, plays back to back."""
+    gap = np.where(new_session, rng.exponential(86_400.0, size=len(first)), duration + 1).astype(np.int64)  # seconds
+    elapsed = np.cumsum(gap)
+    elapsed -= np.repeat(elapsed[first] - gap[first], counts)  # each user's clock starts at their first play
+    begin = (rng.random(len(counts)) * 365 * 86_400).astype(np.int64)
+    return np.int64(START) * 1_000_000_000 + (np.repeat(begin, counts) + elapsed) * 1_000_000_000
+
+
+def _write_zvuk_chunk(
+    writer,
+    rng: np.random.Generator,
+    low: int,
+    counts: np.ndarray,
+    sessions: int,
+    popularity: np.ndarray,
+    track_of_rank: np.ndarray,
+    replay: float,
+    session_plays: float,
+    skip_share: float,
+) -> int:
+    """Write the plays of user ids ``low + 1 ..`` (``counts[i]`` each) in time order; returns the last session id, for the next chunk to go on from."""
+    import pyarrow as pa
+
+    n = int(counts.sum())
+    user = np.repeat(np.arange(low + 1, low + len(counts) + 1, dtype=np.int32), counts)
+    first = np.zeros(n, dtype=bool)
+    first[np.cumsum(counts) - counts] = True
+    track, repeat = _zvuk_tracks(rng, first, popularity, track_of_rank, replay)
+    new_session = first | ((rng.random(n) < 1.0 / session_plays) & ~repeat)
+    session = (sessions + np.cumsum(new_session)).astype(np.int32)
+    skipped = rng.random(n) < skip_share
+    duration = np.where(skipped, rng.integers(0, 30, size=n), rng.integers(30, 301, size=n)).astype(np.int32)
+    stamp = _zvuk_stamps(rng, counts, first, new_session, duration)
+    order = np.argsort(stamp, kind="stable")
+    columns = [user[order], session[order], pa.array(stamp[order], type=pa.timestamp("ns")), track[order], duration[order]]
+    writer.write_table(pa.table(columns, schema=writer.schema))
+    return int(session[-1])
+
+
 def write_zvuk(
     events: int,
     out: str | Path,
@@ -262,62 +400,21 @@ def write_zvuk(
     flat: the per-user counts and the popularity table are all that is kept. ``out``: a
     ``.parquet`` file, or a directory that gets ``zvuk-interactions.parquet``.
     """
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     users = users if users is not None else max(1, events // ZVUK_EVENTS_PER_USER)
     if users < 1 or events < users * min_events:
         raise DataError(f"synthetic zvuk log: {events} plays cannot give {users} users at least {min_events} plays each")
-    path = Path(out)
-    if path.suffix.lower() not in (".parquet", ".pq"):
-        path = path / "zvuk-interactions.parquet"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = _zvuk_path(out)
     rng = np.random.default_rng(seed)
-    weights = rng.lognormal(0.0, 1.0, size=users)
-    lengths = min_events + rng.multinomial(events - users * min_events, weights / weights.sum())
-    del weights
-    popularity = np.cumsum(1.0 / np.arange(1, items + 1) ** 0.8)
-    popularity /= popularity[-1]  # CDF over popularity ranks
-    track_of_rank = (rng.permutation(items) + 1).astype(np.int32)
-    ends = np.cumsum(lengths)
-    cuts = np.searchsorted(ends, np.arange(chunk_events, events, chunk_events), side="left") + 1
-    bounds = [0, *sorted(set(cuts.tolist()) - {0, users}), users]
-    schema = pa.schema([
-        ("user_id", pa.int32()), ("session_id", pa.int32()), ("datetime", pa.timestamp("ns")),
-        ("track_id", pa.int32()), ("play_duration", pa.int32()),
-    ])
-    start_ns = np.int64(START) * 1_000_000_000
+    lengths = _event_counts(rng, users, events, min_events, 1.0)
+    popularity, track_of_rank = _track_popularity(rng, items)
+    bounds = _chunk_bounds(lengths, chunk_events)
     sessions = 0
-    with pq.ParquetWriter(path, schema) as writer:
+    with pq.ParquetWriter(path, _zvuk_schema()) as writer:
         for chunk, (low, high) in enumerate(zip(bounds[:-1], bounds[1:])):
             chunk_rng = np.random.default_rng([seed, chunk])
-            counts = lengths[low:high]
-            n = int(counts.sum())
-            user = np.repeat(np.arange(low + 1, high + 1, dtype=np.int32), counts)  # (n,)
-            first = np.zeros(n, dtype=bool)
-            first[np.cumsum(counts) - counts] = True
-            track = track_of_rank[np.searchsorted(popularity, chunk_rng.random(n))]
-            repeat = (chunk_rng.random(n) < replay) & ~first
-            source = np.maximum.accumulate(np.where(repeat, 0, np.arange(n)))  # the last play that is not a repeat
-            track = track[source]
-            new_session = first | ((chunk_rng.random(n) < 1.0 / session_plays) & ~repeat)
-            session = (sessions + np.cumsum(new_session)).astype(np.int32)
-            sessions = int(session[-1])
-            skipped = chunk_rng.random(n) < skip_share
-            duration = np.where(skipped, chunk_rng.integers(0, 30, size=n), chunk_rng.integers(30, 301, size=n)).astype(np.int32)
-            gap = np.where(new_session, chunk_rng.exponential(86_400.0, size=n), duration + 1).astype(np.int64)  # seconds
-            elapsed = np.cumsum(gap)
-            elapsed -= np.repeat(elapsed[first] - gap[first], counts)  # each user's clock starts at their first play
-            begin = (chunk_rng.random(high - low) * 365 * 86_400).astype(np.int64)
-            stamp = start_ns + (np.repeat(begin, counts) + elapsed) * 1_000_000_000
-            order = np.argsort(stamp, kind="stable")
-            del gap, elapsed, repeat, source, skipped, first
-            table = pa.table(
-                [user[order], session[order], pa.array(stamp[order], type=pa.timestamp("ns")), track[order], duration[order]],
-                schema=schema,
-            )
-            writer.write_table(table)
-            del table, user, session, track, duration, stamp, order
+            sessions = _write_zvuk_chunk(writer, chunk_rng, low, lengths[low:high], sessions, popularity, track_of_rank, replay, session_plays, skip_share)
     return {"out": str(path), "events": events, "users": users, "items": items}
 
 
