@@ -7,7 +7,8 @@ codes go back to ids through the vocabulary they index:
   push down), through its sorted vocabulary otherwise;
 - :func:`renumber` codes again, densely, the codes left after the 5-core filters;
 - :func:`dense` codes a column for counting only (the filters' distinct pairs);
-- :func:`vocabulary` is a column's sorted distinct ids; :func:`codes` and :func:`item_codes` look ids up in a known vocabulary (the splits, the catalogue, serving);
+- :func:`vocabulary` is a column's sorted distinct ids; :func:`codes` and :func:`item_codes` look ids up in a known
+  vocabulary (the splits, the catalogue, serving);
 - :func:`decode` is the way back.
 """
 

@@ -258,7 +258,9 @@ def synthesize(
     def with_no_user(clusters_of_users: np.ndarray) -> np.ndarray:  # row 0 for user id 0, which no event has
         return np.concatenate([np.full((1, clusters_of_users.shape[1]), -1, dtype=np.int64), clusters_of_users])
 
-    return SyntheticLog(events=_in_order(frame, order, seed), item_cluster=item_cluster, next_item=next_item, liked=with_no_user(liked), disliked=with_no_user(disliked))
+    return SyntheticLog(
+        events=_in_order(frame, order, seed), item_cluster=item_cluster, next_item=next_item, liked=with_no_user(liked), disliked=with_no_user(disliked),
+    )
 
 
 def generate(events: int = 100_000, **kwargs) -> pl.DataFrame:
