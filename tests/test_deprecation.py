@@ -18,6 +18,7 @@ from negseq.deprecation import MODULES_MOVED
         ("negseq.serving", "checkpoint_path", "negseq.training.checkpoints"),
         ("negseq.selection", "load_weights", "negseq.training.checkpoints"),
         ("negseq.results", "best_epoch", "negseq.training.checkpoints"),
+        ("negseq.data.splits", "item_codes", "negseq.data.ids"),
         ("negseq.module", "NegSeqModule", "negseq.training.module"),  # modules moved into the layers' packages in 0.4.0
         ("negseq.paired", "pooled", "negseq.studies.paired"),
         ("negseq.serving", "histories_frame", "negseq.serving.histories"),  # the old serving module's names, from the package

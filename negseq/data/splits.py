@@ -18,6 +18,7 @@ import polars as pl
 
 from negseq.data import ids
 from negseq.data.order import event_order
+from negseq.deprecation import moved
 from negseq.errors import DataError
 
 log = logging.getLogger("negseq")
@@ -242,3 +243,6 @@ def whole_log(frame: pl.DataFrame, seed: int = 0, validation_targets: str = "pos
     train = _encode(frame, item_ids, user_ids)
     no_users = train.clear().with_columns(is_target=pl.lit(False))
     return Split(train, no_users, no_users, item_ids, user_ids)
+
+
+__getattr__ = moved(__name__, {"item_codes": "negseq.data.ids"})  # the old paths of names that moved (CHANGELOG.md)
