@@ -251,15 +251,46 @@ def read_events(
 def _read(
     raw: pl.LazyFrame, columns: Columns, threshold: float, source, sessions: bool, sample, sample_seed: int, fmt: str, require_positive: bool, missing_time: str,
 ) -> Events:
-    names = _reading(source, fmt, lambda: raw.collect_schema().names())  # a damaged Parquet file fails here
     wanted = columns.by_role()
+    lazy = _selected(raw, wanted, source, fmt, sessions, sample, sample_seed)
+    lazy, stats, time = _validated(lazy, wanted, source, fmt, missing_time)
+    schema = lazy.collect_schema()
+    users, items = ids.id_coder(lazy, "user", schema["user"], stats), ids.id_coder(lazy, "item", schema["item"], stats)
+    boolean = schema["feedback"] == pl.Boolean
+    if boolean:
+        log.info("%s: feedback column %r is Boolean: true = liked, false = disliked (no threshold)", source, wanted["feedback"])
+    time = time.cast(_time_dtype(stats, time, schema["time"]))
+    selected = [users.expr.alias("user"), items.expr.alias("item"), "feedback", time.alias("time"), "row", *(["session"] if sessions else [])]
+    positive = pl.col("feedback") if boolean else pl.col("feedback").cast(pl.Float64) >= threshold
+    frame, counts = _in_user_ranges(lazy, selected, users, positive, stats["len"], sessions, source, fmt)
+    kept = counts.events - counts.duplicates
+    if counts.duplicates:
+        log.info("%s: dropped %d exact duplicate events (same user, item, feedback and time)", source, counts.duplicates)
+    if counts.positive == 0 and require_positive:
+        below = "every feedback value is false" if boolean else f"every feedback value is below the threshold {threshold} (max {counts.feedback_max}); lower --data.threshold"
+        raise DataError(f"{source}: no positive events: {below}")
+    rule = "feedback true" if boolean else f"feedback >= {threshold}"
+    log.info("%s: %d events, %d positive (%s), %d negative", source, kept, counts.positive, rule, kept - counts.positive)
+    user_ids = users.decode(pl.int_range(0, users.size, eager=True, dtype=pl.UInt32))
+    item_ids = items.decode(pl.int_range(0, items.size, eager=True, dtype=pl.UInt32))
+    return Events(frame, user_ids, item_ids, fmt, threshold)
+
+
+def _selected(raw: pl.LazyFrame, wanted: dict[str, str], source, fmt: str, sessions: bool, sample, sample_seed: int) -> pl.LazyFrame:
+    """The four standard columns by role (and Zvuk's session), numbered by input row, sampled by user when asked; a
+    missing column is a DataError naming the file's columns."""
+    names = _reading(source, fmt, lambda: raw.collect_schema().names())  # a damaged Parquet file fails here
     for role, name in wanted.items():
         if name not in names:
             raise DataError(f"{source}: missing {role} column {name!r}; the file has columns {names} (set --data.{role}_col)")
     extra = {"session": pl.col(ZVUK_SESSION)} if sessions else {}
     lazy = raw.select(**{role: pl.col(name) for role, name in wanted.items()}, **extra).with_row_index("row")
-    if sample is not None:
-        lazy = sample_users(lazy, sample, sample_seed, source)
+    return sample_users(lazy, sample, sample_seed, source) if sample is not None else lazy
+
+
+def _validated(lazy: pl.LazyFrame, wanted: dict[str, str], source, fmt: str, missing_time: str) -> tuple[pl.LazyFrame, dict, pl.Expr]:
+    """Every column checked (ids, feedback, time; missing values refused, or events without a time dropped) on the
+    columns' statistics where they suffice: the events with ids as read, their statistics, and the time expression."""
     schema = lazy.collect_schema()
     if schema["time"] == pl.String:  # ISO strings are parsed on the whole column at once
         lazy = _reading(source, fmt, lambda: collect(lazy)).lazy()
@@ -286,17 +317,26 @@ def _read(
     for role in STANDARD_COLUMNS:
         if stats[f"{role}_missing"]:
             reject_missing(collect(lazy.select("row", role).filter(missing(role, schema[role]))), role, wanted[role], source)
-    lazy = lazy.with_columns(user=user, item=item)
-    schema = lazy.collect_schema()
-    users, items = ids.id_coder(lazy, "user", schema["user"], stats), ids.id_coder(lazy, "item", schema["item"], stats)
-    time = time.cast(_time_dtype(stats, time, schema["time"]))
-    boolean = schema["feedback"] == pl.Boolean
-    if boolean:
-        log.info("%s: feedback column %r is Boolean: true = liked, false = disliked (no threshold)", source, wanted["feedback"])
-    selected = [users.expr.alias("user"), items.expr.alias("item"), "feedback", time.alias("time"), "row", *(["session"] if sessions else [])]
+    return lazy.with_columns(user=user, item=item), stats, time
 
-    parts, n_events, n_duplicates, n_positive, feedback_max = [], 0, 0, 0, None
-    n_parts = max(1, math.ceil(stats["len"] / PARTITION_EVENTS))
+
+@dataclass
+class _Counts:
+    """What reading the user ranges saw: events read, exact duplicates dropped, positive events, the largest feedback."""
+
+    events: int = 0
+    duplicates: int = 0
+    positive: int = 0
+    feedback_max: Optional[float] = None
+
+
+def _in_user_ranges(
+    lazy: pl.LazyFrame, selected: list, users: ids.IdCoder, positive: pl.Expr, n_rows: int, sessions: bool, source, fmt: str,
+) -> tuple[pl.DataFrame, _Counts]:
+    """The coded events in event order, read a range of user codes at a time (about ``PARTITION_EVENTS`` events each),
+    Zvuk's plays summed, exact duplicates dropped, the feedback turned into ``positive``."""
+    parts, counts = [], _Counts()
+    n_parts = max(1, math.ceil(n_rows / PARTITION_EVENTS))
     cuts = np.linspace(0, users.size, n_parts + 1).round().astype(np.int64)
     for low, high in zip(cuts[:-1], cuts[1:]):
         if n_parts == 1:
@@ -308,30 +348,17 @@ def _read(
         part = _reading(source, fmt, lambda: collect(chosen.select(selected)))
         if sessions:
             part = sum_plays(part)
-        part = event_order(in_row_order(part), first_row=n_events, consume=True)  # ties keep the input order
-        n_events += part.height
+        part = event_order(in_row_order(part), first_row=counts.events, consume=True)  # ties keep the input order
+        counts.events += part.height
         before = part.height
         part = drop_exact_duplicates(part)
-        n_duplicates += before - part.height
-        positive = pl.col("feedback") if boolean else pl.col("feedback").cast(pl.Float64) >= threshold
+        counts.duplicates += before - part.height
         top = part["feedback"].cast(pl.Float64).max()
-        feedback_max = top if feedback_max is None or (top is not None and top > feedback_max) else feedback_max
+        counts.feedback_max = top if counts.feedback_max is None or (top is not None and top > counts.feedback_max) else counts.feedback_max
         part = part.select("user", "item", positive.alias("positive"), "time", "row")
-        n_positive += int(part["positive"].sum())
+        counts.positive += int(part["positive"].sum())
         parts.append(part)
-    frame = pl.concat(parts, rechunk=False) if len(parts) > 1 else parts[0]
-    del parts
-    if n_duplicates:
-        log.info("%s: dropped %d exact duplicate events (same user, item, feedback and time)", source, n_duplicates)
-    kept = n_events - n_duplicates
-    if n_positive == 0 and require_positive:
-        below = "every feedback value is false" if boolean else f"every feedback value is below the threshold {threshold} (max {feedback_max}); lower --data.threshold"
-        raise DataError(f"{source}: no positive events: {below}")
-    rule = "feedback true" if boolean else f"feedback >= {threshold}"
-    log.info("%s: %d events, %d positive (%s), %d negative", source, kept, n_positive, rule, kept - n_positive)
-    user_ids = users.decode(pl.int_range(0, users.size, eager=True, dtype=pl.UInt32))
-    item_ids = items.decode(pl.int_range(0, items.size, eager=True, dtype=pl.UInt32))
-    return Events(frame, user_ids, item_ids, fmt, threshold)
+    return (pl.concat(parts, rechunk=False) if len(parts) > 1 else parts[0]), counts
 
 
 def filter_and_split(
