@@ -254,6 +254,19 @@ class Recommender:
         _check_choice(on_unknown_user)
         candidates = self._candidates(items_allowed, items_blocked)
         events, name = self._read(source, reading)
+        events, user_ids = self._users_to_serve(events, name, users, known_only, on_unknown_user)
+        if user_ids.len() == 0:
+            yield self._decode(pl.DataFrame(schema=_CODES_SCHEMA), user_ids)
+            return
+        for first, chunk in _user_batches(events, user_ids.len(), batch_size, progress):
+            batch_ids = user_ids.slice(first, min(batch_size, user_ids.len() - first))
+            yield self._recommend(chunk, batch_ids, k, exclude_seen, *candidates, on_unknown_user, name, checked=True)
+
+    def _users_to_serve(
+        self, events: pl.DataFrame, name: str, users: Optional[Iterable[Id]], known_only: bool, on_unknown_user: str
+    ) -> tuple[pl.DataFrame, pl.Series]:
+        """The events of the users asked for (all: None), each with its ``user_code`` (0, 1, ... in log order), and the
+        users' ids; with ``known_only``, only the users with an item the model knows."""
         if users is not None:
             wanted = pl.Series(list(users)).cast(events["user"].dtype, strict=False)
             events = events.filter(pl.col("user").is_in(wanted.implode()))
@@ -268,20 +281,7 @@ class Recommender:
             events = events.with_columns(user_code=pl.col("user").rle_id().cast(pl.Int64))
         elif n_known_users < user_ids.len():
             log.info("%s: %d users have no item the model knows: unknown users (%s)", name, user_ids.len() - n_known_users, on_unknown_user)
-        if user_ids.len() == 0:
-            yield self._decode(pl.DataFrame(schema=_CODES_SCHEMA), user_ids)
-            return
-        codes = events["user_code"].to_numpy()
-        starts = range(0, user_ids.len(), batch_size)
-        if progress:
-            # imported here: with rich.console loaded, jsonargparse (4.53) parses an int | float flag such as
-            # --data.sample_users 150 as 150.0, which Recommender.fit's command line would then refuse
-            from rich.progress import track
-        for first in track(starts, description=f"recommending for {user_ids.len()} users", transient=True) if progress else starts:
-            last = min(first + batch_size, user_ids.len())
-            start, stop = np.searchsorted(codes, [first, last])
-            chunk = events.slice(int(start), int(stop - start)).with_columns(user=pl.col("user_code") - first)
-            yield self._recommend(chunk, user_ids.slice(first, last - first), k, exclude_seen, *candidates, on_unknown_user, name, checked=True)
+        return events, user_ids
 
     def _read(self, source: str | Path | pl.DataFrame, reading: dict) -> tuple[pl.DataFrame, str]:
         """Signed events (``user``, ``item``, ``positive``, in event order) read with the training log's settings.
@@ -401,6 +401,19 @@ class Recommender:
             item_id=ids.decode(frame["code"], self.catalog.item_ids, 1),
             rank="rank", score="score", fallback="fallback",
         )
+
+
+def _user_batches(events: pl.DataFrame, n_users: int, batch_size: int, progress: bool) -> Iterator[tuple[int, pl.DataFrame]]:
+    """``(first user code, its batch's events with ``user`` 0-based in the batch)`` for each ``batch_size`` users."""
+    codes = events["user_code"].to_numpy()
+    starts = range(0, n_users, batch_size)
+    if progress:
+        # imported here: with rich.console loaded, jsonargparse (4.53) parses an int | float flag such as
+        # --data.sample_users 150 as 150.0, which Recommender.fit's command line would then refuse
+        from rich.progress import track
+    for first in track(starts, description=f"recommending for {n_users} users", transient=True) if progress else starts:
+        start, stop = np.searchsorted(codes, [first, min(first + batch_size, n_users)])
+        yield first, events.slice(int(start), int(stop - start)).with_columns(user=pl.col("user_code") - first)
 
 
 def _check_positive(**values: int) -> None:
