@@ -41,6 +41,8 @@ def test_each_config_fits_and_tests(configs, tmp_path, tiny_log):
         expected.add("train/loss_contrast")
     if model["alpha"]:
         expected.add("train/loss_neg")
+    if model["family"] == "positives_unlikelihood":
+        expected.add("train/loss_unlikely")
     assert {k for k in history if k.startswith("train/loss_")} == expected
 
 
