@@ -65,8 +65,7 @@ def architecture_differences(saved: dict[str, Any], other: dict[str, Any]) -> li
 
 
 def check_arguments(hp: dict[str, Any]) -> None:
-    """Refuse combinations of NegSeqModule's arguments that are meaningless or that the code does not support."""
-    families.family(hp["family"]).check(hp)
+    """Refuse arguments out of range, then what the model's family refuses (its parts and its losses' rules)."""
     for name, allowed in CHOICES.items():
         if hp[name] not in allowed:
             raise ConfigError(f"`{name}` must be one of {list(allowed)}, got {hp[name]!r}")
@@ -78,18 +77,7 @@ def check_arguments(hp: dict[str, Any]) -> None:
             raise ConfigError(f"`{name}` must be 0 (off) or positive, got {hp[name]}")
     if any(not isinstance(c, int) or c < 1 for c in hp["ks"]):
         raise ConfigError(f"`ks` must be positive integers, got {hp['ks']}")
-    if hp["negative_table_gradient"] != 1 and not hp["alpha"]:
-        raise ConfigError(f"`negative_table_gradient` ({hp['negative_table_gradient']}) scales CE_neg's gradient: it needs `alpha` > 0")
-    if hp["unlikelihood_weight"] and hp["softmax"] != "full":
-        raise ConfigError(
-            f"`unlikelihood_weight` needs softmax='full': with softmax={hp['softmax']!r} p of a disliked next item is its share of a "
-            "sampled denominator, so -log(1 - p) would not penalise the probability it names"
-        )
-    if hp["hard_negative_weight"] and hp["softmax"] != "full":
-        raise ConfigError(
-            f"`hard_negative_weight` needs softmax='full': with softmax={hp['softmax']!r} the sampled denominator is on another "
-            "scale than the disliked items' extra mass (popularity: 1/Q of the label), so the weight would not mean what it says"
-        )
+    families.family(hp["family"]).check(hp)
 
 
 def network(hp: dict[str, Any]) -> SequentialRecommender:

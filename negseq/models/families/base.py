@@ -63,6 +63,11 @@ class Family:
             raise ConfigError(f"`alpha` ({hp['alpha']}) needs a negative encoder, which only {_which('negative_encoder')} has")
         if hp["unlikelihood_weight"] and not self.labels_both_signs:
             raise ConfigError(f"`unlikelihood_weight` applies to {_which('labels_both_signs')}, where next items of both signs are labels")
+        if hp["unlikelihood_weight"] and hp["softmax"] != "full":
+            raise ConfigError(
+                f"`unlikelihood_weight` needs softmax='full': with softmax={hp['softmax']!r} p of a disliked next item is its share of a "
+                "sampled denominator, so -log(1 - p) would not penalise the probability it names"
+            )
         if hp["sign_weight"] and not self.sign_head:
             raise ConfigError(f"`sign_weight` trains the sign head of {_which('sign_head')} models")
         if (hp["hard_negative_weight"] or hp["contrast_negatives"] != "all") and not self.disliked_apart:

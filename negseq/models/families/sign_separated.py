@@ -15,6 +15,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from negseq.errors import ConfigError
 from negseq.models.families.base import Family, shift
 from negseq.models.losses import contrastive_loss, next_item_loss
 from negseq.models.recommender import SequentialRecommender
@@ -128,6 +129,16 @@ class SignSeparatedFamily(Family):
 
     def model_input(self, batch: Mapping[str, Tensor]) -> Tensor:
         return batch["positives"]
+
+    def check(self, hp: Mapping[str, Any]) -> None:
+        super().check(hp)
+        if hp["negative_table_gradient"] != 1 and not hp["alpha"]:
+            raise ConfigError(f"`negative_table_gradient` ({hp['negative_table_gradient']}) scales CE_neg's gradient: it needs `alpha` > 0")
+        if hp["hard_negative_weight"] and hp["softmax"] != "full":
+            raise ConfigError(
+                f"`hard_negative_weight` needs softmax='full': with softmax={hp['softmax']!r} the sampled denominator is on another "
+                "scale than the disliked items' extra mass (popularity: 1/Q of the label), so the weight would not mean what it says"
+            )
 
     def label(self, model: Mapping[str, Any]) -> str:
         alpha, beta = float(model["alpha"] or 0), float(model["beta"] or 0)
