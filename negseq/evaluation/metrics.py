@@ -21,6 +21,7 @@ __all__ = [
     "hit_gain",
     "ndcg_gain",
     "mrr_gain",
+    "GAINS",
     "HitRate",
     "NDCG",
     "MRR",
@@ -41,6 +42,9 @@ def ndcg_gain(ranks: Tensor, k: int) -> Tensor:
 def mrr_gain(ranks: Tensor, k: int) -> Tensor:
     """``1 / rank`` inside the top ``k``, else 0."""
     return torch.where(ranks <= k, 1.0 / ranks.clamp(max=k), torch.zeros_like(ranks))
+
+
+GAINS = {"hr": hit_gain, "ndcg": ndcg_gain, "mrr": mrr_gain}  # by the names of layout.SIGNED_METRICS: paired statistics read them
 
 
 class _SignedRankMetric(Metric):

@@ -24,9 +24,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
+import torch
 
 from negseq import layout
 from negseq.errors import NegSeqError
+from negseq.evaluation import metrics
 
 GAINS = layout.SIGNED_METRICS  # each user's gain of each metric, a column of the paired frame: hr, ndcg, mrr
 
@@ -59,14 +61,11 @@ class PairingError(NegSeqError):
 
 
 def gains(per_user: pl.DataFrame) -> pl.DataFrame:
-    """Add each user's gains from ``rank`` (null = not in the top k: 0), the per-user terms of the metrics of the same
-    names (:mod:`negseq.evaluation.metrics`): ``hr`` = 1, ``ndcg`` = 1/log2(rank+1), ``mrr`` = 1/rank."""
-    rank = pl.col("rank").cast(pl.Float64)
-    return per_user.with_columns(
-        hr=pl.col("rank").is_not_null().cast(pl.Float64),
-        ndcg=(1.0 / (rank + 1.0).log(2)).fill_null(0.0),
-        mrr=(1.0 / rank).fill_null(0.0),
-    )
+    """Add each user's gains from ``rank`` (null = not in the top k: 0), computed by the functions the metrics of the
+    same names use (:mod:`negseq.evaluation.metrics`: ``hr`` = 1, ``ndcg`` = 1/log2(rank+1), ``mrr`` = 1/rank)."""
+    k = int(per_user["rank"].max() or 0)  # every rank a run wrote is within its cutoff
+    ranks = torch.from_numpy(per_user["rank"].cast(pl.Float64).fill_null(k + 1.0).to_numpy())
+    return per_user.with_columns(**{name: pl.Series(name, gain(ranks, k).double().numpy()) for name, gain in metrics.GAINS.items()})
 
 
 def pair(a: pl.DataFrame, b: pl.DataFrame) -> pl.DataFrame:
