@@ -224,7 +224,7 @@ class NegSeqModule(L.LightningModule):
         super().__init__()
         if history is not None:
             warnings.warn(f"`history` is deprecated since 0.4.0: use `family` (history={history!r} is family={families.family(history).name!r})", DeprecationWarning, stacklevel=2)
-            family = families.family(history).name
+        family = families.family(history if history is not None else family).name  # a 0.3.0 value under either key: today's name
         self.save_hyperparameters(ignore=["history"])
         hp = self.hparams
         check_arguments(hp)

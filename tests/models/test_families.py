@@ -126,5 +126,6 @@ def test_the_family_by_its_old_history_name_warns_and_is_the_same_model():
     with pytest.warns(DeprecationWarning, match=r"`history` is deprecated since 0.4.0: use `family` \(history='all' is family='whole_history'\)"):
         old = NegSeqModule(num_items=20, num_train_items=20, history="all", alpha=0, beta=0)
     assert old.hparams.family == "whole_history" and "history" not in old.hparams
+    assert NegSeqModule(num_items=20, num_train_items=20, family="positives").hparams.family == "sign_separated"  # an old value, new key
     assert model_label({"history": "all", "beta": 0}) == model_label({"family": "whole_history", "beta": 0}) == "SASRec"
     assert model_label({"history": "positives", "alpha": 0, "beta": 0}) == "SASRec_p"
