@@ -50,6 +50,8 @@ def test_the_old_run_serves_the_lists_it_wrote(tmp_path):
     assert recommender.family == "sign_separated" and float(recommender.model.polarity_prior) == 0.0  # 0.1.0 had no prior: 0
     with pytest.warns(DeprecationWarning, match="Recommender.history is deprecated since 0.4.0: use Recommender.family"):
         assert recommender.history == "sign_separated"  # its 0.1.0 checkpoint says history=positives
+    with pytest.warns(DeprecationWarning, match=r"Recommender\(history=...\) is deprecated since 0.4.0: use family=..."):
+        assert Recommender(recommender.model, recommender.catalog, history="positives").family == "sign_separated"
     written = pl.read_parquet(RUN / "recommendations.parquet")
     users = written["user_id"].unique().sort().head(20).to_list()
     config = yaml.safe_load((RUN / "config.yaml").read_text())["data"]

@@ -62,16 +62,20 @@ class Recommender:
         precision: ``fp32``, or ``bf16`` to run the encoder under bf16 autocast: faster on a CPU with bf16 instructions
             (1.2x here), but its user vectors differ from fp32's in the last bits, so a near-tie in the top-k can swap
             (benchmarks/README.md "Serving" measures how often). The catalogue's top-k for a user vector is exact either way.
+        history: deprecated since 0.4.0, the family's old name (``positives``, ``all``, ``signed``).
     """
 
     def __init__(
-        self, model: SequentialRecommender, catalog: Catalog, family: str = "sign_separated", block_items: int = 2048, precision: str = "fp32"
+        self, model: SequentialRecommender, catalog: Catalog, family: str = "sign_separated", block_items: int = 2048, precision: str = "fp32",
+        history: Optional[str] = None,
     ) -> None:
         if precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
+        if history is not None:
+            warnings.warn("Recommender(history=...) is deprecated since 0.4.0: use family=...", DeprecationWarning, stacklevel=2)
         self.model = model.eval()
         self.catalog = catalog
-        self.family = family
+        self.family = families.family(history if history is not None else family).name
         self.block_items = block_items
         self.precision = precision
         self.run_dir: Optional[Path] = None  # the run directory of :meth:`fit` or :meth:`load`
