@@ -16,7 +16,10 @@ import yaml
 from negseq import Recommender
 from negseq.data import FeedbackDataModule
 from negseq.data.datamodule import embedded_ratings
+from negseq.errors import ConfigError
+from negseq.training import checkpoints
 from negseq.training.cli import NegSeqCLI
+from negseq.training.module import NegSeqModule
 from tests.test_serving import movielens_events, without_last_event
 
 RUN = Path(__file__).parent / "fixtures" / "run-0.1.0"
@@ -61,3 +64,14 @@ def test_the_old_run_serves_the_lists_it_wrote(tmp_path):
     served = recommender.recommend_log(histories, k=10)
     expected = written.filter(pl.col("user_id").is_in(users)).sort("user_id", "rank")
     assert served.select("user_id", "item_id", "rank").equals(expected.select("user_id", "item_id", "rank"))
+
+
+def test_the_old_checkpoint_names_its_family_when_loaded_into_another():
+    """Its ``history: positives`` is read as family sign_separated, so loading it into a model of another family that
+    builds the same network (alpha 0 on both sides) is refused by name, as a checkpoint of today's is."""
+    checkpoint = checkpoints.read(RUN)
+    checkpoint["hyper_parameters"]["alpha"] = 0.0
+    hp = checkpoints.hyper_parameters(checkpoints.read(RUN))
+    other = NegSeqModule(**{**hp, "family": "whole_history", "alpha": 0.0, "beta": 0.0})
+    with pytest.raises(ConfigError, match="checkpoint was trained with family=sign_separated but this run has family=whole_history"):
+        other.on_load_checkpoint(checkpoint)

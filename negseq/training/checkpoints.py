@@ -12,7 +12,6 @@ import torch
 
 from negseq import layout
 from negseq.errors import ConfigError
-from negseq.models.families import family_of
 from negseq.models.recommender import SequentialRecommender
 from negseq.training.module import DEFAULTS, NegSeqModule, network, upgrade
 
@@ -35,17 +34,16 @@ def read(source: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
 
 
 def hyper_parameters(checkpoint: dict[str, Any]) -> dict[str, Any]:
-    """NegSeqModule's arguments a checkpoint was trained with: those it no longer takes left out, those added since at
-    their defaults (which reproduce the older behaviour)."""
+    """NegSeqModule's arguments a checkpoint was trained with, under today's names (:func:`upgrade`, in place): those it
+    no longer takes left out, those added since at their defaults (which reproduce the older behaviour)."""
+    upgrade(checkpoint)
     accepted = inspect.signature(NegSeqModule).parameters
-    saved = {name: value for name, value in checkpoint["hyper_parameters"].items() if name in accepted and name != "history"}
-    return {**DEFAULTS, **saved, "family": family_of(checkpoint["hyper_parameters"]).name}
+    return {**DEFAULTS, **{name: value for name, value in checkpoint["hyper_parameters"].items() if name in accepted}}
 
 
 def load_network(checkpoint: dict[str, Any]) -> SequentialRecommender:
     """The trained network alone (what serving ranks with), in eval mode: no LightningModule, no metrics."""
-    upgrade(checkpoint)
-    model = network(hyper_parameters(checkpoint))
+    model = network(hyper_parameters(checkpoint))  # brings the checkpoint up to date first
     prefix = "model."
     model.load_state_dict({key[len(prefix):]: value for key, value in checkpoint["state_dict"].items() if key.startswith(prefix)})
     return model.eval()

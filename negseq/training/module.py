@@ -92,8 +92,12 @@ def network(hp: dict[str, Any]) -> SequentialRecommender:
 
 
 def upgrade(checkpoint: dict[str, Any]) -> None:
-    """Bring a checkpoint of an earlier version to today's keys, in place: weights saved before the network was its own
-    module get its ``model.`` prefix, ranking buffers saved before they existed their hyper-parameter's value (else 0)."""
+    """Bring a checkpoint of an earlier version to today's keys, in place: the family saved as ``history`` (before 0.4.0)
+    becomes ``family`` under today's name, weights saved before the network was its own module get its ``model.``
+    prefix, ranking buffers saved before they existed their hyper-parameter's value (else 0)."""
+    saved = checkpoint.get("hyper_parameters", {})
+    if "history" in saved:
+        saved["family"] = families.family(saved.pop("history")).name
     weights = checkpoint.get("state_dict", {})
     if "items.weight" in weights:
         checkpoint["state_dict"] = {f"model.{key}": value for key, value in weights.items()}

@@ -93,6 +93,6 @@ def family(name: str) -> Family:
 
 
 def family_of(model: Mapping[str, Any]) -> Family:
-    """The family a ``model:`` configuration or a checkpoint's hyper-parameters name: ``family``, or ``history`` in those
-    written before 0.4.0 (NegSeqModule's default when neither is there)."""
+    """The family a run's ``model:`` configuration names: ``family``, or ``history`` in those written before 0.4.0
+    (NegSeqModule's default when neither is there). Checkpoints are brought up to date by ``negseq.training.module.upgrade``."""
     return family(model.get("history") or model.get("family") or "sign_separated")
