@@ -23,14 +23,21 @@ from negseq.models.recommender import SequentialRecommender
 ContrastNegatives = Literal["all", "earlier", "all_with_last"]
 
 
+def newest_before(state_order: Tensor, label_order: Tensor) -> Tensor:
+    """``(B, T)``: for each label, how many items of a left-padded sequence came before it, minus one (the newest such
+    item's rank among the sequence's items; -1: none). ``state_order`` (B, M): when each item came (0 at padding);
+    ``label_order`` (B, T): when each label came."""
+    earlier = (state_order[:, None, :] < label_order[:, :, None]) & (state_order[:, None, :] > 0)  # (B, T, M)
+    return earlier.sum(-1) - 1  # items are in time order, left-padded
+
+
 def state_before(states: Tensor, state_order: Tensor, label_order: Tensor) -> Tensor:
     """``(B, T, D)``: for each label, the state at the newest position of ``states`` earlier than it (0 if none).
 
     ``states`` (B, M, D) are a left-padded sequence's hidden states and ``state_order`` (B, M)
     when each of its items came (0 at padding); ``label_order`` (B, T) when each label came.
     """
-    earlier = (state_order[:, None, :] < label_order[:, :, None]) & (state_order[:, None, :] > 0)  # (B, T, M)
-    newest = earlier.sum(-1) - 1  # (B, T): items are in time order, left-padded
+    newest = newest_before(state_order, label_order)  # (B, T)
     offset = (state_order == 0).sum(-1, keepdim=True)  # (B, 1): padding columns on the left
     index = (offset + newest).clamp(min=0)
     picked = states.gather(1, index[..., None].expand(-1, -1, states.shape[-1]))  # (B, T, D)
