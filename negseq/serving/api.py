@@ -6,7 +6,7 @@ how the log was read). Logs are read, validated and signed by the data layer wit
 history (nothing held out) becomes the tensors evaluation reads (:class:`EvalSequences`, whose target is the padding
 id 0: none), and :func:`negseq.models.inference.rank` ranks them as the fit's test did: the same history gives the same list.
 
-A user with an empty model input (no known liked item for a ``positives`` model, no known event for the others: an
+A user with an empty model input (no known liked item for a model that reads liked items, no known event for the others: an
 "unknown user") gets, with ``on_unknown_user="popular"``, the items most often liked in training (score = that count),
 seen items excluded, flagged in the ``fallback`` column; ``"skip"`` leaves them out, ``"error"`` refuses them.
 """
