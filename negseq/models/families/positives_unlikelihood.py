@@ -18,7 +18,7 @@ from torch import Tensor
 
 from negseq.errors import ConfigError
 from negseq.models.families.base import Family, shift
-from negseq.models.families.sign_separated import newest_before, state_before
+from negseq.models.families.sign_separated import newest_before, state_at
 from negseq.models.losses import next_item_loss
 from negseq.models.recommender import SequentialRecommender
 
@@ -40,8 +40,9 @@ class PushDislikedAway:
         terms = {"loss_pos": next_item_loss(hidden, labels, items, **sampled)}
         disliked, disliked_order = batch["negatives"], batch["negatives_order"]  # (B, L + 1) each
         input_order = batch["positives_order"][:, :-1]  # (B, L): when each input came, 0 at padding
-        pushed = (disliked > 0) & (newest_before(input_order, disliked_order) >= 0)  # (B, L + 1): a liked input came before
-        states = state_before(hidden, input_order, disliked_order)  # (B, L + 1, D)
+        newest = newest_before(input_order, disliked_order)  # (B, L + 1): the newest liked input before each dislike, -1: none
+        pushed = (disliked > 0) & (newest >= 0)
+        states = state_at(hidden, input_order, newest)  # (B, L + 1, D)
         terms["loss_unlikely"] = next_item_loss(states, torch.where(pushed, disliked, 0), items, pushed, self.unlikelihood_weight, **sampled)
         return terms
 

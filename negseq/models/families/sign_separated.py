@@ -37,7 +37,12 @@ def state_before(states: Tensor, state_order: Tensor, label_order: Tensor) -> Te
     ``states`` (B, M, D) are a left-padded sequence's hidden states and ``state_order`` (B, M)
     when each of its items came (0 at padding); ``label_order`` (B, T) when each label came.
     """
-    newest = newest_before(state_order, label_order)  # (B, T)
+    return state_at(states, state_order, newest_before(state_order, label_order))
+
+
+def state_at(states: Tensor, state_order: Tensor, newest: Tensor) -> Tensor:
+    """``(B, T, D)``: the states of ``states`` (B, M, D) at the items ranked ``newest`` (B, T) among a left-padded
+    sequence's items (:func:`newest_before`; -1: a zero state), ``state_order`` (B, M) 0 at padding."""
     offset = (state_order == 0).sum(-1, keepdim=True)  # (B, 1): padding columns on the left
     index = (offset + newest).clamp(min=0)
     picked = states.gather(1, index[..., None].expand(-1, -1, states.shape[-1]))  # (B, T, D)
