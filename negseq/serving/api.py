@@ -92,7 +92,7 @@ class Recommender:
         checkpoint = checkpoints.read(source, map_location or "cpu")
         if STATE_KEY not in checkpoint:
             raise ConfigError(f"{checkpoints.checkpoint_path(source)}: the checkpoint holds no item catalogue (written by an older negseq); refit the run to serve it")
-        model, hp = checkpoints.load_network(checkpoint), checkpoints.hyper_parameters(checkpoint)
+        model, hp = checkpoints.load_network(checkpoint)
         device = next(iter(checkpoint["state_dict"].values())).device
         recommender = cls(model.to(device), Catalog.from_state(checkpoint[STATE_KEY]), hp["family"], hp["score_block_items"], precision)
         recommender.run_dir = Path(source) if Path(source).is_dir() else None
@@ -432,4 +432,3 @@ def _check_choice(on_unknown_user: str) -> None:
 
 
 _CODES_SCHEMA = {"user": pl.Int64, "code": pl.Int64, "rank": pl.Int32, "score": pl.Float32, "fallback": pl.Boolean}
-

@@ -41,12 +41,14 @@ def hyper_parameters(checkpoint: dict[str, Any]) -> dict[str, Any]:
     return {**DEFAULTS, **{name: value for name, value in checkpoint["hyper_parameters"].items() if name in accepted}}
 
 
-def load_network(checkpoint: dict[str, Any]) -> SequentialRecommender:
-    """The trained network alone (what serving ranks with), in eval mode: no LightningModule, no metrics."""
-    model = network(hyper_parameters(checkpoint))  # brings the checkpoint up to date first
+def load_network(checkpoint: dict[str, Any]) -> tuple[SequentialRecommender, dict[str, Any]]:
+    """The trained network alone (what serving ranks with), in eval mode: no LightningModule, no metrics; and the
+    NegSeqModule arguments it was built with (:func:`hyper_parameters`)."""
+    hp = hyper_parameters(checkpoint)  # brings the checkpoint up to date first
+    model = network(hp)
     prefix = "model."
     model.load_state_dict({key[len(prefix):]: value for key, value in checkpoint["state_dict"].items() if key.startswith(prefix)})
-    return model.eval()
+    return model.eval(), hp
 
 
 def load_module(checkpoint: dict[str, Any]) -> NegSeqModule:

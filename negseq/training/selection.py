@@ -29,6 +29,7 @@ import torch
 from negseq.errors import ConfigError
 from negseq.models import ranking_weights
 from negseq.models.ranking_weights import WEIGHTS
+from negseq.training import checkpoints
 
 
 def candidates(*values: list[float]) -> list[dict[str, float]]:
@@ -80,7 +81,7 @@ def validate_each(
 
 def record_choice(checkpoint: str | Path, option: dict[str, float]) -> None:
     """Write the chosen weights into the checkpoint's buffers, so that loading it ranks with them."""
-    saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    saved = checkpoints.read(checkpoint)
     if ranking_weights.record(saved, option):
         torch.save(saved, checkpoint)
 
@@ -138,4 +139,3 @@ def choose(
         eligible = reached or [max(eligible, key=lambda index: _ordered(results[index][metric]))]
     better = -1.0 if lower_is_better(monitor) else 1.0
     return max(eligible, key=lambda index: (better * values[index], tuple(-w for w in _smaller(options[index]))))
-
