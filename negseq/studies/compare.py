@@ -227,4 +227,3 @@ def main(argv: list[str] | None = None) -> dict:
         result = summary(pooled_table, k) | {"seeds": len(seeds), "logs": per_log, "log_verdicts": counts}
     print(json.dumps(result), flush=True)
     return result
-

@@ -199,4 +199,3 @@ def main(argv: list[str] | None = None) -> None:
     header = f"# Results\n\nMean ± sd over seeds of the test metrics. Regenerate (finished runs are reused):\n\n    {command}\n\n"
     (args.out / "RESULTS.md").write_text(header + table)
     print(table)
-

@@ -452,4 +452,3 @@ def main(argv: Optional[list[str]] = None) -> None:
         "out": str(path), "events": frame.height, "users": frame["user_id"].n_unique(), "items": frame["item_id"].n_unique(),
         "negative_share": round(float((frame["rating"] < 4).mean()), 4), "seconds": round(time.perf_counter() - started, 2),
     }))
-

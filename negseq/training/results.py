@@ -103,4 +103,3 @@ def format_table(metrics: dict) -> str:
         shown = f"{value:.4f}" if isinstance(value, float) else "n/a (no user)" if value is None else value
         lines.append(f"{key:<{width}}  {shown}")
     return "\n".join(lines)
-
