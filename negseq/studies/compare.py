@@ -3,7 +3,7 @@
     python -m negseq.compare A.yaml B.yaml --seeds 10 --out runs/a_vs_b [--data D.yaml] [--base M.yaml] [--jobs 2] [-- --data.holdout every_user]
     python -m negseq.compare A.yaml B.yaml --seeds 3 --out runs/a_vs_b --data D1.yaml --data D2.yaml ...
 
-Both configs run through ``negseq.studies.runner``' runner (``OUT/runs/<config>/seed<seed>/``; finished
+Both configs run through the runner of :mod:`negseq.studies.runner` (``OUT/runs/<config>/seed<seed>/``; finished
 runs are reused), with the overrides after ``--`` given to both. Each test user's gains of A and B
 are paired by (seed, user) (:mod:`negseq.studies.paired`). ``OUT/COMPARE.md`` gets the table and, per pair of
 metrics (HR_p with HR_n, NDCG_p with NDCG_n), whether one model dominates the other; ``OUT/frontier.png``

@@ -50,7 +50,7 @@ from negseq.models.recommender import SequentialRecommender
 
 FamilyName = Literal[tuple(families.FAMILIES)]  # the ``family`` values: one per module of negseq.models.families
 ITEM_TABLE_NEIGHBOURS = 20  # m of item-table neighbours without a datamodule (FeedbackDataModule's ``neighbours`` default)
-# a checkpoint must match these to load: they make the network (or, for history, what it reads)
+# a checkpoint must match these to load: they make the network (or, for the family, what it reads)
 ARCHITECTURE = ("num_items", "dim", "max_len", "blocks", "heads", "family", "fusion")
 # loss weights whose being > 0 makes a part of the network: alpha the negative encoder, sign_weight the sign head
 PART_SWITCHES = ("alpha", "sign_weight")
